@@ -1,0 +1,236 @@
+//! Flint's configuration: one typed tree, loaded in layers.
+//!
+//! Precedence, lowest first:
+//! 1. built-in defaults (the `Default` impls here; `config/base.toml` repeats and documents them),
+//! 2. `{config_dir}/base.toml`,
+//! 3. `{config_dir}/{FLINT_ENV}.toml` when `FLINT_ENV` is set,
+//! 4. the file given by `--config FILE`,
+//! 5. environment variables `FLINT__SECTION__KEY` (`FLINT__REDIS__URL`, `FLINT__SANDBOX__LISTEN`).
+//!
+//! `config_dir` is `./config` unless `FLINT_CONFIG_DIR` says otherwise. Unknown keys are errors
+//! (a typo must not silently fall back to a default), and every error names the key. Secrets are
+//! [`Secret`]s: they cannot be printed by `Debug` or serialized.
+
+mod sandbox;
+mod secret;
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
+pub use secret::{REDACTED, Secret};
+
+/// The whole configuration. Sections are added by the issues that need them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log: LogConfig,
+    pub redis: RedisConfig,
+    pub sandbox: SandboxConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `debug`, `flint_sandbox=debug,info`, …
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".to_owned(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One JSON object per line, for log collectors.
+    Json,
+    /// Human-readable lines, for a terminal.
+    Text,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host:port[/db]`. May carry a password, so it is a secret.
+    pub url: Secret,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        RedisConfig {
+            url: Secret::new("redis://127.0.0.1:6379"),
+        }
+    }
+}
+
+/// Why the configuration cannot be used. The message always names the key or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path} does not exist")]
+    MissingFile { path: PathBuf },
+    #[error("FLINT_ENV={env} but {path} does not exist")]
+    MissingEnvFile { env: String, path: PathBuf },
+    #[error("invalid configuration: {0}")]
+    Parse(String),
+    #[error("invalid configuration: key `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+impl ConfigError {
+    fn invalid(key: &str, reason: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Where configuration files come from. `FLINT__…` overrides are always read from the process
+/// environment.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// The directory with `base.toml` and the environment overlays.
+    pub config_dir: PathBuf,
+    /// Whether `config_dir` was chosen explicitly; then a missing `base.toml` is an error.
+    pub config_dir_explicit: bool,
+    /// The value of `FLINT_ENV`.
+    pub env_name: Option<String>,
+    /// The `--config FILE` argument.
+    pub extra_file: Option<PathBuf>,
+}
+
+impl Sources {
+    pub fn from_process(extra_file: Option<PathBuf>) -> Self {
+        let dir = std::env::var_os("FLINT_CONFIG_DIR").map(PathBuf::from);
+        Sources {
+            config_dir_explicit: dir.is_some(),
+            config_dir: dir.unwrap_or_else(|| PathBuf::from("config")),
+            env_name: std::env::var("FLINT_ENV").ok().filter(|e| !e.is_empty()),
+            extra_file,
+        }
+    }
+}
+
+const ENV_PREFIX: &str = "FLINT__";
+
+impl Config {
+    /// Loads and validates the configuration from `sources`.
+    pub fn load(sources: &Sources) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+
+        let base = sources.config_dir.join("base.toml");
+        if base.is_file() {
+            figment = figment.merge(Toml::file_exact(&base));
+        } else if sources.config_dir_explicit {
+            return Err(ConfigError::MissingFile { path: base });
+        }
+
+        if let Some(env) = &sources.env_name {
+            let overlay = overlay_path(&sources.config_dir, env)?;
+            if !overlay.is_file() {
+                return Err(ConfigError::MissingEnvFile {
+                    env: env.clone(),
+                    path: overlay,
+                });
+            }
+            figment = figment.merge(Toml::file_exact(overlay));
+        }
+
+        if let Some(extra) = &sources.extra_file {
+            if !extra.is_file() {
+                return Err(ConfigError::MissingFile {
+                    path: extra.clone(),
+                });
+            }
+            figment = figment.merge(Toml::file_exact(extra));
+        }
+
+        figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
+
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(render(e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
+            return Err(ConfigError::invalid("log.level", e.to_string()));
+        }
+        let url = self.redis.url.expose();
+        if !(url.starts_with("redis://")
+            || url.starts_with("rediss://")
+            || url.starts_with("redis+unix://"))
+        {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "must start with redis://, rediss:// or redis+unix://",
+            ));
+        }
+        self.sandbox.validate()
+    }
+
+    /// The effective configuration as TOML, secrets replaced by [`REDACTED`].
+    pub fn to_redacted_toml(&self) -> String {
+        toml::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("# cannot render configuration: {e}\n"))
+    }
+}
+
+fn overlay_path(dir: &Path, env: &str) -> Result<PathBuf, ConfigError> {
+    if env.is_empty()
+        || !env
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(ConfigError::Invalid {
+            key: "FLINT_ENV".to_owned(),
+            reason: "must be a plain name such as `local`, `test` or `production`".to_owned(),
+        });
+    }
+    Ok(dir.join(format!("{env}.toml")))
+}
+
+/// Renders every error figment found as `key `a.b`: what is wrong (from where)`.
+fn render(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| {
+            let origin = match &e.metadata {
+                Some(meta) if meta.name.contains("environment") => {
+                    let var: Vec<String> = e.path.iter().map(|p| p.to_uppercase()).collect();
+                    format!(
+                        " (from environment variable {ENV_PREFIX}{})",
+                        var.join("__")
+                    )
+                }
+                Some(meta) => match &meta.source {
+                    Some(source) => format!(" (from {source})"),
+                    None => format!(" (from {})", meta.name),
+                },
+                None => String::new(),
+            };
+            let key = e.path.join(".").to_lowercase();
+            if key.is_empty() {
+                format!("{}{origin}", e.kind)
+            } else {
+                format!("key `{key}`: {}{origin}", e.kind)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,16 @@
+//! `flint-shared`: what every Flint process agrees on.
+//!
+//! - [`ids`]: prefixed, unguessable identifiers (`osp_…`, `evt_…`).
+//! - [`money`]: integer minor-unit amounts with ISO 4217 currency rules and Stripe's limits.
+//! - [`metadata`]: key/value metadata with Stripe's limits.
+//! - [`config`]: the layered configuration (defaults → files → environment) and its secrets.
+//! - [`telemetry`]: log setup shared by every binary.
+//!
+//! Invalid values are typed errors that name the offending field, so the HTTP edge can answer a
+//! precise 400 and the CLI a precise message without re-deriving what went wrong.
+
+pub mod config;
+pub mod ids;
+pub mod metadata;
+pub mod money;
+pub mod telemetry;
