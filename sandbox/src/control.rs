@@ -1,0 +1,51 @@
+//! `/__sandbox/…`: controls that are not part of Stripe's API, kept under their own prefix so
+//! that nothing in `/v1` differs from Stripe. No authentication: the sandbox is a local tool.
+//!
+//! - `GET /__sandbox/health`
+//! - `GET /__sandbox/faults`, `POST /__sandbox/faults` (JSON [`FaultConfig`], missing fields take
+//!   their defaults, unknown fields are refused)
+//! - `POST /__sandbox/reset`: back to the faults the sandbox started with.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::{get, post};
+use flint_shared::config::FaultConfig;
+use http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::App;
+
+pub fn routes() -> Router<Arc<App>> {
+    Router::new()
+        .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/faults", get(get_faults).post(set_faults))
+        .route("/reset", post(reset))
+}
+
+async fn get_faults(State(app): State<Arc<App>>) -> Json<FaultConfig> {
+    Json(app.faults.get())
+}
+
+fn bad_request(message: String, param: Option<String>) -> (StatusCode, Json<Value>) {
+    (
+        StatusCode::BAD_REQUEST,
+        Json(json!({"error": {"type": "invalid_request_error", "message": message, "param": param}})),
+    )
+}
+
+async fn set_faults(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<FaultConfig>, (StatusCode, Json<Value>)> {
+    let config: FaultConfig = serde_json::from_slice(&body).map_err(|e| bad_request(format!("Invalid fault configuration: {e}"), None))?;
+    config.validate().map_err(|(field, reason)| bad_request(format!("Invalid fault configuration: {field} {reason}"), Some(field)))?;
+    tracing::info!(faults = ?config, "sandbox faults changed");
+    app.faults.set(config);
+    Ok(Json(app.faults.get()))
+}
+
+async fn reset(State(app): State<Arc<App>>) -> Json<FaultConfig> {
+    app.faults.reset();
+    Json(app.faults.get())
+}
