@@ -39,7 +39,9 @@ pub struct Account {
 }
 
 pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `{prefix}_` followed by 24 random base62 characters, like Stripe's ids.
@@ -49,11 +51,15 @@ pub fn new_id(prefix: &str) -> String {
 
 impl Account {
     pub fn customer(&self, id: &str) -> Result<&Customer, ApiError> {
-        self.customers.get(id).ok_or_else(|| ApiError::no_such("customer", id))
+        self.customers
+            .get(id)
+            .ok_or_else(|| ApiError::no_such("customer", id))
     }
 
     pub fn customer_mut(&mut self, id: &str) -> Result<&mut Customer, ApiError> {
-        self.customers.get_mut(id).ok_or_else(|| ApiError::no_such("customer", id))
+        self.customers
+            .get_mut(id)
+            .ok_or_else(|| ApiError::no_such("customer", id))
     }
 
     /// A live customer named in a parameter (400 rather than 404 when it does not exist).
@@ -65,11 +71,15 @@ impl Account {
     }
 
     pub fn intent(&self, id: &str) -> Result<&PaymentIntent, ApiError> {
-        self.intents.get(id).ok_or_else(|| ApiError::no_such("payment_intent", id))
+        self.intents
+            .get(id)
+            .ok_or_else(|| ApiError::no_such("payment_intent", id))
     }
 
     pub fn intent_mut(&mut self, id: &str) -> Result<&mut PaymentIntent, ApiError> {
-        self.intents.get_mut(id).ok_or_else(|| ApiError::no_such("payment_intent", id))
+        self.intents
+            .get_mut(id)
+            .ok_or_else(|| ApiError::no_such("payment_intent", id))
     }
 
     /// Records an event about `object` and queues it for webhook delivery.
@@ -128,7 +138,10 @@ pub fn list_json(url: &str, data: Vec<serde_json::Value>, has_more: bool) -> ser
 }
 
 /// Metadata after an update: empty values delete keys, `metadata=` (empty map) clears all.
-pub fn merge_metadata(current: &mut BTreeMap<String, String>, update: Option<BTreeMap<String, String>>) {
+pub fn merge_metadata(
+    current: &mut BTreeMap<String, String>,
+    update: Option<BTreeMap<String, String>>,
+) {
     match update {
         None => {}
         Some(update) if update.is_empty() => current.clear(),

@@ -19,8 +19,21 @@ pub fn digest(key: &str) -> [u8; 32] {
 /// Stripe's redacted form of a key: `sk_test_****abcd`.
 fn redact(key: &str) -> String {
     let prefix: String = key.chars().take_while(|c| *c != '_').collect();
-    let mode = if key.contains("_live_") { "_live_" } else if key.contains("_test_") { "_test_" } else { "_" };
-    let tail: String = key.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    let mode = if key.contains("_live_") {
+        "_live_"
+    } else if key.contains("_test_") {
+        "_test_"
+    } else {
+        "_"
+    };
+    let tail: String = key
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("{prefix}{mode}****{tail}")
 }
 
@@ -30,8 +43,12 @@ fn key_from(headers: &HeaderMap) -> Result<String, ApiError> {
             "You did not provide an API key. You need to provide your API key in the Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
         )
     };
-    let value = headers.get(http::header::AUTHORIZATION).ok_or_else(no_key)?;
-    let value = value.to_str().map_err(|_| ApiError::unauthorized("Invalid Authorization header."))?;
+    let value = headers
+        .get(http::header::AUTHORIZATION)
+        .ok_or_else(no_key)?;
+    let value = value
+        .to_str()
+        .map_err(|_| ApiError::unauthorized("Invalid Authorization header."))?;
     if let Some(key) = value.strip_prefix("Bearer ") {
         return Ok(key.trim().to_owned());
     }
@@ -40,7 +57,9 @@ fn key_from(headers: &HeaderMap) -> Result<String, ApiError> {
             .decode(encoded.trim())
             .ok()
             .and_then(|d| String::from_utf8(d).ok())
-            .ok_or_else(|| ApiError::unauthorized("Invalid Authorization header: malformed Basic credentials."))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Invalid Authorization header: malformed Basic credentials.")
+            })?;
         return Ok(decoded.split(':').next().unwrap_or("").to_owned());
     }
     Err(ApiError::unauthorized(
@@ -49,7 +68,10 @@ fn key_from(headers: &HeaderMap) -> Result<String, ApiError> {
 }
 
 /// The account of the request's key, with its index (for per-account rate limiting).
-pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<(usize, Arc<Mutex<Account>>), ApiError> {
+pub fn authenticate(
+    app: &App,
+    headers: &HeaderMap,
+) -> Result<(usize, Arc<Mutex<Account>>), ApiError> {
     let key = key_from(headers)?;
     if key.is_empty() {
         return Err(ApiError::unauthorized("You did not provide an API key."));
@@ -63,7 +85,9 @@ pub fn authenticate(app: &App, headers: &HeaderMap) -> Result<(usize, Arc<Mutex<
     app.accounts
         .get(&digest(&key))
         .map(|(i, a)| (*i, Arc::clone(a)))
-        .ok_or_else(|| ApiError::unauthorized(format!("Invalid API Key provided: {}", redact(&key))))
+        .ok_or_else(|| {
+            ApiError::unauthorized(format!("Invalid API Key provided: {}", redact(&key)))
+        })
 }
 
 #[cfg(test)]

@@ -14,7 +14,12 @@ pub enum Behaviour {
     /// The charge succeeds.
     Succeed,
     /// The issuer (or Radar, when `blocked`) declines: 402 `card_error`.
-    Decline { code: &'static str, decline_code: Option<&'static str>, message: &'static str, blocked: bool },
+    Decline {
+        code: &'static str,
+        decline_code: Option<&'static str>,
+        message: &'static str,
+        blocked: bool,
+    },
     /// 3-D Secure on every transaction: off-session 402 `authentication_required`, on-session
     /// 200 `requires_action`.
     AuthenticationRequired,
@@ -40,7 +45,12 @@ pub struct TestCard {
 
 const DECLINED: &str = "Your card was declined.";
 
-const fn ok(name: &'static str, brand: &'static str, last4: &'static str, funding: &'static str) -> TestCard {
+const fn ok(
+    name: &'static str,
+    brand: &'static str,
+    last4: &'static str,
+    funding: &'static str,
+) -> TestCard {
     TestCard {
         name,
         brand,
@@ -61,19 +71,33 @@ const fn decline(
     message: &'static str,
 ) -> TestCard {
     TestCard {
-        behaviour: Behaviour::Decline { code, decline_code, message, blocked: false },
+        behaviour: Behaviour::Decline {
+            code,
+            decline_code,
+            message,
+            blocked: false,
+        },
         attaches_in_strict_mode: false,
         ..ok(name, "visa", last4, "credit")
     }
 }
 
 const fn with(card: TestCard, behaviour: Behaviour) -> TestCard {
-    TestCard { behaviour, attaches_in_strict_mode: true, ..card }
+    TestCard {
+        behaviour,
+        attaches_in_strict_mode: true,
+        ..card
+    }
 }
 
 const fn blocked(name: &'static str, last4: &'static str, risk_level: &'static str) -> TestCard {
     TestCard {
-        behaviour: Behaviour::Decline { code: "card_declined", decline_code: Some("fraudulent"), message: DECLINED, blocked: true },
+        behaviour: Behaviour::Decline {
+            code: "card_declined",
+            decline_code: Some("fraudulent"),
+            message: DECLINED,
+            blocked: true,
+        },
         attaches_in_strict_mode: true,
         risk_level,
         ..ok(name, "visa", last4, "credit")
@@ -81,7 +105,10 @@ const fn blocked(name: &'static str, last4: &'static str, risk_level: &'static s
 }
 
 const fn checks(name: &'static str, last4: &'static str, checks: [&'static str; 3]) -> TestCard {
-    TestCard { checks, ..ok(name, "visa", last4, "credit") }
+    TestCard {
+        checks,
+        ..ok(name, "visa", last4, "credit")
+    }
 }
 
 /// Every test card the sandbox knows.
@@ -98,12 +125,48 @@ pub const CARDS: &[TestCard] = &[
     ok("unionpay", "unionpay", "0005", "credit"),
     ok("createDispute", "visa", "0259", "credit"),
     ok("bypassPending", "visa", "0077", "credit"),
-    decline("chargeDeclined", "0002", "card_declined", Some("generic_decline"), DECLINED),
-    decline("chargeDeclinedInsufficientFunds", "9995", "card_declined", Some("insufficient_funds"), "Your card has insufficient funds."),
-    decline("chargeDeclinedLostCard", "9987", "card_declined", Some("lost_card"), DECLINED),
-    decline("chargeDeclinedStolenCard", "9979", "card_declined", Some("stolen_card"), DECLINED),
-    decline("chargeDeclinedExpiredCard", "0069", "expired_card", None, "Your card has expired."),
-    decline("chargeDeclinedIncorrectCvc", "0127", "incorrect_cvc", None, "Your card's security code is incorrect."),
+    decline(
+        "chargeDeclined",
+        "0002",
+        "card_declined",
+        Some("generic_decline"),
+        DECLINED,
+    ),
+    decline(
+        "chargeDeclinedInsufficientFunds",
+        "9995",
+        "card_declined",
+        Some("insufficient_funds"),
+        "Your card has insufficient funds.",
+    ),
+    decline(
+        "chargeDeclinedLostCard",
+        "9987",
+        "card_declined",
+        Some("lost_card"),
+        DECLINED,
+    ),
+    decline(
+        "chargeDeclinedStolenCard",
+        "9979",
+        "card_declined",
+        Some("stolen_card"),
+        DECLINED,
+    ),
+    decline(
+        "chargeDeclinedExpiredCard",
+        "0069",
+        "expired_card",
+        None,
+        "Your card has expired.",
+    ),
+    decline(
+        "chargeDeclinedIncorrectCvc",
+        "0127",
+        "incorrect_cvc",
+        None,
+        "Your card's security code is incorrect.",
+    ),
     decline(
         "chargeDeclinedProcessingError",
         "0119",
@@ -111,23 +174,57 @@ pub const CARDS: &[TestCard] = &[
         None,
         "An error occurred while processing your card. Try again in a little bit.",
     ),
-    decline("chargeDeclinedVelocityLimitExceeded", "6975", "card_declined", Some("card_velocity_exceeded"), DECLINED),
+    decline(
+        "chargeDeclinedVelocityLimitExceeded",
+        "6975",
+        "card_declined",
+        Some("card_velocity_exceeded"),
+        DECLINED,
+    ),
     TestCard {
         attaches_in_strict_mode: true,
-        ..decline("chargeCustomerFail", "0341", "card_declined", Some("generic_decline"), DECLINED)
+        ..decline(
+            "chargeCustomerFail",
+            "0341",
+            "card_declined",
+            Some("generic_decline"),
+            DECLINED,
+        )
     },
     blocked("radarBlock", "0019", "highest"),
     blocked("chargeDeclinedFraudulent", "0019", "highest"),
     blocked("riskLevelHighest", "4954", "highest"),
-    TestCard { risk_level: "elevated", ..ok("riskLevelElevated", "visa", "9235", "credit") },
+    TestCard {
+        risk_level: "elevated",
+        ..ok("riskLevelElevated", "visa", "9235", "credit")
+    },
     checks("cvcCheckFail", "0101", ["fail", "pass", "pass"]),
     checks("avsZipFail", "0036", ["pass", "fail", "pass"]),
     checks("avsLine1Fail", "0028", ["pass", "pass", "fail"]),
-    with(ok("authenticationRequired", "visa", "3184", "credit"), Behaviour::AuthenticationRequired),
-    with(ok("authenticationRequiredOnSetup", "visa", "3155", "credit"), Behaviour::AuthenticationRequired),
-    with(ok("authenticationRequiredSetupForOffSession", "visa", "0446", "credit"), Behaviour::AuthenticationOnSessionOnly),
     with(
-        ok("authenticationRequiredChargeDeclinedInsufficientFunds", "visa", "3178", "credit"),
+        ok("authenticationRequired", "visa", "3184", "credit"),
+        Behaviour::AuthenticationRequired,
+    ),
+    with(
+        ok("authenticationRequiredOnSetup", "visa", "3155", "credit"),
+        Behaviour::AuthenticationRequired,
+    ),
+    with(
+        ok(
+            "authenticationRequiredSetupForOffSession",
+            "visa",
+            "0446",
+            "credit",
+        ),
+        Behaviour::AuthenticationOnSessionOnly,
+    ),
+    with(
+        ok(
+            "authenticationRequiredChargeDeclinedInsufficientFunds",
+            "visa",
+            "3178",
+            "credit",
+        ),
         Behaviour::Decline {
             code: "card_declined",
             decline_code: Some("insufficient_funds"),
@@ -135,8 +232,14 @@ pub const CARDS: &[TestCard] = &[
             blocked: false,
         },
     ),
-    with(ok("threeDSecure2Required", "visa", "3220", "credit"), Behaviour::AuthenticationRequired),
-    with(ok("threeDSecureRequired", "visa", "3063", "credit"), Behaviour::AuthenticationRequired),
+    with(
+        ok("threeDSecure2Required", "visa", "3220", "credit"),
+        Behaviour::AuthenticationRequired,
+    ),
+    with(
+        ok("threeDSecureRequired", "visa", "3063", "credit"),
+        Behaviour::AuthenticationRequired,
+    ),
 ];
 
 /// Brand prefixes Stripe accepts in front of a scenario (`pm_card_visa_chargeDeclined`).
@@ -144,7 +247,9 @@ const BRAND_PREFIXES: &[&str] = &["visa_", "mastercard_", "amex_"];
 
 /// Finds the card behind `pm_card_…` or `tok_…`, accepting brand-prefixed aliases.
 pub fn lookup(token: &str) -> Option<&'static TestCard> {
-    let name = token.strip_prefix("pm_card_").or_else(|| token.strip_prefix("tok_"))?;
+    let name = token
+        .strip_prefix("pm_card_")
+        .or_else(|| token.strip_prefix("tok_"))?;
     by_name(name).or_else(|| {
         BRAND_PREFIXES.iter().find_map(|prefix| {
             let rest = name.strip_prefix(prefix)?;
@@ -167,7 +272,11 @@ impl TestCard {
         };
         let digest = Sha256::digest(format!("flint-sandbox-card:{canonical}"));
         let alphabet = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-        digest.iter().take(16).map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect()
+        digest
+            .iter()
+            .take(16)
+            .map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()]))
+            .collect()
     }
 }
 
@@ -182,7 +291,10 @@ mod tests {
         let c = lookup("tok_chargeDeclined").unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
-        assert!(lookup("pm_card_mastercard_chargeDeclined").is_none(), "the decline cards are Visa");
+        assert!(
+            lookup("pm_card_mastercard_chargeDeclined").is_none(),
+            "the decline cards are Visa"
+        );
         assert!(lookup("pm_card_nope").is_none());
         assert!(lookup("pm_1234").is_none());
     }
@@ -190,10 +302,22 @@ mod tests {
     #[test]
     fn fingerprints_are_stable_per_card_and_distinct_across_cards() {
         let visa = lookup("pm_card_visa").unwrap();
-        assert_eq!(visa.fingerprint(), lookup("tok_visa").unwrap().fingerprint());
+        assert_eq!(
+            visa.fingerprint(),
+            lookup("tok_visa").unwrap().fingerprint()
+        );
         assert_eq!(visa.fingerprint().len(), 16);
-        assert_eq!(lookup("pm_card_radarBlock").unwrap().fingerprint(), lookup("pm_card_chargeDeclinedFraudulent").unwrap().fingerprint());
-        let mut prints: Vec<_> = CARDS.iter().filter(|c| c.name != "chargeDeclinedFraudulent").map(|c| c.fingerprint()).collect();
+        assert_eq!(
+            lookup("pm_card_radarBlock").unwrap().fingerprint(),
+            lookup("pm_card_chargeDeclinedFraudulent")
+                .unwrap()
+                .fingerprint()
+        );
+        let mut prints: Vec<_> = CARDS
+            .iter()
+            .filter(|c| c.name != "chargeDeclinedFraudulent")
+            .map(|c| c.fingerprint())
+            .collect();
         prints.sort();
         prints.dedup();
         assert_eq!(prints.len(), CARDS.len() - 1);

@@ -33,13 +33,24 @@ async fn get_faults(State(app): State<Arc<App>>) -> Json<FaultConfig> {
 fn bad_request(message: String, param: Option<String>) -> (StatusCode, Json<Value>) {
     (
         StatusCode::BAD_REQUEST,
-        Json(json!({"error": {"type": "invalid_request_error", "message": message, "param": param}})),
+        Json(
+            json!({"error": {"type": "invalid_request_error", "message": message, "param": param}}),
+        ),
     )
 }
 
-async fn set_faults(State(app): State<Arc<App>>, body: Bytes) -> Result<Json<FaultConfig>, (StatusCode, Json<Value>)> {
-    let config: FaultConfig = serde_json::from_slice(&body).map_err(|e| bad_request(format!("Invalid fault configuration: {e}"), None))?;
-    config.validate().map_err(|(field, reason)| bad_request(format!("Invalid fault configuration: {field} {reason}"), Some(field)))?;
+async fn set_faults(
+    State(app): State<Arc<App>>,
+    body: Bytes,
+) -> Result<Json<FaultConfig>, (StatusCode, Json<Value>)> {
+    let config: FaultConfig = serde_json::from_slice(&body)
+        .map_err(|e| bad_request(format!("Invalid fault configuration: {e}"), None))?;
+    config.validate().map_err(|(field, reason)| {
+        bad_request(
+            format!("Invalid fault configuration: {field} {reason}"),
+            Some(field),
+        )
+    })?;
     tracing::info!(faults = ?config, "sandbox faults changed");
     app.faults.set(config);
     Ok(Json(app.faults.get()))

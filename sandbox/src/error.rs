@@ -44,7 +44,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: ErrorType, code: Option<&str>, message: impl Into<String>) -> Self {
+    fn new(
+        status: StatusCode,
+        kind: ErrorType,
+        code: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
         // Stripe: false on request and card errors (a retry has no other effect); absent
         // elsewhere unless a constructor says otherwise.
         let should_retry = match status.as_u16() {
@@ -75,21 +80,44 @@ impl ApiError {
     }
 
     /// 400 `invalid_request_error` about one parameter.
-    pub fn invalid_param(param: impl Into<String>, code: Option<&str>, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, code, message).with_param(param)
+    pub fn invalid_param(
+        param: impl Into<String>,
+        code: Option<&str>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            code,
+            message,
+        )
+        .with_param(param)
     }
 
     /// 400 `invalid_request_error` with no single parameter at fault.
     pub fn invalid_request(code: Option<&str>, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, ErrorType::InvalidRequestError, code, message)
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorType::InvalidRequestError,
+            code,
+            message,
+        )
     }
 
     pub fn missing(param: &str) -> Self {
-        ApiError::invalid_param(param, Some("parameter_missing"), format!("Missing required param: {param}."))
+        ApiError::invalid_param(
+            param,
+            Some("parameter_missing"),
+            format!("Missing required param: {param}."),
+        )
     }
 
     pub fn unknown_param(param: &str) -> Self {
-        ApiError::invalid_param(param, Some("parameter_unknown"), format!("Received unknown parameter: {param}"))
+        ApiError::invalid_param(
+            param,
+            Some("parameter_unknown"),
+            format!("Received unknown parameter: {param}"),
+        )
     }
 
     /// 404 for an id in the URL.
@@ -105,7 +133,11 @@ impl ApiError {
 
     /// 400 for an id given as a parameter that names nothing.
     pub fn no_such_param(object: &str, id: &str, param: &str) -> Self {
-        ApiError::invalid_param(param, Some("resource_missing"), format!("No such {object}: '{id}'"))
+        ApiError::invalid_param(
+            param,
+            Some("resource_missing"),
+            format!("No such {object}: '{id}'"),
+        )
     }
 
     pub fn unrecognized_url(method: &str, path: &str) -> Self {
@@ -120,7 +152,12 @@ impl ApiError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, ErrorType::InvalidRequestError, None, message)
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorType::InvalidRequestError,
+            None,
+            message,
+        )
     }
 
     pub fn rate_limited() -> Self {
@@ -183,7 +220,12 @@ impl ApiError {
 
     /// 402 `card_error` for a declined or failed charge.
     pub fn card_error(code: &str, decline_code: Option<&str>, message: &str) -> Self {
-        let mut e = ApiError::new(StatusCode::PAYMENT_REQUIRED, ErrorType::CardError, Some(code), message);
+        let mut e = ApiError::new(
+            StatusCode::PAYMENT_REQUIRED,
+            ErrorType::CardError,
+            Some(code),
+            message,
+        );
         e.decline_code = decline_code.map(str::to_owned);
         e
     }
@@ -194,7 +236,13 @@ impl ApiError {
         obj.insert("type".into(), json!(self.kind.as_str()));
         if let Some(code) = &self.code {
             obj.insert("code".into(), json!(code));
-            obj.insert("doc_url".into(), json!(format!("https://stripe.com/docs/error-codes/{}", code.replace('_', "-"))));
+            obj.insert(
+                "doc_url".into(),
+                json!(format!(
+                    "https://stripe.com/docs/error-codes/{}",
+                    code.replace('_', "-")
+                )),
+            );
         }
         if let Some(decline) = &self.decline_code {
             obj.insert("decline_code".into(), json!(decline));

@@ -36,16 +36,26 @@ pub enum AfterCommit {
 
 impl Faults {
     pub fn new(initial: FaultConfig) -> Self {
-        Faults { current: RwLock::new(initial.clone()), initial, buckets: Mutex::new(HashMap::new()) }
+        Faults {
+            current: RwLock::new(initial.clone()),
+            initial,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     pub fn get(&self) -> FaultConfig {
-        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn set(&self, config: FaultConfig) {
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
-        self.buckets.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.buckets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Back to the faults the sandbox started with.
@@ -54,7 +64,10 @@ impl Faults {
     }
 
     fn applies(config: &FaultConfig, path: &str) -> bool {
-        config.path_prefix.as_deref().is_none_or(|prefix| path.starts_with(prefix))
+        config
+            .path_prefix
+            .as_deref()
+            .is_none_or(|prefix| path.starts_with(prefix))
     }
 
     /// The token bucket of `account`, when the limiter is on. Runs before idempotency, as
@@ -68,8 +81,12 @@ impl Faults {
         let burst = f64::from(limiter.burst.unwrap_or(limiter.per_second));
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let bucket = buckets.entry(account).or_insert(Bucket { tokens: burst, last: now });
-        bucket.tokens = (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(burst);
+        let bucket = buckets.entry(account).or_insert(Bucket {
+            tokens: burst,
+            last: now,
+        });
+        bucket.tokens =
+            (bucket.tokens + now.duration_since(bucket.last).as_secs_f64() * rate).min(burst);
         bucket.last = now;
         if bucket.tokens >= 1.0 {
             bucket.tokens -= 1.0;
@@ -100,7 +117,11 @@ impl Faults {
         if !Self::applies(&c, path) {
             return Duration::ZERO;
         }
-        let random = if c.latency_random_ms > 0 { rand::rng().random_range(0..=c.latency_random_ms) } else { 0 };
+        let random = if c.latency_random_ms > 0 {
+            rand::rng().random_range(0..=c.latency_random_ms)
+        } else {
+            0
+        };
         Duration::from_millis(c.latency_fixed_ms + random)
     }
 

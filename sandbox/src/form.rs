@@ -38,7 +38,10 @@ pub fn parse(input: &[u8]) -> Result<Params, ApiError> {
         let path = split_key(&raw_key)?;
         insert(&mut root, &raw_key, &path, value.into_owned())?;
     }
-    Ok(Params { prefix: String::new(), entries: root })
+    Ok(Params {
+        prefix: String::new(),
+        entries: root,
+    })
 }
 
 /// `a[b][]` → `["a", "b", ""]`; an empty segment means "append to a list".
@@ -64,9 +67,21 @@ fn split_key(key: &str) -> Result<Vec<String>, ApiError> {
     Ok(path)
 }
 
-fn insert(map: &mut BTreeMap<String, Value>, raw: &str, path: &[String], value: String) -> Result<(), ApiError> {
-    let conflict = || ApiError::invalid_request(None, format!("Invalid parameter: {raw} conflicts with another parameter of the same name"));
-    let (first, rest) = path.split_first().expect("split_key never returns an empty path");
+fn insert(
+    map: &mut BTreeMap<String, Value>,
+    raw: &str,
+    path: &[String],
+    value: String,
+) -> Result<(), ApiError> {
+    let conflict = || {
+        ApiError::invalid_request(
+            None,
+            format!("Invalid parameter: {raw} conflicts with another parameter of the same name"),
+        )
+    };
+    let (first, rest) = path
+        .split_first()
+        .expect("split_key never returns an empty path");
     if rest.is_empty() {
         // The last value wins for repeated scalars, as in Stripe's parser.
         return match map.get(first) {
@@ -80,9 +95,14 @@ fn insert(map: &mut BTreeMap<String, Value>, raw: &str, path: &[String], value: 
     if rest[0].is_empty() {
         // `a[]=x` appends to the list `a`; nothing may follow `[]`.
         if rest.len() > 1 {
-            return Err(ApiError::invalid_request(None, format!("Invalid parameter name: {raw}")));
+            return Err(ApiError::invalid_request(
+                None,
+                format!("Invalid parameter name: {raw}"),
+            ));
         }
-        let slot = map.entry(first.clone()).or_insert_with(|| Value::List(Vec::new()));
+        let slot = map
+            .entry(first.clone())
+            .or_insert_with(|| Value::List(Vec::new()));
         return match slot {
             Value::List(items) => {
                 items.push(Value::Str(value));
@@ -91,7 +111,9 @@ fn insert(map: &mut BTreeMap<String, Value>, raw: &str, path: &[String], value: 
             Value::Str(_) | Value::Map(_) => Err(conflict()),
         };
     }
-    let slot = map.entry(first.clone()).or_insert_with(|| Value::Map(BTreeMap::new()));
+    let slot = map
+        .entry(first.clone())
+        .or_insert_with(|| Value::Map(BTreeMap::new()));
     match slot {
         Value::Map(inner) => insert(inner, raw, rest, value),
         Value::Str(s) if s.is_empty() => {
@@ -117,7 +139,11 @@ impl Params {
 
     /// The bracketed name of `key` at this level (`invoice_settings[default_payment_method]`).
     pub fn name(&self, key: &str) -> String {
-        if self.prefix.is_empty() { key.to_owned() } else { format!("{}[{key}]", self.prefix) }
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}[{key}]", self.prefix)
+        }
     }
 
     fn take(&mut self, key: &str) -> Option<Value> {
@@ -153,42 +179,67 @@ impl Params {
     }
 
     pub fn required_string(&mut self, key: &str) -> Result<String, ApiError> {
-        self.string(key)?.ok_or_else(|| ApiError::missing(&self.name(key)))
+        self.string(key)?
+            .ok_or_else(|| ApiError::missing(&self.name(key)))
     }
 
     pub fn integer(&mut self, key: &str) -> Result<Option<i64>, ApiError> {
-        let Some(s) = self.string(key)? else { return Ok(None) };
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
         s.parse::<i64>().map(Some).map_err(|_| {
-            ApiError::invalid_param(self.name(key), Some("parameter_invalid_integer"), format!("Invalid integer: {s}"))
+            ApiError::invalid_param(
+                self.name(key),
+                Some("parameter_invalid_integer"),
+                format!("Invalid integer: {s}"),
+            )
         })
     }
 
     pub fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
-        let Some(s) = self.string(key)? else { return Ok(None) };
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
         match s.as_str() {
             "true" => Ok(Some(true)),
             "false" => Ok(Some(false)),
-            _ => Err(ApiError::invalid_param(self.name(key), Some("parameter_invalid_boolean"), format!("Invalid boolean: {s}"))),
+            _ => Err(ApiError::invalid_param(
+                self.name(key),
+                Some("parameter_invalid_boolean"),
+                format!("Invalid boolean: {s}"),
+            )),
         }
     }
 
     /// One of `allowed`, or a 400 listing them.
     pub fn one_of(&mut self, key: &str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
-        let Some(s) = self.string(key)? else { return Ok(None) };
+        let Some(s) = self.string(key)? else {
+            return Ok(None);
+        };
         if allowed.contains(&s.as_str()) {
             Ok(Some(s))
         } else {
             Err(ApiError::invalid_param(
                 self.name(key),
                 Some("parameter_invalid_string"),
-                format!("Invalid {}: must be one of {}", self.name(key), allowed.join(", ")),
+                format!(
+                    "Invalid {}: must be one of {}",
+                    self.name(key),
+                    allowed.join(", ")
+                ),
             ))
         }
     }
 
     /// A list of strings, written `a[]=x` or `a[0]=x`.
     pub fn string_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
-        let invalid = |name: String| ApiError::invalid_param(name.clone(), Some("parameter_invalid_array"), format!("Invalid array: {name}"));
+        let invalid = |name: String| {
+            ApiError::invalid_param(
+                name.clone(),
+                Some("parameter_invalid_array"),
+                format!("Invalid array: {name}"),
+            )
+        };
         match self.take(key) {
             None => Ok(None),
             Some(Value::Str(s)) if s.is_empty() => Ok(Some(Vec::new())),
@@ -231,7 +282,11 @@ impl Params {
                         }
                         Value::Map(_) | Value::List(_) => {
                             let name = format!("{}[{k}]", self.name(key));
-                            return Err(ApiError::invalid_param(name.clone(), Some("parameter_invalid_string"), format!("Invalid string: {name}")));
+                            return Err(ApiError::invalid_param(
+                                name.clone(),
+                                Some("parameter_invalid_string"),
+                                format!("Invalid string: {name}"),
+                            ));
                         }
                     }
                 }
@@ -250,11 +305,19 @@ impl Params {
         let name = self.name(key);
         match self.take(key) {
             None => Ok(None),
-            Some(Value::Str(s)) if s.is_empty() => Ok(Some(Params { prefix: name, entries: BTreeMap::new() })),
-            Some(Value::Map(entries)) => Ok(Some(Params { prefix: name, entries })),
-            Some(Value::Str(_) | Value::List(_)) => {
-                Err(ApiError::invalid_param(name.clone(), Some("parameter_invalid_object"), format!("Invalid object: {name}")))
-            }
+            Some(Value::Str(s)) if s.is_empty() => Ok(Some(Params {
+                prefix: name,
+                entries: BTreeMap::new(),
+            })),
+            Some(Value::Map(entries)) => Ok(Some(Params {
+                prefix: name,
+                entries,
+            })),
+            Some(Value::Str(_) | Value::List(_)) => Err(ApiError::invalid_param(
+                name.clone(),
+                Some("parameter_invalid_object"),
+                format!("Invalid object: {name}"),
+            )),
         }
     }
 
@@ -263,7 +326,11 @@ impl Params {
         match self.entries.into_iter().next() {
             None => Ok(()),
             Some((key, value)) => {
-                let mut name = if self.prefix.is_empty() { key } else { format!("{}[{key}]", self.prefix) };
+                let mut name = if self.prefix.is_empty() {
+                    key
+                } else {
+                    format!("{}[{key}]", self.prefix)
+                };
                 // Name the first leaf, as Stripe does (`card[number]`, not `card`).
                 let mut v = value;
                 while let Value::Map(inner) = v {
@@ -292,14 +359,20 @@ mod tests {
         let meta = p.string_map("metadata").unwrap().unwrap();
         assert_eq!(meta["order"], "A 1");
         assert_eq!(meta["tier"], "gold");
-        assert_eq!(p.string_list("expand").unwrap().unwrap(), vec!["latest_charge", "customer"]);
+        assert_eq!(
+            p.string_list("expand").unwrap().unwrap(),
+            vec!["latest_charge", "customer"]
+        );
         p.finish().unwrap();
     }
 
     #[test]
     fn indexed_lists_as_official_libraries_send_them() {
         let mut p = parse(b"expand[1]=b&expand[0]=a&expand[10]=c").unwrap();
-        assert_eq!(p.string_list("expand").unwrap().unwrap(), vec!["a", "b", "c"]);
+        assert_eq!(
+            p.string_list("expand").unwrap().unwrap(),
+            vec!["a", "b", "c"]
+        );
     }
 
     #[test]
@@ -309,17 +382,28 @@ mod tests {
         assert_eq!(err.code.as_deref(), Some("parameter_unknown"));
         assert_eq!(err.param.as_deref(), Some("card[number]"));
 
-        let mut p = parse(b"invoice_settings[default_payment_method]=pm_1&invoice_settings[footer_x]=y").unwrap();
+        let mut p =
+            parse(b"invoice_settings[default_payment_method]=pm_1&invoice_settings[footer_x]=y")
+                .unwrap();
         let mut inner = p.nested("invoice_settings").unwrap().unwrap();
-        assert_eq!(inner.string("default_payment_method").unwrap().as_deref(), Some("pm_1"));
-        assert_eq!(inner.finish().unwrap_err().param.as_deref(), Some("invoice_settings[footer_x]"));
+        assert_eq!(
+            inner.string("default_payment_method").unwrap().as_deref(),
+            Some("pm_1")
+        );
+        assert_eq!(
+            inner.finish().unwrap_err().param.as_deref(),
+            Some("invoice_settings[footer_x]")
+        );
     }
 
     #[test]
     fn type_errors_name_the_parameter() {
         let mut p = parse(b"amount=12.5&confirm=yes&metadata=x").unwrap();
         let err = p.integer("amount").unwrap_err();
-        assert_eq!((err.code.as_deref(), err.param.as_deref()), (Some("parameter_invalid_integer"), Some("amount")));
+        assert_eq!(
+            (err.code.as_deref(), err.param.as_deref()),
+            (Some("parameter_invalid_integer"), Some("amount"))
+        );
         let err = p.boolean("confirm").unwrap_err();
         assert_eq!(err.param.as_deref(), Some("confirm"));
         let err = p.string_map("metadata").unwrap_err();
@@ -328,7 +412,14 @@ mod tests {
 
     #[test]
     fn malformed_names_and_conflicts_are_400s() {
-        for bad in ["a[b=1", "[x]=1", "a]b[=1", "a[][b]=1", "a=1&a[b]=2", "a[b]=1&a[]=2"] {
+        for bad in [
+            "a[b=1",
+            "[x]=1",
+            "a]b[=1",
+            "a[][b]=1",
+            "a=1&a[b]=2",
+            "a[b]=1&a[]=2",
+        ] {
             let err = parse(bad.as_bytes()).unwrap_err();
             assert_eq!(err.status.as_u16(), 400, "{bad}");
         }

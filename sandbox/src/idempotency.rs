@@ -64,7 +64,13 @@ pub fn fingerprint(method: &str, path: &str, canonical_params: &str) -> [u8; 32]
 }
 
 impl IdempotencyStore {
-    pub fn claim(&mut self, key: &str, fingerprint: [u8; 32], retention: Duration, now: Instant) -> Claim {
+    pub fn claim(
+        &mut self,
+        key: &str,
+        fingerprint: [u8; 32],
+        retention: Duration,
+        now: Instant,
+    ) -> Claim {
         self.prune(retention, now);
         if let Some(entry) = self.entries.get(key) {
             let expired = now.duration_since(entry.created) >= retention;
@@ -78,7 +84,14 @@ impl IdempotencyStore {
                 };
             }
         }
-        self.entries.insert(key.to_owned(), Entry { fingerprint, state: State::InFlight, created: now });
+        self.entries.insert(
+            key.to_owned(),
+            Entry {
+                fingerprint,
+                state: State::InFlight,
+                created: now,
+            },
+        );
         Claim::Claimed
     }
 
@@ -89,7 +102,13 @@ impl IdempotencyStore {
     }
 
     pub fn release(&mut self, key: &str) {
-        if matches!(self.entries.get(key), Some(Entry { state: State::InFlight, .. })) {
+        if matches!(
+            self.entries.get(key),
+            Some(Entry {
+                state: State::InFlight,
+                ..
+            })
+        ) {
             self.entries.remove(key);
         }
     }
@@ -102,10 +121,13 @@ impl IdempotencyStore {
     /// Drops expired results, at most once per tenth of the retention, so memory stays bounded
     /// by the request rate times the retention.
     fn prune(&mut self, retention: Duration, now: Instant) {
-        let due = self.last_prune.is_none_or(|last| now.duration_since(last) >= retention / 10);
+        let due = self
+            .last_prune
+            .is_none_or(|last| now.duration_since(last) >= retention / 10);
         if due {
-            self.entries
-                .retain(|_, e| matches!(e.state, State::InFlight) || now.duration_since(e.created) < retention);
+            self.entries.retain(|_, e| {
+                matches!(e.state, State::InFlight) || now.duration_since(e.created) < retention
+            });
             self.last_prune = Some(now);
         }
     }
@@ -116,7 +138,11 @@ mod tests {
     use super::*;
 
     fn saved(status: u16) -> SavedResponse {
-        SavedResponse { status: StatusCode::from_u16(status).unwrap(), body: Bytes::from_static(b"{}"), should_retry: None }
+        SavedResponse {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::from_static(b"{}"),
+            should_retry: None,
+        }
     }
 
     #[test]
@@ -131,8 +157,14 @@ mod tests {
             Claim::Replay(r) => assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(store.claim("k", fingerprint("POST", "/v1/x", "a=2"), day, t0), Claim::Mismatch));
-        assert!(matches!(store.claim("k", fingerprint("POST", "/v1/y", "a=1"), day, t0), Claim::Mismatch));
+        assert!(matches!(
+            store.claim("k", fingerprint("POST", "/v1/x", "a=2"), day, t0),
+            Claim::Mismatch
+        ));
+        assert!(matches!(
+            store.claim("k", fingerprint("POST", "/v1/y", "a=1"), day, t0),
+            Claim::Mismatch
+        ));
     }
 
     #[test]
@@ -145,7 +177,10 @@ mod tests {
         assert!(matches!(store.claim("k", fp, ttl, t0), Claim::Claimed));
         store.complete("k", saved(200));
         let later = t0 + Duration::from_secs(11);
-        assert!(matches!(store.claim("k", fingerprint("POST", "/v1/x", "other"), ttl, later), Claim::Claimed));
+        assert!(matches!(
+            store.claim("k", fingerprint("POST", "/v1/x", "other"), ttl, later),
+            Claim::Claimed
+        ));
     }
 
     #[test]
@@ -154,7 +189,10 @@ mod tests {
         let (t0, ttl) = (Instant::now(), Duration::from_secs(10));
         for i in 0..100 {
             let key = format!("k{i}");
-            assert!(matches!(store.claim(&key, [0; 32], ttl, t0), Claim::Claimed));
+            assert!(matches!(
+                store.claim(&key, [0; 32], ttl, t0),
+                Claim::Claimed
+            ));
             store.complete(&key, saved(200));
         }
         assert_eq!(store.len(), 100);

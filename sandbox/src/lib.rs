@@ -75,20 +75,33 @@ impl Sandbox {
             .api_keys
             .iter()
             .enumerate()
-            .map(|(i, key)| (auth::digest(key.expose()), (i, Arc::new(Mutex::new(account::Account::default())))))
+            .map(|(i, key)| {
+                (
+                    auth::digest(key.expose()),
+                    (i, Arc::new(Mutex::new(account::Account::default()))),
+                )
+            })
             .collect();
         let app = App {
             faults: faults::Faults::new(config.faults.clone()),
             retention: Duration::from_secs(config.idempotency_retention_secs),
-            webhooks: webhooks::Webhooks::start(config.webhook_urls.clone(), config.webhook_secret.clone()),
+            webhooks: webhooks::Webhooks::start(
+                config.webhook_urls.clone(),
+                config.webhook_secret.clone(),
+            ),
             accounts,
             config,
         };
-        Ok(Sandbox { listener, app: Arc::new(app) })
+        Ok(Sandbox {
+            listener,
+            app: Arc::new(app),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The base URL to give a Stripe client (`http://127.0.0.1:PORT`).
@@ -104,5 +117,8 @@ impl Sandbox {
 }
 
 fn router(app: Arc<App>) -> Router {
-    Router::new().nest("/__sandbox", control::routes()).fallback(api::handle).with_state(app)
+    Router::new()
+        .nest("/__sandbox", control::routes())
+        .fallback(api::handle)
+        .with_state(app)
 }

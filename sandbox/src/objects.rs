@@ -166,7 +166,11 @@ pub struct PaymentIntent {
 
 impl PaymentIntent {
     pub fn to_json(&self) -> Value {
-        let received = if self.status == IntentStatus::Succeeded { self.amount } else { 0 };
+        let received = if self.status == IntentStatus::Succeeded {
+            self.amount
+        } else {
+            0
+        };
         json!({
             "id": self.id,
             "object": "payment_intent",
@@ -243,8 +247,16 @@ impl Charge {
         let succeeded = self.outcome == ChargeOutcome::Authorized;
         let (network_status, outcome_type, seller_message) = match self.outcome {
             ChargeOutcome::Authorized => ("approved_by_network", "authorized", "Payment complete."),
-            ChargeOutcome::IssuerDeclined => ("declined_by_network", "issuer_declined", "The bank did not return any further details with this decline."),
-            ChargeOutcome::Blocked => ("not_sent_to_network", "blocked", "Stripe blocked this payment as too risky."),
+            ChargeOutcome::IssuerDeclined => (
+                "declined_by_network",
+                "issuer_declined",
+                "The bank did not return any further details with this decline.",
+            ),
+            ChargeOutcome::Blocked => (
+                "not_sent_to_network",
+                "blocked",
+                "Stripe blocked this payment as too risky.",
+            ),
         };
         json!({
             "id": self.id,

@@ -44,7 +44,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                 let router = router.clone();
                 let kill = Arc::clone(&kill_in_service);
                 async move {
-                    let response = router.oneshot(request).await.unwrap_or_else(|never: Infallible| match never {});
+                    let response = router
+                        .oneshot(request)
+                        .await
+                        .unwrap_or_else(|never: Infallible| match never {});
                     if response.extensions().get::<DropConnection>().is_some() {
                         kill.notify_one();
                         std::future::pending::<()>().await;
@@ -52,7 +55,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: impl Future<
                     Ok::<_, Infallible>(response)
                 }
             });
-            let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
                 _ = connection => {}
                 () = kill.notified() => {}

@@ -24,9 +24,13 @@ pub struct Webhooks {
 
 /// `t=…,v1=…` for `body` signed at `timestamp`.
 pub fn signature_header(secret: &str, timestamp: i64, body: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
     mac.update(format!("{timestamp}.{body}").as_bytes());
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac.finalize().into_bytes())
+    )
 }
 
 impl Webhooks {
@@ -36,12 +40,22 @@ impl Webhooks {
             return Webhooks { tx: None };
         }
         let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap_or_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
                 let body = event.to_json().to_string();
                 for url in &urls {
-                    tokio::spawn(deliver(client.clone(), url.clone(), secret.clone(), event.id.clone(), event.kind, body.clone()));
+                    tokio::spawn(deliver(
+                        client.clone(),
+                        url.clone(),
+                        secret.clone(),
+                        event.id.clone(),
+                        event.kind,
+                        body.clone(),
+                    ));
                 }
             }
         });
@@ -57,7 +71,14 @@ impl Webhooks {
     }
 }
 
-async fn deliver(client: reqwest::Client, url: String, secret: Secret, id: String, kind: &'static str, body: String) {
+async fn deliver(
+    client: reqwest::Client,
+    url: String,
+    secret: Secret,
+    id: String,
+    kind: &'static str,
+    body: String,
+) {
     for attempt in 1..=TRIES {
         let signature = signature_header(secret.expose(), now_unix(), &body);
         let result = client
@@ -69,8 +90,12 @@ async fn deliver(client: reqwest::Client, url: String, secret: Secret, id: Strin
             .await;
         match result {
             Ok(r) if r.status().is_success() => return,
-            Ok(r) => tracing::warn!(event_id = %id, event_type = kind, status = r.status().as_u16(), attempt, "sandbox webhook refused"),
-            Err(e) => tracing::warn!(event_id = %id, event_type = kind, error = %e, attempt, "sandbox webhook failed"),
+            Ok(r) => {
+                tracing::warn!(event_id = %id, event_type = kind, status = r.status().as_u16(), attempt, "sandbox webhook refused")
+            }
+            Err(e) => {
+                tracing::warn!(event_id = %id, event_type = kind, error = %e, attempt, "sandbox webhook failed")
+            }
         }
         if attempt < TRIES {
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt * attempt))).await;

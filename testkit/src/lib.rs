@@ -1,1 +1,35 @@
-//! wip
+//! Test harness shared by every Flint crate's tests.
+//!
+//! - [`redis::RedisServer`]: a real `redis-server` child on a free port with its own temp dir,
+//!   ready when `PING` answers, killed on drop, its log printed when the test failed; AOF
+//!   persistence can be switched on so restart tests keep data.
+//! - [`sandbox::TestSandbox`]: the Stripe sandbox in-process on port 0, with a small HTTP
+//!   client that speaks Stripe's form encoding.
+//! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
+//!
+//! Tests never use the machine's shared Redis on 6379.
+
+pub mod redis;
+pub mod sandbox;
+
+use std::time::{Duration, Instant};
+
+/// Polls `check` every few milliseconds until it returns `Some`, or panics with `what` after
+/// `timeout`.
+pub async fn poll_until<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -61,7 +61,11 @@ pub fn parse_update(mut p: Params) -> Result<UpdateCustomer, ApiError> {
     let req = UpdateCustomer {
         email: match p.string_or_empty("email")? {
             Some(e) if !e.is_empty() && !e.contains('@') => {
-                return Err(ApiError::invalid_param("email", Some("email_invalid"), format!("Invalid email address: {e}")));
+                return Err(ApiError::invalid_param(
+                    "email",
+                    Some("email_invalid"),
+                    format!("Invalid email address: {e}"),
+                ));
             }
             other => other,
         },
@@ -94,7 +98,11 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 impl Account {
-    pub fn create_customer(&mut self, req: CreateCustomer, ctx: &RequestCtx) -> Result<Value, ApiError> {
+    pub fn create_customer(
+        &mut self,
+        req: CreateCustomer,
+        ctx: &RequestCtx,
+    ) -> Result<Value, ApiError> {
         let id = new_id("cus");
         // Check references before creating anything, so a failed request leaves no customer.
         if let Some(pm) = &req.payment_method {
@@ -102,7 +110,10 @@ impl Account {
         }
         if let Some(default) = &req.default_payment_method {
             if req.payment_method.as_deref() != Some(default) {
-                return Err(not_attached(default, "invoice_settings[default_payment_method]"));
+                return Err(not_attached(
+                    default,
+                    "invoice_settings[default_payment_method]",
+                ));
             }
         }
         self.customers.insert(
@@ -137,10 +148,20 @@ impl Account {
     pub fn update_customer(&mut self, id: &str, req: UpdateCustomer) -> Result<Value, ApiError> {
         let customer = self.customer(id)?;
         if customer.deleted {
-            return Err(ApiError::invalid_request(None, "You cannot update a deleted customer."));
+            return Err(ApiError::invalid_request(
+                None,
+                "You cannot update a deleted customer.",
+            ));
         }
-        if let Some(pm) = req.default_payment_method.as_deref().filter(|pm| !pm.is_empty()) {
-            let attached_here = self.payment_methods.get(pm).is_some_and(|m| m.customer.as_deref() == Some(id));
+        if let Some(pm) = req
+            .default_payment_method
+            .as_deref()
+            .filter(|pm| !pm.is_empty())
+        {
+            let attached_here = self
+                .payment_methods
+                .get(pm)
+                .is_some_and(|m| m.customer.as_deref() == Some(id));
             if !attached_here {
                 return Err(not_attached(pm, "invoice_settings[default_payment_method]"));
             }
@@ -183,8 +204,15 @@ impl Account {
     fn render_customer(&self, id: &str, expand: &[String]) -> Value {
         let customer = &self.customers[id];
         let mut json = customer.to_json();
-        if expand.iter().any(|e| e == "invoice_settings.default_payment_method") {
-            if let Some(pm) = customer.default_payment_method.as_ref().and_then(|pm| self.payment_methods.get(pm)) {
+        if expand
+            .iter()
+            .any(|e| e == "invoice_settings.default_payment_method")
+        {
+            if let Some(pm) = customer
+                .default_payment_method
+                .as_ref()
+                .and_then(|pm| self.payment_methods.get(pm))
+            {
                 json["invoice_settings"]["default_payment_method"] = pm.to_json();
             }
         }
@@ -196,6 +224,8 @@ fn not_attached(pm: &str, param: &str) -> ApiError {
     ApiError::invalid_param(
         param,
         Some("resource_missing"),
-        format!("The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer."),
+        format!(
+            "The customer does not have a payment method with the ID {pm}. The payment method must be attached to the customer."
+        ),
     )
 }

@@ -40,29 +40,40 @@ pub(crate) fn ok(v: Value) -> Result<Value, ApiError> {
 
 /// `metadata`, checked against Stripe's limits (flint-shared's rules).
 pub(crate) fn metadata(p: &mut Params) -> Result<Option<BTreeMap<String, String>>, ApiError> {
-    let Some(map) = p.string_map("metadata")? else { return Ok(None) };
+    let Some(map) = p.string_map("metadata")? else {
+        return Ok(None);
+    };
     // Empty values mean "delete this key" in updates; they do not count against limits.
-    let counted: BTreeMap<String, String> = map.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
-    flint_shared::metadata::Metadata::new(counted)
-        .map_err(|e| ApiError::invalid_param(e.param(), Some("parameter_invalid_string"), e.to_string()))?;
+    let counted: BTreeMap<String, String> = map
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    flint_shared::metadata::Metadata::new(counted).map_err(|e| {
+        ApiError::invalid_param(e.param(), Some("parameter_invalid_string"), e.to_string())
+    })?;
     Ok(Some(map))
 }
 
 pub(crate) fn email(p: &mut Params) -> Result<Option<String>, ApiError> {
     let name = p.name("email");
     match p.string("email")? {
-        Some(e) if !e.contains('@') || e.len() > 512 => {
-            Err(ApiError::invalid_param(name, Some("email_invalid"), format!("Invalid email address: {e}")))
-        }
+        Some(e) if !e.contains('@') || e.len() > 512 => Err(ApiError::invalid_param(
+            name,
+            Some("email_invalid"),
+            format!("Invalid email address: {e}"),
+        )),
         other => Ok(other),
     }
 }
 
 pub(crate) fn receipt_email(p: &mut Params) -> Result<Option<String>, ApiError> {
     match p.string("receipt_email")? {
-        Some(e) if !e.contains('@') => {
-            Err(ApiError::invalid_param("receipt_email", Some("email_invalid"), format!("Invalid email address: {e}")))
-        }
+        Some(e) if !e.contains('@') => Err(ApiError::invalid_param(
+            "receipt_email",
+            Some("email_invalid"),
+            format!("Invalid email address: {e}"),
+        )),
         other => Ok(other),
     }
 }
@@ -71,13 +82,19 @@ pub(crate) fn receipt_email(p: &mut Params) -> Result<Option<String>, ApiError> 
 pub(crate) fn expand_list(p: &mut Params, allowed: &[&str]) -> Result<Vec<String>, ApiError> {
     let expand = p.string_list("expand")?.unwrap_or_default();
     if let Some(bad) = expand.iter().find(|e| !allowed.contains(&e.as_str())) {
-        return Err(ApiError::invalid_param("expand", None, format!("This property cannot be expanded ({bad}).")));
+        return Err(ApiError::invalid_param(
+            "expand",
+            None,
+            format!("This property cannot be expanded ({bad})."),
+        ));
     }
     Ok(expand)
 }
 
 /// `limit` (1–100, default 10), `starting_after`, `ending_before`.
-pub(crate) fn list_params(p: &mut Params) -> Result<(usize, Option<String>, Option<String>), ApiError> {
+pub(crate) fn list_params(
+    p: &mut Params,
+) -> Result<(usize, Option<String>, Option<String>), ApiError> {
     let limit = match p.integer("limit")? {
         None => 10,
         Some(n @ 1..=100) => usize::try_from(n).unwrap_or(10),
@@ -92,7 +109,11 @@ pub(crate) fn list_params(p: &mut Params) -> Result<(usize, Option<String>, Opti
     let starting_after = p.string("starting_after")?;
     let ending_before = p.string("ending_before")?;
     if starting_after.is_some() && ending_before.is_some() {
-        return Err(ApiError::invalid_param("ending_before", None, "You may only specify one of these parameters: ending_before, starting_after."));
+        return Err(ApiError::invalid_param(
+            "ending_before",
+            None,
+            "You may only specify one of these parameters: ending_before, starting_after.",
+        ));
     }
     Ok((limit, starting_after, ending_before))
 }
@@ -126,37 +147,50 @@ fn no_params(p: Params) -> Result<(), ApiError> {
 /// The route table: `None` when Stripe would answer "Unrecognized request URL".
 fn route(method: &Method, segments: &[&str], p: Params) -> Option<Result<Op, ApiError>> {
     let own = |s: &&str| (*s).to_owned();
-    let op = match (method.as_str(), segments) {
-        ("POST", ["customers"]) => customers::parse_create(p).map(Op::CreateCustomer),
-        ("GET", ["customers", id]) => customers::parse_retrieve(p).map(|e| Op::RetrieveCustomer(own(id), e)),
-        ("POST", ["customers", id]) => customers::parse_update(p).map(|r| Op::UpdateCustomer(own(id), r)),
-        ("DELETE", ["customers", id]) => no_params(p).map(|()| Op::DeleteCustomer(own(id))),
-        ("GET", ["customers", id, "payment_methods"]) => {
-            payment_methods::parse_list(p, false).map(|r| Op::ListPaymentMethods(Some(own(id)), r))
-        }
-        ("GET", ["customers", id, "payment_methods", pm]) => {
-            no_params(p).map(|()| Op::RetrieveCustomerPaymentMethod(own(id), own(pm)))
-        }
-        ("POST", ["payment_methods"]) => payment_methods::parse_create(p).map(Op::CreatePaymentMethod),
-        ("GET", ["payment_methods"]) => payment_methods::parse_list(p, true).map(|r| Op::ListPaymentMethods(None, r)),
-        ("GET", ["payment_methods", id]) => payment_methods::parse_retrieve(p).map(|e| Op::RetrievePaymentMethod(own(id), e)),
-        ("POST", ["payment_methods", id, "attach"]) => {
-            payment_methods::parse_attach(p).map(|(c, e)| Op::AttachPaymentMethod(own(id), c, e))
-        }
-        ("POST", ["payment_methods", id, "detach"]) => {
-            payment_methods::parse_retrieve(p).map(|e| Op::DetachPaymentMethod(own(id), e))
-        }
-        ("POST", ["payment_intents"]) => payment_intents::parse_create(p).map(Op::CreateIntent),
-        ("GET", ["payment_intents"]) => payment_intents::parse_list(p).map(Op::ListIntents),
-        ("GET", ["payment_intents", id]) => payment_intents::parse_retrieve(p).map(|e| Op::RetrieveIntent(own(id), e)),
-        ("POST", ["payment_intents", id, "confirm"]) => payment_intents::parse_confirm(p).map(|o| Op::ConfirmIntent(own(id), o)),
-        ("POST", ["payment_intents", id, "cancel"]) => {
-            payment_intents::parse_cancel(p).map(|(r, e)| Op::CancelIntent(own(id), r, e))
-        }
-        ("GET", ["charges", id]) => no_params(p).map(|()| Op::RetrieveCharge(own(id))),
-        ("GET", ["events", id]) => no_params(p).map(|()| Op::RetrieveEvent(own(id))),
-        _ => return None,
-    };
+    let op =
+        match (method.as_str(), segments) {
+            ("POST", ["customers"]) => customers::parse_create(p).map(Op::CreateCustomer),
+            ("GET", ["customers", id]) => {
+                customers::parse_retrieve(p).map(|e| Op::RetrieveCustomer(own(id), e))
+            }
+            ("POST", ["customers", id]) => {
+                customers::parse_update(p).map(|r| Op::UpdateCustomer(own(id), r))
+            }
+            ("DELETE", ["customers", id]) => no_params(p).map(|()| Op::DeleteCustomer(own(id))),
+            ("GET", ["customers", id, "payment_methods"]) => payment_methods::parse_list(p, false)
+                .map(|r| Op::ListPaymentMethods(Some(own(id)), r)),
+            ("GET", ["customers", id, "payment_methods", pm]) => {
+                no_params(p).map(|()| Op::RetrieveCustomerPaymentMethod(own(id), own(pm)))
+            }
+            ("POST", ["payment_methods"]) => {
+                payment_methods::parse_create(p).map(Op::CreatePaymentMethod)
+            }
+            ("GET", ["payment_methods"]) => {
+                payment_methods::parse_list(p, true).map(|r| Op::ListPaymentMethods(None, r))
+            }
+            ("GET", ["payment_methods", id]) => {
+                payment_methods::parse_retrieve(p).map(|e| Op::RetrievePaymentMethod(own(id), e))
+            }
+            ("POST", ["payment_methods", id, "attach"]) => payment_methods::parse_attach(p)
+                .map(|(c, e)| Op::AttachPaymentMethod(own(id), c, e)),
+            ("POST", ["payment_methods", id, "detach"]) => {
+                payment_methods::parse_retrieve(p).map(|e| Op::DetachPaymentMethod(own(id), e))
+            }
+            ("POST", ["payment_intents"]) => payment_intents::parse_create(p).map(Op::CreateIntent),
+            ("GET", ["payment_intents"]) => payment_intents::parse_list(p).map(Op::ListIntents),
+            ("GET", ["payment_intents", id]) => {
+                payment_intents::parse_retrieve(p).map(|e| Op::RetrieveIntent(own(id), e))
+            }
+            ("POST", ["payment_intents", id, "confirm"]) => {
+                payment_intents::parse_confirm(p).map(|o| Op::ConfirmIntent(own(id), o))
+            }
+            ("POST", ["payment_intents", id, "cancel"]) => {
+                payment_intents::parse_cancel(p).map(|(r, e)| Op::CancelIntent(own(id), r, e))
+            }
+            ("GET", ["charges", id]) => no_params(p).map(|()| Op::RetrieveCharge(own(id))),
+            ("GET", ["events", id]) => no_params(p).map(|()| Op::RetrieveEvent(own(id))),
+            _ => return None,
+        };
     Some(op)
 }
 
@@ -168,19 +202,27 @@ fn run(op: Op, account: &mut Account, ctx: &RequestCtx) -> Result<Value, ApiErro
         Op::DeleteCustomer(id) => account.delete_customer(&id),
         Op::CreatePaymentMethod(r) => account.create_payment_method(r),
         Op::RetrievePaymentMethod(id, e) => account.retrieve_payment_method(&id, &e),
-        Op::AttachPaymentMethod(id, customer, e) => account.attach_payment_method(&id, &customer, &e, ctx),
+        Op::AttachPaymentMethod(id, customer, e) => {
+            account.attach_payment_method(&id, &customer, &e, ctx)
+        }
         Op::DetachPaymentMethod(id, e) => account.detach_payment_method(&id, &e),
-        Op::ListPaymentMethods(customer, r) => account.list_payment_methods(customer.as_deref(), &r),
-        Op::RetrieveCustomerPaymentMethod(customer, id) => account.retrieve_customer_payment_method(&customer, &id),
+        Op::ListPaymentMethods(customer, r) => {
+            account.list_payment_methods(customer.as_deref(), &r)
+        }
+        Op::RetrieveCustomerPaymentMethod(customer, id) => {
+            account.retrieve_customer_payment_method(&customer, &id)
+        }
         Op::CreateIntent(r) => account.create_intent(r, ctx),
         Op::RetrieveIntent(id, e) => account.retrieve_intent(&id, &e),
         Op::ConfirmIntent(id, o) => account.confirm_intent(&id, o, ctx),
         Op::CancelIntent(id, reason, e) => account.cancel_intent(&id, reason, &e, ctx),
         Op::ListIntents(r) => account.list_intents(&r),
         Op::RetrieveCharge(id) => account.retrieve_charge(&id),
-        Op::RetrieveEvent(id) => {
-            account.events.get(&id).map(|e| e.to_json()).ok_or_else(|| ApiError::no_such("event", &id))
-        }
+        Op::RetrieveEvent(id) => account
+            .events
+            .get(&id)
+            .map(|e| e.to_json())
+            .ok_or_else(|| ApiError::no_such("event", &id)),
     }
 }
 
@@ -193,17 +235,36 @@ struct Common {
 
 fn saved(result: &Result<Value, ApiError>) -> SavedResponse {
     match result {
-        Ok(v) => SavedResponse { status: StatusCode::OK, body: Bytes::from(v.to_string()), should_retry: None },
-        Err(e) => SavedResponse { status: e.status, body: Bytes::from(e.body().to_string()), should_retry: e.should_retry },
+        Ok(v) => SavedResponse {
+            status: StatusCode::OK,
+            body: Bytes::from(v.to_string()),
+            should_retry: None,
+        },
+        Err(e) => SavedResponse {
+            status: e.status,
+            body: Bytes::from(e.body().to_string()),
+            should_retry: e.should_retry,
+        },
     }
 }
 
-fn respond(common: &Common, saved: SavedResponse, replayed: bool, rate_limited_reason: Option<&'static str>) -> Response {
+fn respond(
+    common: &Common,
+    saved: SavedResponse,
+    replayed: bool,
+    rate_limited_reason: Option<&'static str>,
+) -> Response {
     let mut response = Response::new(Body::from(saved.body));
     *response.status_mut() = saved.status;
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-store"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store"),
+    );
     insert_text(h, "request-id", &common.request_id);
     insert_text(h, "stripe-version", &common.stripe_version);
     if let Some(key) = &common.idempotency_key {
@@ -213,10 +274,16 @@ fn respond(common: &Common, saved: SavedResponse, replayed: bool, rate_limited_r
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     if let Some(retry) = saved.should_retry {
-        h.insert("stripe-should-retry", HeaderValue::from_static(if retry { "true" } else { "false" }));
+        h.insert(
+            "stripe-should-retry",
+            HeaderValue::from_static(if retry { "true" } else { "false" }),
+        );
     }
     if let Some(reason) = rate_limited_reason {
-        h.insert("stripe-rate-limited-reason", HeaderValue::from_static(reason));
+        h.insert(
+            "stripe-rate-limited-reason",
+            HeaderValue::from_static(reason),
+        );
     }
     response
 }
@@ -250,7 +317,11 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         Ok(found) => found,
         Err(e) => return error_response(&common, &e),
     };
-    if let Err(e) = app.faults.throttle(account_index).and_then(|()| app.faults.too_many_requests(&path)) {
+    if let Err(e) = app
+        .faults
+        .throttle(account_index)
+        .and_then(|()| app.faults.too_many_requests(&path))
+    {
         return error_response(&common, &e);
     }
 
@@ -268,7 +339,11 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     };
 
     let is_post = method == Method::POST;
-    let key = if is_post { idempotency_key(&parts.headers) } else { Ok(None) };
+    let key = if is_post {
+        idempotency_key(&parts.headers)
+    } else {
+        Ok(None)
+    };
     let key = match key {
         Ok(k) => k,
         Err(e) => return error_response(&common, &e),
@@ -276,11 +351,15 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
     common.idempotency_key = key.clone();
     if let Some(key) = &key {
         let fp = fingerprint(method.as_str(), &path, &canonical);
-        let claim = lock(&account).idempotency.claim(key, fp, app.retention, Instant::now());
+        let claim = lock(&account)
+            .idempotency
+            .claim(key, fp, app.retention, Instant::now());
         match claim {
             Claim::Claimed => {}
             Claim::Replay(saved) => return respond(&common, saved, true, None),
-            Claim::Mismatch => return error_response(&common, &ApiError::idempotency_mismatch(key)),
+            Claim::Mismatch => {
+                return error_response(&common, &ApiError::idempotency_mismatch(key));
+            }
             Claim::InFlight => return error_response(&common, &ApiError::idempotency_key_in_use()),
         }
     }
@@ -313,7 +392,11 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         api_version: common.stripe_version.clone(),
         strict_attach: app.config.strict_attach,
     };
-    let after = if is_post { app.faults.after_commit(&path) } else { AfterCommit::Answer };
+    let after = if is_post {
+        app.faults.after_commit(&path)
+    } else {
+        AfterCommit::Answer
+    };
     let (answer, events) = {
         let mut acct = lock(&account);
         let result = run(op, &mut acct, &ctx);
@@ -341,23 +424,39 @@ fn lock(account: &Mutex<Account>) -> std::sync::MutexGuard<'_, Account> {
 }
 
 fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else { return Ok(None) };
-    let key = value
-        .to_str()
-        .map_err(|_| ApiError::invalid_request(None, "Invalid Idempotency-Key header: it must be printable ASCII."))?;
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().map_err(|_| {
+        ApiError::invalid_request(
+            None,
+            "Invalid Idempotency-Key header: it must be printable ASCII.",
+        )
+    })?;
     if key.is_empty() || key.len() > 255 {
         return Err(ApiError::invalid_request(
             None,
-            format!("Invalid Idempotency-Key: it must be between 1 and 255 characters long, got {}.", key.len()),
+            format!(
+                "Invalid Idempotency-Key: it must be between 1 and 255 characters long, got {}.",
+                key.len()
+            ),
         ));
     }
     Ok(Some(key.to_owned()))
 }
 
-async fn read_params(method: &Method, headers: &HeaderMap, query: Option<&str>, body: Body) -> Result<Params, ApiError> {
-    let bytes = to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::invalid_request(None, format!("The request body is larger than {MAX_BODY_BYTES} bytes.")))?;
+async fn read_params(
+    method: &Method,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+) -> Result<Params, ApiError> {
+    let bytes = to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::invalid_request(
+            None,
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        )
+    })?;
     let from_query = form::parse(query.unwrap_or("").as_bytes())?;
     if method == Method::GET || method == Method::DELETE {
         return Ok(from_query);
@@ -369,11 +468,16 @@ async fn read_params(method: &Method, headers: &HeaderMap, query: Option<&str>, 
         ));
     }
     if !bytes.is_empty() {
-        let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if !content_type.starts_with("application/x-www-form-urlencoded") {
             return Err(ApiError::invalid_request(
                 None,
-                format!("Invalid request: unsupported Content-Type {content_type}. If error persists and you need assistance, please contact support@stripe.com."),
+                format!(
+                    "Invalid request: unsupported Content-Type {content_type}. If error persists and you need assistance, please contact support@stripe.com."
+                ),
             ));
         }
     }

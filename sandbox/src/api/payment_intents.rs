@@ -43,12 +43,18 @@ fn off_session(p: &mut Params) -> Result<Option<bool>, ApiError> {
         None => Ok(None),
         Some("true" | "one_off" | "recurring") => Ok(Some(true)),
         Some("false") => Ok(Some(false)),
-        Some(other) => Err(ApiError::invalid_param("off_session", Some("parameter_invalid_boolean"), format!("Invalid boolean: {other}"))),
+        Some(other) => Err(ApiError::invalid_param(
+            "off_session",
+            Some("parameter_invalid_boolean"),
+            format!("Invalid boolean: {other}"),
+        )),
     }
 }
 
 fn statement_descriptor_suffix(p: &mut Params) -> Result<Option<String>, ApiError> {
-    let Some(s) = p.string("statement_descriptor_suffix")? else { return Ok(None) };
+    let Some(s) = p.string("statement_descriptor_suffix")? else {
+        return Ok(None);
+    };
     let valid = s.chars().count() <= 22
         && s.chars().any(|c| c.is_ascii_alphabetic())
         && !s.contains(['<', '>', '\\', '\'', '"', '*']);
@@ -78,7 +84,9 @@ fn confirm_options(p: &mut Params) -> Result<ConfirmOptions, ApiError> {
             return Err(ApiError::invalid_param(
                 "payment_method_types",
                 Some("payment_method_invalid_parameter"),
-                format!("The payment method type \"{bad}\" is invalid. The Flint sandbox supports only `card`."),
+                format!(
+                    "The payment method type \"{bad}\" is invalid. The Flint sandbox supports only `card`."
+                ),
             ));
         }
     }
@@ -86,7 +94,9 @@ fn confirm_options(p: &mut Params) -> Result<ConfirmOptions, ApiError> {
 }
 
 pub fn parse_create(mut p: Params) -> Result<CreateIntent, ApiError> {
-    let amount = p.integer("amount")?.ok_or_else(|| ApiError::missing("amount"))?;
+    let amount = p
+        .integer("amount")?
+        .ok_or_else(|| ApiError::missing("amount"))?;
     let currency = p.required_string("currency")?;
     let currency = Currency::parse(&currency).map_err(money_error)?;
     let money = Money::new(amount, currency).map_err(money_error)?;
@@ -98,7 +108,9 @@ pub fn parse_create(mut p: Params) -> Result<CreateIntent, ApiError> {
             "The `statement_descriptor` parameter is not supported for the `card` payment method type. Use `statement_descriptor_suffix` instead.",
         ));
     }
-    let capture_method = p.string("capture_method")?.unwrap_or_else(|| "automatic".to_owned());
+    let capture_method = p
+        .string("capture_method")?
+        .unwrap_or_else(|| "automatic".to_owned());
     if !["automatic", "automatic_async"].contains(&capture_method.as_str()) {
         return Err(ApiError::invalid_param(
             "capture_method",
@@ -114,12 +126,18 @@ pub fn parse_create(mut p: Params) -> Result<CreateIntent, ApiError> {
         metadata: metadata(&mut p)?.unwrap_or_default(),
         statement_descriptor_suffix: statement_descriptor_suffix(&mut p)?,
         capture_method,
-        confirmation_method: p.one_of("confirmation_method", &["automatic", "manual"])?.unwrap_or_else(|| "automatic".to_owned()),
+        confirmation_method: p
+            .one_of("confirmation_method", &["automatic", "manual"])?
+            .unwrap_or_else(|| "automatic".to_owned()),
         options: confirm_options(&mut p)?,
     };
     p.finish()?;
     if !confirm && req.options.off_session {
-        return Err(ApiError::invalid_param("off_session", None, "The `off_session` parameter can only be used when `confirm` is true."));
+        return Err(ApiError::invalid_param(
+            "off_session",
+            None,
+            "The `off_session` parameter can only be used when `confirm` is true.",
+        ));
     }
     if !confirm && req.options.error_on_requires_action {
         return Err(ApiError::invalid_param(
@@ -138,7 +156,15 @@ pub fn parse_confirm(mut p: Params) -> Result<ConfirmOptions, ApiError> {
 }
 
 pub fn parse_cancel(mut p: Params) -> Result<(Option<String>, Vec<String>), ApiError> {
-    let reason = p.one_of("cancellation_reason", &["duplicate", "fraudulent", "requested_by_customer", "abandoned"])?;
+    let reason = p.one_of(
+        "cancellation_reason",
+        &[
+            "duplicate",
+            "fraudulent",
+            "requested_by_customer",
+            "abandoned",
+        ],
+    )?;
     let expand = expand_list(&mut p, EXPANDABLE)?;
     p.finish()?;
     Ok((reason, expand))
@@ -164,15 +190,23 @@ pub fn parse_list(mut p: Params) -> Result<ListIntents, ApiError> {
     let (limit, starting_after, ending_before) = list_params(&mut p)?;
     expand_list(&mut p, &[])?;
     p.finish()?;
-    Ok(ListIntents { customer, limit, starting_after, ending_before })
+    Ok(ListIntents {
+        customer,
+        limit,
+        starting_after,
+        ending_before,
+    })
 }
 
 fn money_error(e: flint_shared::money::MoneyError) -> ApiError {
     ApiError::invalid_param(e.param(), Some(e.code()), e.to_string())
 }
 
-const CONFIRMABLE: &[IntentStatus] =
-    &[IntentStatus::RequiresPaymentMethod, IntentStatus::RequiresConfirmation, IntentStatus::RequiresAction];
+const CONFIRMABLE: &[IntentStatus] = &[
+    IntentStatus::RequiresPaymentMethod,
+    IntentStatus::RequiresConfirmation,
+    IntentStatus::RequiresAction,
+];
 const CANCELABLE: &[IntentStatus] = &[
     IntentStatus::RequiresPaymentMethod,
     IntentStatus::RequiresCapture,
@@ -182,7 +216,11 @@ const CANCELABLE: &[IntentStatus] = &[
 ];
 
 impl Account {
-    pub fn create_intent(&mut self, req: CreateIntent, ctx: &RequestCtx) -> Result<Value, ApiError> {
+    pub fn create_intent(
+        &mut self,
+        req: CreateIntent,
+        ctx: &RequestCtx,
+    ) -> Result<Value, ApiError> {
         if let Some(customer) = &req.customer {
             self.customer_param(customer, "customer")?;
         }
@@ -198,7 +236,11 @@ impl Account {
             amount: req.money.amount_minor(),
             currency: req.money.currency().code(),
             customer: req.customer,
-            status: if payment_method.is_some() { IntentStatus::RequiresConfirmation } else { IntentStatus::RequiresPaymentMethod },
+            status: if payment_method.is_some() {
+                IntentStatus::RequiresConfirmation
+            } else {
+                IntentStatus::RequiresPaymentMethod
+            },
             payment_method,
             latest_charge: None,
             last_payment_error: None,
@@ -217,7 +259,10 @@ impl Account {
         self.intents.insert(id.clone(), intent);
         self.intent_order.push(id.clone());
         if req.confirm {
-            let options = ConfirmOptions { payment_method: None, ..req.options };
+            let options = ConfirmOptions {
+                payment_method: None,
+                ..req.options
+            };
             return self.confirm_intent(&id, options, ctx);
         }
         let intent = self.intent_mut(&id)?;
@@ -228,27 +273,44 @@ impl Account {
 
     /// A payment method that may be used with `customer`: magic ids are cloned; a method
     /// attached to another customer (or to one when the intent has none) is refused.
-    fn usable_payment_method(&mut self, pm: &str, customer: Option<&str>) -> Result<String, ApiError> {
+    fn usable_payment_method(
+        &mut self,
+        pm: &str,
+        customer: Option<&str>,
+    ) -> Result<String, ApiError> {
         let id = self.resolve_payment_method(pm, "payment_method")?;
         match (&self.payment_methods[&id].customer, customer) {
             (Some(owner), Some(customer)) if owner != customer => Err(ApiError::invalid_param(
                 "payment_method",
                 None,
-                format!("The provided PaymentMethod {pm} is attached to another customer. Payment methods attached to other Customers cannot be used with this PaymentIntent."),
+                format!(
+                    "The provided PaymentMethod {pm} is attached to another customer. Payment methods attached to other Customers cannot be used with this PaymentIntent."
+                ),
             )),
             (Some(_), None) => Err(ApiError::invalid_param(
                 "customer",
                 None,
-                format!("The provided PaymentMethod {pm} is attached to a Customer. Please provide the `customer` parameter to use it."),
+                format!(
+                    "The provided PaymentMethod {pm} is attached to a Customer. Please provide the `customer` parameter to use it."
+                ),
             )),
             _ => Ok(id),
         }
     }
 
-    pub fn confirm_intent(&mut self, id: &str, options: ConfirmOptions, ctx: &RequestCtx) -> Result<Value, ApiError> {
+    pub fn confirm_intent(
+        &mut self,
+        id: &str,
+        options: ConfirmOptions,
+        ctx: &RequestCtx,
+    ) -> Result<Value, ApiError> {
         let intent = self.intent(id)?;
         if !CONFIRMABLE.contains(&intent.status) {
-            return Err(self.unexpected_state(id, "confirm", "requires_confirmation, requires_payment_method, requires_action"));
+            return Err(self.unexpected_state(
+                id,
+                "confirm",
+                "requires_confirmation, requires_payment_method, requires_action",
+            ));
         }
         let customer = intent.customer.clone();
         if let Some(pm) = &options.payment_method {
@@ -281,9 +343,21 @@ impl Account {
                 self.emit("payment_intent.succeeded", snapshot, ctx);
                 ok(self.render_intent(id, &options.expand))
             }
-            (Behaviour::Decline { code, decline_code, message, blocked }, _) => {
+            (
+                Behaviour::Decline {
+                    code,
+                    decline_code,
+                    message,
+                    blocked,
+                },
+                _,
+            ) => {
                 let error = ApiError::card_error(code, decline_code, message);
-                let outcome = if blocked { ChargeOutcome::Blocked } else { ChargeOutcome::IssuerDeclined };
+                let outcome = if blocked {
+                    ChargeOutcome::Blocked
+                } else {
+                    ChargeOutcome::IssuerDeclined
+                };
                 let charge = self.charge(id, &pm_id, outcome, Some(&error), ctx);
                 Err(self.fail_intent(id, &pm_id, error.with_extra("charge", json!(charge)), ctx))
             }
@@ -295,7 +369,9 @@ impl Account {
                 );
                 Err(self.fail_intent(id, &pm_id, error, ctx))
             }
-            (Behaviour::AuthenticationRequired | Behaviour::AuthenticationOnSessionOnly, false) if options.error_on_requires_action => {
+            (Behaviour::AuthenticationRequired | Behaviour::AuthenticationOnSessionOnly, false)
+                if options.error_on_requires_action =>
+            {
                 let error = ApiError::card_error(
                     "authentication_required",
                     Some("authentication_not_handled"),
@@ -318,10 +394,19 @@ impl Account {
     }
 
     /// Records a failed attempt on the intent and builds the 402 that carries its snapshot.
-    fn fail_intent(&mut self, id: &str, pm_id: &str, error: ApiError, ctx: &RequestCtx) -> ApiError {
+    fn fail_intent(
+        &mut self,
+        id: &str,
+        pm_id: &str,
+        error: ApiError,
+        ctx: &RequestCtx,
+    ) -> ApiError {
         let pm_json = self.payment_methods[pm_id].to_json();
         let error = error.with_extra("payment_method", pm_json);
-        let intent = self.intents.get_mut(id).expect("the intent being confirmed exists");
+        let intent = self
+            .intents
+            .get_mut(id)
+            .expect("the intent being confirmed exists");
         intent.status = IntentStatus::RequiresPaymentMethod;
         intent.last_payment_error = Some(error.object());
         intent.next_action = None;
@@ -331,7 +416,14 @@ impl Account {
     }
 
     /// Creates the charge of one confirmation and makes it the intent's `latest_charge`.
-    fn charge(&mut self, intent_id: &str, pm_id: &str, outcome: ChargeOutcome, error: Option<&ApiError>, ctx: &RequestCtx) -> String {
+    fn charge(
+        &mut self,
+        intent_id: &str,
+        pm_id: &str,
+        outcome: ChargeOutcome,
+        error: Option<&ApiError>,
+        ctx: &RequestCtx,
+    ) -> String {
         let pm = &self.payment_methods[pm_id];
         let intent = &self.intents[intent_id];
         let charge = Charge {
@@ -352,10 +444,17 @@ impl Account {
             metadata: intent.metadata.clone(),
         };
         let id = charge.id.clone();
-        let kind = if outcome == ChargeOutcome::Authorized { "charge.succeeded" } else { "charge.failed" };
+        let kind = if outcome == ChargeOutcome::Authorized {
+            "charge.succeeded"
+        } else {
+            "charge.failed"
+        };
         self.emit(kind, charge.to_json(), ctx);
         self.charges.insert(id.clone(), charge);
-        self.intents.get_mut(intent_id).expect("exists").latest_charge = Some(id.clone());
+        self.intents
+            .get_mut(intent_id)
+            .expect("exists")
+            .latest_charge = Some(id.clone());
         id
     }
 
@@ -371,7 +470,13 @@ impl Account {
         .with_extra("payment_intent", intent.to_json())
     }
 
-    pub fn cancel_intent(&mut self, id: &str, reason: Option<String>, expand: &[String], ctx: &RequestCtx) -> Result<Value, ApiError> {
+    pub fn cancel_intent(
+        &mut self,
+        id: &str,
+        reason: Option<String>,
+        expand: &[String],
+        ctx: &RequestCtx,
+    ) -> Result<Value, ApiError> {
         let intent = self.intent(id)?;
         if !CANCELABLE.contains(&intent.status) {
             return Err(self.unexpected_state(
@@ -396,15 +501,29 @@ impl Account {
     }
 
     pub fn list_intents(&self, req: &ListIntents) -> Result<Value, ApiError> {
-        let page = Page { limit: req.limit, starting_after: req.starting_after.as_deref(), ending_before: req.ending_before.as_deref() };
-        let keep = |id: &str| req.customer.as_deref().is_none_or(|c| self.intents[id].customer.as_deref() == Some(c));
+        let page = Page {
+            limit: req.limit,
+            starting_after: req.starting_after.as_deref(),
+            ending_before: req.ending_before.as_deref(),
+        };
+        let keep = |id: &str| {
+            req.customer
+                .as_deref()
+                .is_none_or(|c| self.intents[id].customer.as_deref() == Some(c))
+        };
         let (ids, has_more) = paginate(&self.intent_order, &page, keep, "payment_intent")?;
-        let data = ids.into_iter().map(|id| self.intents[id].to_json()).collect();
+        let data = ids
+            .into_iter()
+            .map(|id| self.intents[id].to_json())
+            .collect();
         ok(list_json("/v1/payment_intents", data, has_more))
     }
 
     pub fn retrieve_charge(&self, id: &str) -> Result<Value, ApiError> {
-        self.charges.get(id).map(Charge::to_json).ok_or_else(|| ApiError::no_such("charge", id))
+        self.charges
+            .get(id)
+            .map(Charge::to_json)
+            .ok_or_else(|| ApiError::no_such("charge", id))
     }
 
     fn render_intent(&self, id: &str, expand: &[String]) -> Value {
@@ -412,9 +531,21 @@ impl Account {
         let mut json = intent.to_json();
         for field in expand {
             let expanded = match field.as_str() {
-                "latest_charge" => intent.latest_charge.as_ref().and_then(|c| self.charges.get(c)).map(Charge::to_json),
-                "payment_method" => intent.payment_method.as_ref().and_then(|p| self.payment_methods.get(p)).map(|p| p.to_json()),
-                "customer" => intent.customer.as_ref().and_then(|c| self.customers.get(c)).map(|c| c.to_json()),
+                "latest_charge" => intent
+                    .latest_charge
+                    .as_ref()
+                    .and_then(|c| self.charges.get(c))
+                    .map(Charge::to_json),
+                "payment_method" => intent
+                    .payment_method
+                    .as_ref()
+                    .and_then(|p| self.payment_methods.get(p))
+                    .map(|p| p.to_json()),
+                "customer" => intent
+                    .customer
+                    .as_ref()
+                    .and_then(|c| self.customers.get(c))
+                    .map(|c| c.to_json()),
                 _ => None,
             };
             if let Some(value) = expanded {

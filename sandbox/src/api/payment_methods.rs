@@ -7,7 +7,9 @@
 use serde_json::Value;
 
 use super::{email, expand_list, list_params, metadata, ok};
-use crate::account::{Account, Page, RequestCtx, list_json, merge_metadata, new_id, now_unix, paginate};
+use crate::account::{
+    Account, Page, RequestCtx, list_json, merge_metadata, new_id, now_unix, paginate,
+};
 use crate::cards::{self, Behaviour, TestCard};
 use crate::error::ApiError;
 use crate::form::Params;
@@ -31,7 +33,9 @@ pub fn parse_create(mut p: Params) -> Result<CreatePaymentMethod, ApiError> {
             return Err(ApiError::invalid_param(
                 "type",
                 Some("parameter_invalid_string"),
-                format!("Invalid type: {other}. The Flint sandbox supports only `card` payment methods."),
+                format!(
+                    "Invalid type: {other}. The Flint sandbox supports only `card` payment methods."
+                ),
             ));
         }
         None => return Err(ApiError::missing("type")),
@@ -103,17 +107,30 @@ pub struct ListPaymentMethods {
 /// `GET /v1/customers/{id}/payment_methods` (customer from the path) or
 /// `GET /v1/payment_methods?customer=` (customer from the query).
 pub fn parse_list(mut p: Params, customer_in_query: bool) -> Result<ListPaymentMethods, ApiError> {
-    let customer = if customer_in_query { p.string("customer")? } else { None };
+    let customer = if customer_in_query {
+        p.string("customer")?
+    } else {
+        None
+    };
     if let Some(kind) = p.string("type")? {
         if kind != "card" {
-            return Err(ApiError::invalid_param("type", Some("parameter_invalid_string"), format!("Invalid type: {kind}. The Flint sandbox supports only `card`.")));
+            return Err(ApiError::invalid_param(
+                "type",
+                Some("parameter_invalid_string"),
+                format!("Invalid type: {kind}. The Flint sandbox supports only `card`."),
+            ));
         }
     }
     p.string("allow_redisplay")?;
     let (limit, starting_after, ending_before) = list_params(&mut p)?;
     expand_list(&mut p, &[])?;
     p.finish()?;
-    Ok(ListPaymentMethods { customer, limit, starting_after, ending_before })
+    Ok(ListPaymentMethods {
+        customer,
+        limit,
+        starting_after,
+        ending_before,
+    })
 }
 
 impl Account {
@@ -153,11 +170,20 @@ impl Account {
     }
 
     /// Checks that `pm` could be attached to `customer` (when given), without changing anything.
-    pub fn attachable(&self, pm: &str, customer: Option<&str>, param: &str, ctx: &RequestCtx) -> Result<(), ApiError> {
+    pub fn attachable(
+        &self,
+        pm: &str,
+        customer: Option<&str>,
+        param: &str,
+        ctx: &RequestCtx,
+    ) -> Result<(), ApiError> {
         let card = match cards::lookup(pm).filter(|_| pm.starts_with("pm_card_")) {
             Some(card) => card,
             None => {
-                let existing = self.payment_methods.get(pm).ok_or_else(|| ApiError::no_such_param("PaymentMethod", pm, param))?;
+                let existing = self
+                    .payment_methods
+                    .get(pm)
+                    .ok_or_else(|| ApiError::no_such_param("PaymentMethod", pm, param))?;
                 if let Some(owner) = &existing.customer {
                     if Some(owner.as_str()) != customer {
                         return Err(ApiError::invalid_param(
@@ -174,7 +200,13 @@ impl Account {
             self.customer_param(customer, "customer")?;
         }
         if ctx.strict_attach && !card.attaches_in_strict_mode {
-            if let Behaviour::Decline { code, decline_code, message, .. } = card.behaviour {
+            if let Behaviour::Decline {
+                code,
+                decline_code,
+                message,
+                ..
+            } = card.behaviour
+            {
                 return Err(ApiError::card_error(code, decline_code, message));
             }
         }
@@ -182,10 +214,19 @@ impl Account {
     }
 
     /// Attaches `pm` (magic or stored) to `customer`; returns the attached `pm_…` id.
-    pub fn attach(&mut self, pm: &str, customer: &str, param: &str, ctx: &RequestCtx) -> Result<String, ApiError> {
+    pub fn attach(
+        &mut self,
+        pm: &str,
+        customer: &str,
+        param: &str,
+        ctx: &RequestCtx,
+    ) -> Result<String, ApiError> {
         self.attachable(pm, Some(customer), param, ctx)?;
         let id = self.resolve_payment_method(pm, param)?;
-        let method = self.payment_methods.get_mut(&id).expect("resolved payment methods exist");
+        let method = self
+            .payment_methods
+            .get_mut(&id)
+            .expect("resolved payment methods exist");
         method.customer = Some(customer.to_owned());
         Ok(id)
     }
@@ -201,11 +242,20 @@ impl Account {
     }
 
     pub fn retrieve_payment_method(&self, id: &str, expand: &[String]) -> Result<Value, ApiError> {
-        let pm = self.payment_methods.get(id).ok_or_else(|| ApiError::no_such("PaymentMethod", id))?;
+        let pm = self
+            .payment_methods
+            .get(id)
+            .ok_or_else(|| ApiError::no_such("PaymentMethod", id))?;
         ok(self.render_payment_method(pm, expand))
     }
 
-    pub fn attach_payment_method(&mut self, id: &str, customer: &str, expand: &[String], ctx: &RequestCtx) -> Result<Value, ApiError> {
+    pub fn attach_payment_method(
+        &mut self,
+        id: &str,
+        customer: &str,
+        expand: &[String],
+        ctx: &RequestCtx,
+    ) -> Result<Value, ApiError> {
         let is_magic = cards::lookup(id).is_some() && id.starts_with("pm_card_");
         if !is_magic && !self.payment_methods.contains_key(id) {
             return Err(ApiError::no_such("PaymentMethod", id));
@@ -214,12 +264,21 @@ impl Account {
         ok(self.render_payment_method(&self.payment_methods[&attached], expand))
     }
 
-    pub fn detach_payment_method(&mut self, id: &str, expand: &[String]) -> Result<Value, ApiError> {
-        let pm = self.payment_methods.get_mut(id).ok_or_else(|| ApiError::no_such("PaymentMethod", id))?;
+    pub fn detach_payment_method(
+        &mut self,
+        id: &str,
+        expand: &[String],
+    ) -> Result<Value, ApiError> {
+        let pm = self
+            .payment_methods
+            .get_mut(id)
+            .ok_or_else(|| ApiError::no_such("PaymentMethod", id))?;
         let Some(owner) = pm.customer.take() else {
             return Err(ApiError::invalid_request(
                 Some("payment_method_unexpected_state"),
-                format!("The payment method {id} is not attached to a customer so detachment is impossible."),
+                format!(
+                    "The payment method {id} is not attached to a customer so detachment is impossible."
+                ),
             ));
         };
         if let Some(customer) = self.customers.get_mut(&owner) {
@@ -231,7 +290,11 @@ impl Account {
     }
 
     /// A customer's attached payment methods, newest first.
-    pub fn list_payment_methods(&self, customer: Option<&str>, req: &ListPaymentMethods) -> Result<Value, ApiError> {
+    pub fn list_payment_methods(
+        &self,
+        customer: Option<&str>,
+        req: &ListPaymentMethods,
+    ) -> Result<Value, ApiError> {
         let customer = match (customer, req.customer.as_deref()) {
             (Some(c), _) => {
                 self.customer(c)?;
@@ -243,14 +306,29 @@ impl Account {
             }
             (None, None) => return ok(list_json("/v1/payment_methods", Vec::new(), false)),
         };
-        let page = Page { limit: req.limit, starting_after: req.starting_after.as_deref(), ending_before: req.ending_before.as_deref() };
+        let page = Page {
+            limit: req.limit,
+            starting_after: req.starting_after.as_deref(),
+            ending_before: req.ending_before.as_deref(),
+        };
         let keep = |id: &str| self.payment_methods[id].customer.as_deref() == Some(customer);
         let (ids, has_more) = paginate(&self.payment_method_order, &page, keep, "PaymentMethod")?;
-        let data = ids.into_iter().map(|id| self.payment_methods[id].to_json()).collect();
-        ok(list_json(&format!("/v1/customers/{customer}/payment_methods"), data, has_more))
+        let data = ids
+            .into_iter()
+            .map(|id| self.payment_methods[id].to_json())
+            .collect();
+        ok(list_json(
+            &format!("/v1/customers/{customer}/payment_methods"),
+            data,
+            has_more,
+        ))
     }
 
-    pub fn retrieve_customer_payment_method(&self, customer: &str, id: &str) -> Result<Value, ApiError> {
+    pub fn retrieve_customer_payment_method(
+        &self,
+        customer: &str,
+        id: &str,
+    ) -> Result<Value, ApiError> {
         self.customer(customer)?;
         match self.payment_methods.get(id) {
             Some(pm) if pm.customer.as_deref() == Some(customer) => ok(pm.to_json()),

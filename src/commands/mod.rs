@@ -1,0 +1,47 @@
+//! One module per subcommand.
+
+mod bench_sandbox;
+mod config;
+mod sandbox;
+
+use anyhow::Context;
+use flint_shared::config::{Config, Sources};
+
+use crate::cli::{BenchCommand, Cli, Command, ConfigCommand};
+
+/// Loads the layered configuration for this invocation.
+pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    Config::load(&Sources::from_process(cli.config.clone())).context("cannot start")
+}
+
+pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match &cli.command {
+        Command::Sandbox(args) => sandbox::run(load_config(&cli)?, args).await,
+        Command::Config(ConfigCommand::Check) => config::check(&cli),
+        Command::Bench(BenchCommand::Sandbox(args)) => {
+            bench_sandbox::run(load_config(&cli)?, args).await
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, so that every long-running command stops the same way.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
