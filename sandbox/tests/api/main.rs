@@ -1,0 +1,12 @@
+//! The sandbox over HTTP, checked against Stripe's documented behaviour
+//! (shared/reference/stripe-subset.md). One test binary, one module per concern.
+
+mod auth;
+mod customers;
+mod faults;
+mod garbage;
+mod idempotency;
+mod payment_intents;
+mod payment_methods;
+mod validation;
+mod webhooks;
