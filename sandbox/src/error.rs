@@ -10,19 +10,19 @@ use serde_json::{Map, Value, json};
 /// Stripe's `error.type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorType {
-    ApiError,
-    CardError,
-    IdempotencyError,
-    InvalidRequestError,
+    Api,
+    Card,
+    Idempotency,
+    InvalidRequest,
 }
 
 impl ErrorType {
     fn as_str(self) -> &'static str {
         match self {
-            ErrorType::ApiError => "api_error",
-            ErrorType::CardError => "card_error",
-            ErrorType::IdempotencyError => "idempotency_error",
-            ErrorType::InvalidRequestError => "invalid_request_error",
+            ErrorType::Api => "api_error",
+            ErrorType::Card => "card_error",
+            ErrorType::Idempotency => "idempotency_error",
+            ErrorType::InvalidRequest => "invalid_request_error",
         }
     }
 }
@@ -35,12 +35,29 @@ pub struct ApiError {
     pub decline_code: Option<String>,
     pub message: String,
     pub param: Option<String>,
-    /// Further fields of the error object (`payment_intent`, `charge`, `payment_method`, …).
-    pub extra: Map<String, Value>,
+    /// Further fields of the error object (`payment_intent`, `charge`, `payment_method`, …),
+    /// boxed because most errors have none and errors travel in every `Result`.
+    pub extra: Option<Box<Map<String, Value>>>,
     /// `Stripe-Should-Retry`, when Stripe would send it.
     pub should_retry: Option<bool>,
     /// `Stripe-Rate-Limited-Reason` on 429s.
-    pub rate_limited_reason: Option<&'static str>,
+    pub rate_limited_reason: Option<RateLimitedReason>,
+}
+
+/// Values of `Stripe-Rate-Limited-Reason` the sandbox sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitedReason {
+    GlobalRate,
+    ResourceSpecific,
+}
+
+impl RateLimitedReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RateLimitedReason::GlobalRate => "global-rate",
+            RateLimitedReason::ResourceSpecific => "resource-specific",
+        }
+    }
 }
 
 impl ApiError {
@@ -63,7 +80,7 @@ impl ApiError {
             decline_code: None,
             message: message.into(),
             param: None,
-            extra: Map::new(),
+            extra: None,
             should_retry,
             rate_limited_reason: None,
         }
@@ -75,7 +92,9 @@ impl ApiError {
     }
 
     pub fn with_extra(mut self, key: &str, value: Value) -> Self {
-        self.extra.insert(key.to_owned(), value);
+        self.extra
+            .get_or_insert_with(Box::default)
+            .insert(key.to_owned(), value);
         self
     }
 
@@ -87,7 +106,7 @@ impl ApiError {
     ) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             code,
             message,
         )
@@ -98,7 +117,7 @@ impl ApiError {
     pub fn invalid_request(code: Option<&str>, message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             code,
             message,
         )
@@ -124,7 +143,7 @@ impl ApiError {
     pub fn no_such(object: &str, id: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             Some("resource_missing"),
             format!("No such {object}: '{id}'"),
         )
@@ -143,7 +162,7 @@ impl ApiError {
     pub fn unrecognized_url(method: &str, path: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             None,
             format!(
                 "Unrecognized request URL ({method}: {path}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/."
@@ -154,7 +173,7 @@ impl ApiError {
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             None,
             message,
         )
@@ -163,23 +182,23 @@ impl ApiError {
     pub fn rate_limited() -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             Some("rate_limit"),
             "Request rate limit exceeded. Learn more about rate limits here https://stripe.com/docs/rate-limits.",
         );
-        e.rate_limited_reason = Some("global-rate");
+        e.rate_limited_reason = Some(RateLimitedReason::GlobalRate);
         e
     }
 
     pub fn lock_timeout() -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             Some("lock_timeout"),
             "This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request.",
         );
         e.should_retry = Some(true);
-        e.rate_limited_reason = Some("resource-specific");
+        e.rate_limited_reason = Some(RateLimitedReason::ResourceSpecific);
         e
     }
 
@@ -188,7 +207,7 @@ impl ApiError {
     pub fn server_error(status: StatusCode) -> Self {
         let mut e = ApiError::new(
             status,
-            ErrorType::ApiError,
+            ErrorType::Api,
             None,
             "An unknown error occurred while processing your request. Please retry, or contact support if the problem persists.",
         );
@@ -199,7 +218,7 @@ impl ApiError {
     pub fn idempotency_mismatch(key: &str) -> Self {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            ErrorType::IdempotencyError,
+            ErrorType::Idempotency,
             None,
             format!(
                 "Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '{key}' if you meant to execute a different request."
@@ -210,7 +229,7 @@ impl ApiError {
     pub fn idempotency_key_in_use() -> Self {
         let mut e = ApiError::new(
             StatusCode::CONFLICT,
-            ErrorType::InvalidRequestError,
+            ErrorType::InvalidRequest,
             Some("idempotency_key_in_use"),
             "There is currently another in-progress request using this Stripe token (that probably means you clicked twice). Please try again in a few seconds.",
         );
@@ -222,7 +241,7 @@ impl ApiError {
     pub fn card_error(code: &str, decline_code: Option<&str>, message: &str) -> Self {
         let mut e = ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
-            ErrorType::CardError,
+            ErrorType::Card,
             Some(code),
             message,
         );
@@ -251,7 +270,7 @@ impl ApiError {
         if let Some(param) = &self.param {
             obj.insert("param".into(), json!(param));
         }
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter().flat_map(|extra| extra.iter()) {
             obj.insert(k.clone(), v.clone());
         }
         Value::Object(obj)

@@ -98,14 +98,14 @@ impl RedisServer {
             if ping(self.port) {
                 return Ok(());
             }
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(status)) = child.try_wait() {
-                    self.child = None;
-                    return Err(format!(
-                        "redis-server exited with {status}; log:\n{}",
-                        self.log()
-                    ));
-                }
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                self.child = None;
+                return Err(format!(
+                    "redis-server exited with {status}; log:\n{}",
+                    self.log()
+                ));
             }
             if Instant::now() >= deadline {
                 self.kill();

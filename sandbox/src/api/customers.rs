@@ -108,13 +108,13 @@ impl Account {
         if let Some(pm) = &req.payment_method {
             self.attachable(pm, None, "payment_method", ctx)?;
         }
-        if let Some(default) = &req.default_payment_method {
-            if req.payment_method.as_deref() != Some(default) {
-                return Err(not_attached(
-                    default,
-                    "invoice_settings[default_payment_method]",
-                ));
-            }
+        if let Some(default) = &req.default_payment_method
+            && req.payment_method.as_deref() != Some(default)
+        {
+            return Err(not_attached(
+                default,
+                "invoice_settings[default_payment_method]",
+            ));
         }
         self.customers.insert(
             id.clone(),
@@ -207,14 +207,12 @@ impl Account {
         if expand
             .iter()
             .any(|e| e == "invoice_settings.default_payment_method")
-        {
-            if let Some(pm) = customer
+            && let Some(pm) = customer
                 .default_payment_method
                 .as_ref()
                 .and_then(|pm| self.payment_methods.get(pm))
-            {
-                json["invoice_settings"]["default_payment_method"] = pm.to_json();
-            }
+        {
+            json["invoice_settings"]["default_payment_method"] = pm.to_json();
         }
         json
     }

@@ -23,7 +23,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use serde_json::Value;
 
 use crate::account::{Account, RequestCtx, new_id};
-use crate::error::ApiError;
+use crate::error::{ApiError, RateLimitedReason};
 use crate::faults::AfterCommit;
 use crate::form::{self, Params};
 use crate::idempotency::{Claim, SavedResponse, fingerprint};
@@ -252,7 +252,7 @@ fn respond(
     common: &Common,
     saved: SavedResponse,
     replayed: bool,
-    rate_limited_reason: Option<&'static str>,
+    rate_limited_reason: Option<RateLimitedReason>,
 ) -> Response {
     let mut response = Response::new(Body::from(saved.body));
     *response.status_mut() = saved.status;
@@ -282,7 +282,7 @@ fn respond(
     if let Some(reason) = rate_limited_reason {
         h.insert(
             "stripe-rate-limited-reason",
-            HeaderValue::from_static(reason),
+            HeaderValue::from_static(reason.as_str()),
         );
     }
     response

@@ -79,16 +79,16 @@ fn confirm_options(p: &mut Params) -> Result<ConfirmOptions, ApiError> {
         expand: expand_list(p, EXPANDABLE)?,
     };
     p.string("return_url")?;
-    if let Some(types) = p.string_list("payment_method_types")? {
-        if let Some(bad) = types.iter().find(|t| t.as_str() != "card") {
-            return Err(ApiError::invalid_param(
-                "payment_method_types",
-                Some("payment_method_invalid_parameter"),
-                format!(
-                    "The payment method type \"{bad}\" is invalid. The Flint sandbox supports only `card`."
-                ),
-            ));
-        }
+    if let Some(types) = p.string_list("payment_method_types")?
+        && let Some(bad) = types.iter().find(|t| t.as_str() != "card")
+    {
+        return Err(ApiError::invalid_param(
+            "payment_method_types",
+            Some("payment_method_invalid_parameter"),
+            format!(
+                "The payment method type \"{bad}\" is invalid. The Flint sandbox supports only `card`."
+            ),
+        ));
     }
     Ok(options)
 }

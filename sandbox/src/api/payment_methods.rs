@@ -112,14 +112,14 @@ pub fn parse_list(mut p: Params, customer_in_query: bool) -> Result<ListPaymentM
     } else {
         None
     };
-    if let Some(kind) = p.string("type")? {
-        if kind != "card" {
-            return Err(ApiError::invalid_param(
-                "type",
-                Some("parameter_invalid_string"),
-                format!("Invalid type: {kind}. The Flint sandbox supports only `card`."),
-            ));
-        }
+    if let Some(kind) = p.string("type")?
+        && kind != "card"
+    {
+        return Err(ApiError::invalid_param(
+            "type",
+            Some("parameter_invalid_string"),
+            format!("Invalid type: {kind}. The Flint sandbox supports only `card`."),
+        ));
     }
     p.string("allow_redisplay")?;
     let (limit, starting_after, ending_before) = list_params(&mut p)?;
@@ -184,14 +184,14 @@ impl Account {
                     .payment_methods
                     .get(pm)
                     .ok_or_else(|| ApiError::no_such_param("PaymentMethod", pm, param))?;
-                if let Some(owner) = &existing.customer {
-                    if Some(owner.as_str()) != customer {
-                        return Err(ApiError::invalid_param(
-                            param,
-                            Some("payment_method_unexpected_state"),
-                            "The payment method you provided has already been attached to a customer.",
-                        ));
-                    }
+                if let Some(owner) = &existing.customer
+                    && Some(owner.as_str()) != customer
+                {
+                    return Err(ApiError::invalid_param(
+                        param,
+                        Some("payment_method_unexpected_state"),
+                        "The payment method you provided has already been attached to a customer.",
+                    ));
                 }
                 existing.card
             }
@@ -199,16 +199,16 @@ impl Account {
         if let Some(customer) = customer {
             self.customer_param(customer, "customer")?;
         }
-        if ctx.strict_attach && !card.attaches_in_strict_mode {
-            if let Behaviour::Decline {
+        if ctx.strict_attach
+            && !card.attaches_in_strict_mode
+            && let Behaviour::Decline {
                 code,
                 decline_code,
                 message,
                 ..
             } = card.behaviour
-            {
-                return Err(ApiError::card_error(code, decline_code, message));
-            }
+        {
+            return Err(ApiError::card_error(code, decline_code, message));
         }
         Ok(())
     }
@@ -281,10 +281,10 @@ impl Account {
                 ),
             ));
         };
-        if let Some(customer) = self.customers.get_mut(&owner) {
-            if customer.default_payment_method.as_deref() == Some(id) {
-                customer.default_payment_method = None;
-            }
+        if let Some(customer) = self.customers.get_mut(&owner)
+            && customer.default_payment_method.as_deref() == Some(id)
+        {
+            customer.default_payment_method = None;
         }
         ok(self.render_payment_method(&self.payment_methods[id], expand))
     }
@@ -338,10 +338,10 @@ impl Account {
 
     fn render_payment_method(&self, pm: &PaymentMethod, expand: &[String]) -> Value {
         let mut json = pm.to_json();
-        if expand.iter().any(|e| e == "customer") {
-            if let Some(c) = pm.customer.as_ref().and_then(|c| self.customers.get(c)) {
-                json["customer"] = c.to_json();
-            }
+        if expand.iter().any(|e| e == "customer")
+            && let Some(c) = pm.customer.as_ref().and_then(|c| self.customers.get(c))
+        {
+            json["customer"] = c.to_json();
         }
         json
     }

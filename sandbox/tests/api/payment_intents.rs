@@ -21,7 +21,15 @@ async fn charge_off_session(sandbox: &TestSandbox, card: &str) -> (Answer, Strin
 
 /// Every test card of stripe-subset.md §4 with its documented off-session outcome:
 /// (card, HTTP status, code, decline_code, message).
-const OUTCOMES: &[(&str, u16, Option<&str>, Option<&str>, Option<&str>)] = &[
+type Outcome = (
+    &'static str,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const OUTCOMES: &[Outcome] = &[
     ("pm_card_visa", 200, None, None, None),
     ("pm_card_visa_debit", 200, None, None, None),
     ("pm_card_mastercard", 200, None, None, None),

@@ -1,7 +1,15 @@
 use flint_testkit::sandbox::spawn_sandbox;
 
 /// (amount, currency, HTTP status, code, param) per stripe-subset.md §7.
-const AMOUNTS: &[(&str, &str, u16, Option<&str>, Option<&str>)] = &[
+type Case = (
+    &'static str,
+    &'static str,
+    u16,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
+const AMOUNTS: &[Case] = &[
     ("50", "usd", 200, None, None),
     ("49", "usd", 400, Some("amount_too_small"), Some("amount")),
     (

@@ -1,0 +1,185 @@
+//! The real `flint` binary: help texts, `config check`, and `flint sandbox` as a process.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+const FLINT: &str = env!("CARGO_BIN_EXE_flint");
+
+/// A command with a clean Flint environment and an empty config dir, so the machine's own
+/// environment cannot change the outcome.
+fn flint(config_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(FLINT);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("FLINT") || key == "RUST_LOG" {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("FLINT_CONFIG_DIR", config_dir);
+    cmd
+}
+
+fn config_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/base.toml"),
+        dir.path().join("base.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn every_subcommand_explains_itself() {
+    let dir = config_dir();
+    for args in [
+        vec!["--help"],
+        vec!["sandbox", "--help"],
+        vec!["config", "check", "--help"],
+        vec!["bench", "sandbox", "--help"],
+    ] {
+        let out = flint(dir.path()).args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("Usage:"), "{args:?}: {text}");
+        assert!(text.len() > 200, "{args:?} help is too thin: {text}");
+    }
+    let top = String::from_utf8(flint(dir.path()).arg("--help").output().unwrap().stdout).unwrap();
+    for word in ["sandbox", "config", "FLINT__", "--config"] {
+        assert!(top.contains(word), "top-level help lacks {word}: {top}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_without_secrets() {
+    let dir = config_dir();
+    let out = flint(dir.path())
+        .args(["config", "check"])
+        .env("FLINT__REDIS__URL", "redis://:hunter2@127.0.0.1:6390")
+        .env("FLINT__SANDBOX__LISTEN", "127.0.0.1:4242")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("listen = \"127.0.0.1:4242\""), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("sk_test_flint") && !text.contains("whsec_"),
+        "{text}"
+    );
+    assert!(text.contains("[redacted]"));
+}
+
+#[test]
+fn config_check_names_the_bad_key_and_fails() {
+    let dir = config_dir();
+    let out = flint(dir.path())
+        .args(["config", "check"])
+        .env("FLINT__SANDBOX__LISTEN", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("sandbox.listen") && err.contains("FLINT__SANDBOX__LISTEN"),
+        "{err}"
+    );
+
+    std::fs::write(
+        dir.path().join("extra.toml"),
+        "[sandbox]\nlisten_typo = 1\n",
+    )
+    .unwrap();
+    let out = flint(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(dir.path().join("extra.toml"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("listen_typo") && err.contains("extra.toml"),
+        "{err}"
+    );
+
+    let out = flint(dir.path())
+        .args(["config", "check"])
+        .env("FLINT_ENV", "nowhere")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("FLINT_ENV=nowhere")
+    );
+}
+
+#[test]
+fn flint_sandbox_serves_stripes_api_until_terminated() {
+    let dir = config_dir();
+    let mut child = flint(dir.path())
+        .args(["sandbox", "--listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/v1/customers"))
+            .bearer_auth("sk_test_flint")
+            .form(&[("name", "cli")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 200);
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "exit after SIGTERM: {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "flint sandbox did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let dir = config_dir();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = flint(dir.path())
+        .args(["sandbox", "--listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
+}
