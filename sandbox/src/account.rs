@@ -4,14 +4,14 @@
 //! request's whole effect (create, confirm, record the charge, record the events) is atomic,
 //! which is what Stripe's own per-object locking gives its clients.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use flint_shared::ids::random_token;
 
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyStore;
-use crate::objects::{Charge, Customer, Event, PaymentIntent, PaymentMethod};
+use crate::objects::{Charge, Customer, Event, EventSource, PaymentIntent, PaymentMethod};
 
 /// Per-request facts that end up in the objects and events a request creates.
 #[derive(Debug, Clone)]
@@ -21,6 +21,10 @@ pub struct RequestCtx {
     pub api_version: String,
     pub strict_attach: bool,
 }
+
+/// Events kept per account for `GET /v1/events/{id}`; older ones are forgotten so that a
+/// long-running sandbox (`flint dev`) does not grow without bound on events alone.
+pub const MAX_EVENTS: usize = 10_000;
 
 #[derive(Debug, Default)]
 pub struct Account {
@@ -32,7 +36,9 @@ pub struct Account {
     pub intents: HashMap<String, PaymentIntent>,
     pub intent_order: Vec<String>,
     pub charges: HashMap<String, Charge>,
+    /// The newest [`MAX_EVENTS`] events, by id, and their order for eviction.
     pub events: HashMap<String, Event>,
+    pub event_order: VecDeque<String>,
     /// Events not yet handed to the webhook sender.
     pub outbox: Vec<Event>,
     pub idempotency: IdempotencyStore,
@@ -84,17 +90,22 @@ impl Account {
 
     /// Records an event about `object` and queues it for webhook delivery.
     pub fn emit(&mut self, kind: &'static str, object: serde_json::Value, ctx: &RequestCtx) {
-        let event = Event {
-            id: new_id("evt"),
-            created: now_unix(),
+        let source = EventSource {
             kind,
             object,
-            request_id: Some(ctx.request_id.clone()),
-            idempotency_key: ctx.idempotency_key.clone(),
-            api_version: ctx.api_version.clone(),
+            request_id: &ctx.request_id,
+            idempotency_key: ctx.idempotency_key.as_deref(),
+            api_version: &ctx.api_version,
         };
+        let event = Event::new(new_id("evt"), now_unix(), source);
         self.outbox.push(event.clone());
+        self.event_order.push_back(event.id.clone());
         self.events.insert(event.id.clone(), event);
+        while self.event_order.len() > MAX_EVENTS {
+            if let Some(old) = self.event_order.pop_front() {
+                self.events.remove(&old);
+            }
+        }
     }
 }
 

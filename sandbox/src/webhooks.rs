@@ -46,15 +46,12 @@ impl Webhooks {
             .unwrap_or_default();
         tokio::spawn(async move {
             while let Some(event) = rx.recv().await {
-                let body = event.to_json().to_string();
                 for url in &urls {
                     tokio::spawn(deliver(
                         client.clone(),
                         url.clone(),
                         secret.clone(),
-                        event.id.clone(),
-                        event.kind,
-                        body.clone(),
+                        event.clone(),
                     ));
                 }
             }
@@ -71,21 +68,15 @@ impl Webhooks {
     }
 }
 
-async fn deliver(
-    client: reqwest::Client,
-    url: String,
-    secret: Secret,
-    id: String,
-    kind: &'static str,
-    body: String,
-) {
+async fn deliver(client: reqwest::Client, url: String, secret: Secret, event: Event) {
+    let (id, kind, body) = (&event.id, event.kind, &*event.body);
     for attempt in 1..=TRIES {
-        let signature = signature_header(secret.expose(), now_unix(), &body);
+        let signature = signature_header(secret.expose(), now_unix(), body);
         let result = client
             .post(&url)
             .header("content-type", "application/json")
             .header("stripe-signature", signature)
-            .body(body.clone())
+            .body(body.to_string())
             .send()
             .await;
         match result {

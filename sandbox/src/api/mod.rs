@@ -221,7 +221,7 @@ fn run(op: Op, account: &mut Account, ctx: &RequestCtx) -> Result<Value, ApiErro
         Op::RetrieveEvent(id) => account
             .events
             .get(&id)
-            .map(|e| e.to_json())
+            .and_then(|e| serde_json::from_str(&e.body).ok())
             .ok_or_else(|| ApiError::no_such("event", &id)),
     }
 }
