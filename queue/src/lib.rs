@@ -1,1 +1,44 @@
-//! Placeholder: this crate is built in a later issue (see DESIGN.md).
+//! `flint-queue`: Flint's Redis backend for apalis. Generic over job types; knows nothing of
+//! payments.
+//!
+//! # Why Redis Streams
+//!
+//! A queue that moves money must lease jobs (never lose one when a worker dies), block idle
+//! workers on Redis (no sleep-polling), and fetch and acknowledge in batches. A stream with a
+//! consumer group gives all three in single commands: `XREADGROUP … BLOCK` fetches a batch and
+//! leases it atomically (the group's pending-entries list is the lease table), `XAUTOCLAIM`
+//! takes over jobs whose lease has expired without any registry of live workers, and
+//! `XACK`/`XDEL` take many ids per call. With reliable lists the same guarantees need a
+//! per-worker in-flight list, a registry of worker heartbeats to find the dead ones, and a
+//! scan of their lists, which is what made apalis-redis slow to recover
+//! (`shared/reference/apalis-redis-1.0-findings.md`).
+//! Delayed jobs wait in a sorted set and move to the stream in bounded batches (1,000 per
+//! script call), so any number due at once drains without hitting Lua's `unpack` limit.
+//! See `BENCHMARKS.md` for the measured cost per job.
+//!
+//! # Guarantees
+//!
+//! - At least once: a fetched job is leased; a worker that dies loses its leases after
+//!   [`QueueConfig::lease`] and another worker runs the jobs. Live workers renew their leases.
+//! - Idempotent push by job id while the job is live ([`Pushed::Duplicate`]).
+//! - Explicit outcomes ([`Outcome`]): complete, retry at a time, or dead-letter. The backend
+//!   never retries on its own; a handler error dead-letters the job with the error as reason.
+//! - Nothing left behind: a finished job's entry and id are deleted; dead letters are capped.
+//! - Workers survive Redis restarts and lost connections: they log, back off and reconnect.
+//! - All keys of a queue share one hash tag (see [`keys`]).
+
+mod backend;
+mod config;
+mod error;
+pub mod keys;
+pub mod metrics;
+mod outcome;
+mod queue;
+mod store;
+
+pub use backend::{AckLayer, AckService, RedisBackend};
+pub use config::QueueConfig;
+pub use error::QueueError;
+pub use outcome::{JobResponse, Outcome};
+pub use queue::{NewJob, Pushed, Queue, Replayed};
+pub use store::{DeadLetter, QueueStats};

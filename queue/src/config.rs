@@ -1,0 +1,61 @@
+//! Queue tuning. Defaults suit payments: a 15 s lease (a killed worker's jobs run elsewhere
+//! within seconds, not minutes), batches of 64, and idle workers blocked on Redis for at most
+//! a second at a time.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// The queue's name; part of every key (`flint:{name}:…`).
+    pub name: String,
+    /// How long a fetched job stays leased to its worker without renewal. A live worker renews
+    /// its leases every third of this; a dead one's jobs are reclaimed after it.
+    pub lease: Duration,
+    /// Jobs fetched (and acknowledged) per Redis round trip.
+    pub batch: usize,
+    /// Longest single blocking read; bounds how late a shutdown or a due delayed job is noticed.
+    pub block: Duration,
+    /// Delayed jobs moved to ready per script call (kept well under Lua's `unpack` limit).
+    pub promote_batch: usize,
+    /// Dead letters kept (oldest dropped first).
+    pub dead_letters_max: usize,
+}
+
+impl QueueConfig {
+    pub fn new(name: impl Into<String>) -> QueueConfig {
+        QueueConfig {
+            name: name.into(),
+            lease: Duration::from_secs(15),
+            batch: 64,
+            block: Duration::from_secs(1),
+            promote_batch: 1000,
+            dead_letters_max: 100_000,
+        }
+    }
+
+    pub fn with_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    pub fn with_batch(mut self, batch: usize) -> Self {
+        self.batch = batch.max(1);
+        self
+    }
+
+    pub fn with_block(mut self, block: Duration) -> Self {
+        self.block = block;
+        self
+    }
+
+    pub fn with_dead_letters_max(mut self, max: usize) -> Self {
+        self.dead_letters_max = max.max(1);
+        self
+    }
+
+    pub(crate) fn lease_ms(&self) -> u64 {
+        u64::try_from(self.lease.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+}

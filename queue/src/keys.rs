@@ -1,0 +1,61 @@
+//! The Redis key scheme of one queue. Every key carries the same hash tag, `{<queue>}`, so a
+//! Redis Cluster keeps a queue's keys in one slot and each Lua script touches one slot only.
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `flint:{q}:stream` | stream, group `workers` | ready and leased jobs: fields `id`, `p` (payload) |
+//! | `flint:{q}:ids` | hash | job id → `1` for every live job (ready, leased or delayed): push dedup |
+//! | `flint:{q}:delayed` | sorted set | job id → due time (ms) |
+//! | `flint:{q}:delayed_data` | hash | job id → payload of a delayed job |
+//! | `flint:{q}:dead` | stream (capped) | dead letters: `id`, `p`, `reason`, `at` |
+//!
+//! A finished job leaves nothing: its stream entry is deleted and its id removed from `ids`.
+
+/// The consumer group all workers of a queue read through.
+pub const GROUP: &str = "workers";
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub stream: String,
+    pub ids: String,
+    pub delayed: String,
+    pub delayed_data: String,
+    pub dead: String,
+}
+
+impl Keys {
+    pub fn new(queue: &str) -> Keys {
+        let key = |suffix: &str| format!("flint:{{{queue}}}:{suffix}");
+        Keys {
+            stream: key("stream"),
+            ids: key("ids"),
+            delayed: key("delayed"),
+            delayed_data: key("delayed_data"),
+            dead: key("dead"),
+        }
+    }
+
+    /// All keys, in the order the scripts expect them.
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.stream,
+            &self.ids,
+            &self.delayed,
+            &self.delayed_data,
+            &self.dead,
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_queue_shares_one_hash_tag() {
+        let keys = Keys::new("charges");
+        for key in keys.all() {
+            assert!(key.starts_with("flint:{charges}:"), "{key}");
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! Queue depth as Prometheus gauges: `flint_queue_jobs{queue,state}` and
+//! `flint_queue_oldest_ready_age_seconds{queue}`, recorded through the `metrics` facade so
+//! that whichever exporter the binary installs serves them.
+
+use std::time::Duration;
+
+use crate::Queue;
+use crate::store::QueueStats;
+
+pub fn record(queue: &str, stats: &QueueStats) {
+    for (state, value) in [
+        ("ready", stats.ready),
+        ("leased", stats.leased),
+        ("delayed", stats.delayed),
+        ("dead", stats.dead),
+    ] {
+        metrics::gauge!("flint_queue_jobs", "queue" => queue.to_owned(), "state" => state)
+            .set(value as f64);
+    }
+    metrics::gauge!("flint_queue_oldest_ready_age_seconds", "queue" => queue.to_owned())
+        .set(stats.oldest_ready_age_ms as f64 / 1000.0);
+}
+
+/// Reads the queue's depth every `every` and records it, until the task is dropped.
+pub fn spawn_reporter(queue: Queue, every: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match queue.stats().await {
+                Ok(stats) => record(&queue.config().name, &stats),
+                Err(e) => {
+                    tracing::warn!(queue = %queue.config().name, error = %e, "reading queue depth failed")
+                }
+            }
+        }
+    })
+}

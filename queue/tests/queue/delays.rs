@@ -1,0 +1,125 @@
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use flint_queue::{NewJob, Outcome};
+use flint_testkit::poll_until;
+use flint_testkit::redis::RedisServer;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn a_delayed_job_does_not_run_before_its_time() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("later")).await;
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 2);
+    let due = Instant::now() + Duration::from_millis(800);
+    queue
+        .push(job(1).run_at(SystemTime::now() + Duration::from_millis(800)))
+        .await
+        .unwrap();
+    assert_eq!(queue.stats().await.unwrap().delayed, 1);
+    let ran = poll_until(Duration::from_secs(10), "the delayed job", || async {
+        runs.first_run(1)
+    })
+    .await;
+    assert!(ran >= due, "ran {:?} early", due - ran);
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_handler_retry_runs_the_job_again_at_the_time_it_asked() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("retry")).await;
+    let runs = Runs::scripted(Arc::new(|_, run| {
+        Ok(if run < 3 {
+            Outcome::RetryAt(SystemTime::now() + Duration::from_millis(300))
+        } else {
+            Outcome::Complete
+        })
+    }));
+    let worker = TestWorker::start(&queue, &runs, 2);
+    queue.push(job(1)).await.unwrap();
+    poll_until(Duration::from_secs(10), "three runs", || async {
+        (runs.count(1) == 3).then_some(())
+    })
+    .await;
+    let times = runs.run_times(1);
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(300),
+            "{:?}",
+            pair[1] - pair[0]
+        );
+    }
+    poll_until(Duration::from_secs(5), "the queue to empty", || async {
+        let s = queue.stats().await.unwrap();
+        (s.ready + s.leased + s.delayed == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(runs.count(1), 3, "the backend never retries on its own");
+}
+
+#[tokio::test]
+async fn a_retried_job_keeps_its_id_so_pushes_stay_deduplicated() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("retryid")).await;
+    let runs = Runs::scripted(Arc::new(|_, run| {
+        Ok(if run == 1 {
+            Outcome::RetryAt(SystemTime::now() + Duration::from_secs(60))
+        } else {
+            Outcome::Complete
+        })
+    }));
+    let worker = TestWorker::start(&queue, &runs, 1);
+    queue.push(job(1)).await.unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        "the retry to be scheduled",
+        || async { (queue.stats().await.unwrap().delayed == 1).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        queue.push(job(1)).await.unwrap().1,
+        flint_queue::Pushed::Duplicate
+    );
+    worker.stop().await;
+}
+
+/// DESIGN.md: delays without wedges. 200,000 jobs due at the same instant all drain.
+#[tokio::test]
+async fn two_hundred_thousand_jobs_due_at_once_all_drain() {
+    const N: u64 = 200_000;
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("herd").with_batch(256)).await;
+    // Far enough ahead that all are still waiting when the push ends, then all due at once.
+    let at = SystemTime::now() + Duration::from_secs(15);
+    let jobs: Vec<_> = (0..N)
+        .map(|n| {
+            NewJob::new(Job { n, work_ms: 0 })
+                .with_id(format!("j{n}"))
+                .run_at(at)
+        })
+        .collect();
+    let pushing = std::time::Instant::now();
+    queue.push_batch(jobs).await.unwrap();
+    eprintln!("pushed {N} delayed jobs in {:?}", pushing.elapsed());
+    assert_eq!(queue.stats().await.unwrap().delayed, N);
+    let runs = Runs::new();
+    let workers: Vec<_> = (0..2)
+        .map(|_| TestWorker::start(&queue, &runs, 64))
+        .collect();
+    poll_until(
+        Duration::from_secs(240),
+        "all 200,000 jobs to run",
+        || async { (runs.distinct() as u64 == N).then_some(()) },
+    )
+    .await;
+    for w in workers {
+        w.stop().await;
+    }
+    assert_eq!(runs.total() as u64, N);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
+}

@@ -1,0 +1,110 @@
+use std::time::Duration;
+
+use flint_testkit::poll_until;
+use flint_testkit::redis::RedisServer;
+
+use crate::harness::*;
+
+#[tokio::test]
+async fn every_pushed_job_runs_once_and_nothing_of_it_stays_in_redis() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("drain")).await;
+    let jobs: Vec<_> = (0..500).map(job).collect();
+    queue.push_batch(jobs).await.unwrap();
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 16);
+    poll_until(Duration::from_secs(30), "500 jobs to run", || async {
+        (runs.distinct() == 500).then_some(())
+    })
+    .await;
+    poll_until(Duration::from_secs(10), "the queue to be empty", || async {
+        let s = queue.stats().await.unwrap();
+        (s.ready + s.leased + s.delayed == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(runs.total(), 500, "no job ran twice");
+    // Only the (empty) stream itself remains: no per-job key, no leftover id.
+    assert_eq!(keys(&redis).await, vec!["flint:{drain}:stream".to_owned()]);
+    let mut conn = redis_conn(&redis).await;
+    let len: u64 = redis::cmd("XLEN")
+        .arg("flint:{drain}:stream")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0);
+}
+
+#[tokio::test]
+async fn two_workers_share_a_queue_without_running_a_job_twice() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("shared")).await;
+    queue
+        .push_batch((0..1000).map(job).collect())
+        .await
+        .unwrap();
+    let runs = Runs::new();
+    let a = TestWorker::start(&queue, &runs, 8);
+    let b = TestWorker::start(&queue, &runs, 8);
+    poll_until(Duration::from_secs(30), "1000 jobs to run", || async {
+        (runs.distinct() == 1000).then_some(())
+    })
+    .await;
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(runs.total(), 1000);
+}
+
+#[tokio::test]
+async fn an_idle_worker_blocks_on_redis_and_starts_a_pushed_job_at_once() {
+    let redis = RedisServer::start();
+    // A 30 s blocking read: a job that starts within 2 s was delivered by the read waking up,
+    // not by a poll interval.
+    let config = config("idle").with_block(Duration::from_secs(30));
+    let queue = queue(&redis, config).await;
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 4);
+    // A first job proves the worker is up; afterwards it is idle in its 30 s blocking read.
+    queue.push(job(100)).await.unwrap();
+    poll_until(Duration::from_secs(5), "the first job", || async {
+        runs.first_run(100)
+    })
+    .await;
+    for n in 0..5 {
+        let pushed = std::time::Instant::now();
+        queue.push(job(n)).await.unwrap();
+        let started = poll_until(
+            Duration::from_secs(2),
+            "the pushed job to start",
+            || async { runs.first_run(n) },
+        )
+        .await;
+        assert!(started.duration_since(pushed) < Duration::from_secs(2));
+    }
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn a_worker_that_stops_gives_back_what_it_did_not_start() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("handback").with_batch(50)).await;
+    let slow: Vec<_> = (0..60)
+        .map(|n| flint_queue::NewJob::new(Job { n, work_ms: 300 }).with_id(format!("job-{n}")))
+        .collect();
+    queue.push_batch(slow).await.unwrap();
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 2);
+    poll_until(
+        Duration::from_secs(10),
+        "the first jobs to start",
+        || async { (runs.distinct() >= 2).then_some(()) },
+    )
+    .await;
+    worker.stop().await;
+    let started = runs.distinct();
+    assert!(started < 60);
+    // Unstarted jobs are ready again right away (not waiting out a lease).
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(stats.leased, 0, "{stats:?}");
+    assert_eq!(stats.ready as usize, 60 - started, "{stats:?}");
+}

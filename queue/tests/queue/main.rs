@@ -1,0 +1,10 @@
+//! flint-queue against real redis-server processes, through real apalis workers.
+
+mod harness;
+
+mod dead_letters;
+mod delays;
+mod drain;
+mod faults;
+mod introspection;
+mod push;
