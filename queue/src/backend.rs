@@ -566,7 +566,7 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
         }
         let mut backoff = backoff();
         loop {
-            match ctx.store.ack(&mut conn, &batch).await {
+            match ctx.store.ack(&mut conn, &ctx.consumer, &batch).await {
                 Ok(_) => break,
                 Err(e) => {
                     // Acks are retried until they land: a lost ack would re-run a finished job.

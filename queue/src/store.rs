@@ -123,6 +123,7 @@ impl Store {
     pub async fn ack(
         &self,
         conn: &mut ConnectionManager,
+        consumer: &str,
         outcomes: &[(RawJob, RawOutcome)],
     ) -> Result<u64, QueueError> {
         if outcomes.is_empty() {
@@ -132,7 +133,10 @@ impl Store {
         for key in self.keys.all() {
             invocation.key(key);
         }
-        invocation.arg(now_ms()).arg(self.config.dead_letters_max);
+        invocation
+            .arg(now_ms())
+            .arg(self.config.dead_letters_max)
+            .arg(consumer);
         for (job, outcome) in outcomes {
             invocation.arg(&job.entry_id).arg(&job.id);
             match outcome {

@@ -1,13 +1,21 @@
--- Record the outcomes of a batch of leased jobs. An entry that is no longer pending (another
--- worker already finished it after this one's lease ran out) is skipped: first finisher wins.
+-- Record the outcomes of a batch of jobs leased to one consumer. An entry that consumer no
+-- longer holds (its lease ran out and another worker took the job over) is skipped: the
+-- worker that holds it now reports the outcome. Returns how many outcomes were applied.
 -- KEYS: stream, ids, delayed, delayed_data, dead
--- ARGV: now_ms, dead_letters_max, then (entry_id, job_id, kind, arg, payload) per job, where
---   kind 'c' = complete; 'r' = retry at arg (ms); 'x' = dead letter with reason arg
+-- ARGV: now_ms, dead_letters_max, consumer, then (entry_id, job_id, kind, arg, payload) per
+--   job, where kind 'c' = complete; 'r' = retry at arg (ms); 'x' = dead letter, reason arg
+-- One XPENDING lists what the consumer holds (bounded by its in-flight jobs), so the whole
+-- batch is acknowledged with one XACK, one XDEL and one HDEL.
 local now = tonumber(ARGV[1])
+local held = {}
+for _, p in ipairs(redis.call('XPENDING', KEYS[1], 'workers', '-', '+', 1000000, ARGV[3])) do
+  held[p[1]] = true
+end
 local entries, finished = {}, {}
-for i = 3, #ARGV, 5 do
+for i = 4, #ARGV, 5 do
   local eid, id, kind, arg, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  if redis.call('XACK', KEYS[1], 'workers', eid) == 1 then
+  if held[eid] then
+    held[eid] = nil
     entries[#entries + 1] = eid
     if kind == 'c' then
       finished[#finished + 1] = id
@@ -24,6 +32,9 @@ for i = 3, #ARGV, 5 do
     end
   end
 end
-if #entries > 0 then redis.call('XDEL', KEYS[1], unpack(entries)) end
+if #entries > 0 then
+  redis.call('XACK', KEYS[1], 'workers', unpack(entries))
+  redis.call('XDEL', KEYS[1], unpack(entries))
+end
 if #finished > 0 then redis.call('HDEL', KEYS[2], unpack(finished)) end
 return #entries
