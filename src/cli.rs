@@ -61,6 +61,84 @@ pub enum BenchCommand {
     /// Throughput of the sandbox: PaymentIntents created and confirmed per second at a given
     /// concurrency, against the same server's health endpoint as the baseline.
     Sandbox(BenchSandboxArgs),
+
+    /// Throughput and latency of Flint's Redis queue against apalis-redis 1.0.0 on the same
+    /// Redis in the same run: N no-op jobs drained by 1 and 2 worker processes, Redis commands
+    /// per job (INFO commandstats), pickup latency of an idle worker, and push rates.
+    Queue(BenchQueueArgs),
+
+    /// A queue worker process for `flint bench queue` and the crash tests (not for production).
+    #[command(hide = true)]
+    QueueWorker(QueueWorkerArgs),
+}
+
+/// The queue systems `flint bench queue` compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueSystem {
+    /// Flint's own Redis Streams backend (flint-queue).
+    Flint,
+    /// apalis-redis 1.0.0 with its default configuration.
+    ApalisRedisDefault,
+    /// apalis-redis 1.0.0 with `lock_tasks(false)`.
+    ApalisRedisNolock,
+}
+
+impl QueueSystem {
+    pub fn label(self) -> &'static str {
+        match self {
+            QueueSystem::Flint => "flint",
+            QueueSystem::ApalisRedisDefault => "apalis-redis-default",
+            QueueSystem::ApalisRedisNolock => "apalis-redis-nolock",
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchQueueArgs {
+    /// Redis to run against (its data is left alone but for the bench's own keys). Without it,
+    /// a private redis-server is started on a free port.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Jobs per drain scenario.
+    #[arg(long, default_value_t = 100_000)]
+    pub jobs: u64,
+    /// Systems to run, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "flint,apalis-redis-default,apalis-redis-nolock"
+    )]
+    pub systems: Vec<QueueSystem>,
+    /// Worker process counts, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    pub workers: Vec<usize>,
+    /// Jobs in flight per worker process.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Jobs pushed one at a time to an idle worker to measure pickup latency.
+    #[arg(long, default_value_t = 200)]
+    pub latency_samples: usize,
+    /// Print one JSON object per line and scenario instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct QueueWorkerArgs {
+    #[arg(long, value_enum)]
+    pub system: QueueSystem,
+    #[arg(long)]
+    pub redis_url: String,
+    #[arg(long)]
+    pub queue: String,
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Lease of the Flint queue, in milliseconds.
+    #[arg(long, default_value_t = 15_000)]
+    pub lease_ms: u64,
+    /// Record every run in the hash `flint:bench:{queue}:runs` (job id → runs) before working.
+    #[arg(long)]
+    pub record: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -479,14 +479,30 @@ fn deliver<Args: DeserializeOwned>(ctx: &Ctx, tx: &mpsc::Sender<Task<Args>>, job
     }
 }
 
+/// How often each worker looks for consumers of exited processes.
+const PRUNE_EVERY: Duration = Duration::from_secs(30);
+
 async fn promote(mut ctx: Ctx) {
     let Some(mut conn) = ctx.connect(Duration::ZERO).await else {
         return;
     };
     let mut backoff = backoff();
+    let mut last_prune = Instant::now();
     loop {
         if ctx.stopped() {
             return;
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY.min(ctx.store.config.consumer_idle_limit) {
+            last_prune = Instant::now();
+            match ctx.store.prune_consumers(&mut conn).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(queue = %ctx.queue(), removed = n, "removed consumers of exited workers")
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %ctx.queue(), error = %e, "pruning consumers failed")
+                }
+            }
         }
         let wait = match ctx.store.promote(&mut conn).await {
             Ok((moved, next_due)) => {

@@ -19,6 +19,9 @@ pub struct QueueConfig {
     pub promote_batch: usize,
     /// Dead letters kept (oldest dropped first).
     pub dead_letters_max: usize,
+    /// A consumer (one per worker process) that holds no job and has not read for this long
+    /// is removed from the group, so exited processes leave nothing behind.
+    pub consumer_idle_limit: Duration,
 }
 
 impl QueueConfig {
@@ -30,6 +33,7 @@ impl QueueConfig {
             block: Duration::from_secs(1),
             promote_batch: 1000,
             dead_letters_max: 100_000,
+            consumer_idle_limit: Duration::from_secs(600),
         }
     }
 
@@ -50,6 +54,11 @@ impl QueueConfig {
 
     pub fn with_dead_letters_max(mut self, max: usize) -> Self {
         self.dead_letters_max = max.max(1);
+        self
+    }
+
+    pub fn with_consumer_idle_limit(mut self, limit: Duration) -> Self {
+        self.consumer_idle_limit = limit;
         self
     }
 

@@ -36,6 +36,7 @@ struct Scripts {
     release: Script,
     replay: Script,
     stats: Script,
+    prune: Script,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +74,7 @@ impl Store {
             release: Script::new(include_str!("lua/release.lua")),
             replay: Script::new(include_str!("lua/replay.lua")),
             stats: Script::new(include_str!("lua/stats.lua")),
+            prune: Script::new(include_str!("lua/prune.lua")),
         };
         Store {
             config,
@@ -234,6 +236,19 @@ impl Store {
             dead,
             oldest_ready_age_ms,
         })
+    }
+
+    /// Removes consumers that hold nothing and have been idle longer than the configured limit.
+    pub async fn prune_consumers(&self, conn: &mut ConnectionManager) -> Result<u64, QueueError> {
+        let idle_ms =
+            u64::try_from(self.config.consumer_idle_limit.as_millis()).unwrap_or(u64::MAX);
+        Ok(self
+            .scripts
+            .prune
+            .key(&self.keys.stream)
+            .arg(idle_ms)
+            .invoke_async(conn)
+            .await?)
     }
 
     /// `XREADGROUP … BLOCK`: new jobs for `consumer`, leased to it by the read itself.

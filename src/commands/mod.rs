@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
+mod bench_queue;
 mod bench_sandbox;
 mod config;
+mod queue_worker;
+mod redis_child;
 mod sandbox;
 
 use anyhow::Context;
@@ -21,6 +24,8 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Sandbox(args)) => {
             bench_sandbox::run(load_config(&cli)?, args).await
         }
+        Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
+        Command::Bench(BenchCommand::QueueWorker(args)) => queue_worker::run(args).await,
     }
 }
 

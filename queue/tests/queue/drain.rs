@@ -108,3 +108,64 @@ async fn a_worker_that_stops_gives_back_what_it_did_not_start() {
     assert_eq!(stats.leased, 0, "{stats:?}");
     assert_eq!(stats.ready as usize, 60 - started, "{stats:?}");
 }
+
+#[tokio::test]
+async fn consumers_of_exited_workers_are_removed_from_the_group() {
+    let redis = RedisServer::start();
+    let config = config("prune").with_consumer_idle_limit(Duration::from_millis(300));
+    let queue = queue(&redis, config).await;
+    let mut conn = redis_conn(&redis).await;
+    // Ten processes that came and went: consumers holding nothing.
+    for i in 0..10 {
+        let () = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg("flint:{prune}:stream")
+            .arg("workers")
+            .arg(format!("gone-{i}"))
+            .query_async(&mut conn)
+            .await
+            .map(|_: i64| ())
+            .unwrap();
+    }
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 1);
+    let names = poll_until(
+        Duration::from_secs(10),
+        "the exited consumers to be removed",
+        || async {
+            let mut conn = redis_conn(&redis).await;
+            let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
+                .arg("CONSUMERS")
+                .arg("flint:{prune}:stream")
+                .arg("workers")
+                .query_async(&mut conn)
+                .await
+                .ok()?;
+            let names: Vec<String> = consumers
+                .iter()
+                .filter_map(|c| match c.get(1) {
+                    Some(redis::Value::BulkString(b)) => {
+                        Some(String::from_utf8_lossy(b).into_owned())
+                    }
+                    _ => None,
+                })
+                .collect();
+            (!names.iter().any(|n| n.starts_with("gone-"))).then_some(names)
+        },
+    )
+    .await;
+    // The live worker's consumer may be pruned too while it holds nothing (Redis 7.0 counts
+    // idle time from the last delivery); its next read recreates it, as this job shows.
+    assert!(
+        names.len() <= 1,
+        "only the live worker may remain: {names:?}"
+    );
+    queue.push(job(1)).await.unwrap();
+    poll_until(
+        Duration::from_secs(5),
+        "the live worker to keep working",
+        || async { runs.first_run(1) },
+    )
+    .await;
+    worker.stop().await;
+}
