@@ -400,6 +400,8 @@ async fn fetch<Args: DeserializeOwned + Send + 'static>(
     };
     let reclaim_every = ctx.store.config.lease / 3;
     let mut last_reclaim: Option<Instant> = None;
+    // Where the last XAUTOCLAIM scan stopped; "0-0" once a scan has covered the whole list.
+    let mut reclaim_cursor = "0-0".to_owned();
     let mut backoff = backoff();
     loop {
         if ctx.stopped() {
@@ -413,14 +415,27 @@ async fn fetch<Args: DeserializeOwned + Send + 'static>(
             },
             () = ctx.stop_requested() => return,
         };
-        let reclaim_due = last_reclaim.is_none_or(|at| at.elapsed() >= reclaim_every);
+        let reclaim_due =
+            reclaim_cursor != "0-0" || last_reclaim.is_none_or(|at| at.elapsed() >= reclaim_every);
         let result = if reclaim_due {
             last_reclaim = Some(Instant::now());
-            ctx.store.reclaim(&mut conn, &ctx.consumer, room).await.inspect(|jobs| {
-                if !jobs.is_empty() {
-                    tracing::warn!(queue = %ctx.queue(), count = jobs.len(), "reclaimed jobs whose lease ran out");
+            let reclaimed = ctx
+                .store
+                .reclaim(&mut conn, &ctx.consumer, &reclaim_cursor, room)
+                .await;
+            match reclaimed {
+                Ok((next, jobs)) => {
+                    reclaim_cursor = next;
+                    if !jobs.is_empty() {
+                        tracing::warn!(queue = %ctx.queue(), count = jobs.len(), "reclaimed jobs whose lease ran out");
+                    }
+                    Ok(jobs)
                 }
-            })
+                Err(e) => {
+                    reclaim_cursor = "0-0".to_owned();
+                    Err(e)
+                }
+            }
         } else {
             // Stop does not wait out a long blocking read. Should jobs arrive for a read
             // dropped here, they stay leased to this consumer and another worker reclaims them

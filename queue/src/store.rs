@@ -296,28 +296,30 @@ impl Store {
     }
 
     /// `XAUTOCLAIM`: jobs whose lease ran out (their worker died or stalled), now leased to
-    /// `consumer`.
+    /// `consumer`. Scans the pending list from `cursor` (`0-0` for the start); returns the
+    /// cursor to continue from (`0-0` once the scan has wrapped around).
     pub async fn reclaim(
         &self,
         conn: &mut ConnectionManager,
         consumer: &str,
+        cursor: &str,
         count: usize,
-    ) -> Result<Vec<RawJob>, QueueError> {
+    ) -> Result<(String, Vec<RawJob>), QueueError> {
         let reply: Value = redis::cmd("XAUTOCLAIM")
             .arg(&self.keys.stream)
             .arg(GROUP)
             .arg(consumer)
             .arg(self.config.lease_ms())
-            .arg("0-0")
+            .arg(cursor)
             .arg("COUNT")
             .arg(count)
             .query_async(conn)
             .await?;
-        let parts = as_array(reply)?;
-        match parts.into_iter().nth(1) {
-            Some(entries) => parse_entries(entries),
-            None => Err(QueueError::Protocol(
-                "XAUTOCLAIM reply without entries".into(),
+        let mut parts = as_array(reply)?.into_iter();
+        match (parts.next(), parts.next()) {
+            (Some(next), Some(entries)) => Ok((as_string(next)?, parse_entries(entries)?)),
+            _ => Err(QueueError::Protocol(
+                "XAUTOCLAIM reply without cursor and entries".into(),
             )),
         }
     }
