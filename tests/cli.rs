@@ -148,26 +148,8 @@ fn flint_sandbox_serves_stripes_api_until_terminated() {
     });
     assert_eq!(status, 200);
 
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit after SIGTERM: {status}");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "flint sandbox did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let status = flint_testkit::process::terminate(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit after SIGTERM: {status}");
 }
 
 #[test]

@@ -7,8 +7,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flint_queue::{NewJob, Queue, QueueConfig};
-use flint_testkit::poll_until;
 use flint_testkit::redis::RedisServer;
+use flint_testkit::{poll_until, process};
 use redis::AsyncCommands;
 
 const FLINT: &str = env!("CARGO_BIN_EXE_flint");
@@ -50,21 +50,12 @@ impl Worker {
     }
 
     fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.0.id().to_string()])
-            .status();
+        process::signal(&self.0, "KILL");
         let _ = self.0.wait();
     }
 
     fn terminate(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.0.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "worker did not stop on SIGTERM");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        process::terminate(&mut self.0, Duration::from_secs(30));
     }
 }
 
