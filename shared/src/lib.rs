@@ -3,6 +3,7 @@
 //! - [`ids`]: prefixed, unguessable identifiers (`osp_…`, `evt_…`).
 //! - [`money`]: integer minor-unit amounts with ISO 4217 currency rules and Stripe's limits.
 //! - [`metadata`]: key/value metadata with Stripe's limits.
+//! - [`payment`]: the off-session payment: request validation, stored record, states, events.
 //! - [`config`]: the layered configuration (defaults → files → environment) and its secrets.
 //! - [`telemetry`]: log setup shared by every binary.
 //!
@@ -13,4 +14,5 @@ pub mod config;
 pub mod ids;
 pub mod metadata;
 pub mod money;
+pub mod payment;
 pub mod telemetry;

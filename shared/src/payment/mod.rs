@@ -1,0 +1,88 @@
+//! The off-session payment: what a caller asks for, what Flint stores, and its states.
+//!
+//! - [`request`]: the create request as the API receives it, and its validation into a
+//!   [`NewPayment`] with errors that name the offending field.
+//! - [`record`]: the stored [`Payment`] with its attempts and event timeline.
+//!
+//! States: `pending` (queued or scheduled) → `processing` → `succeeded` | `failed` |
+//! `paused` (needs the customer) | `canceled`. Transitions are compare-and-set on the stored
+//! record (see the enqueuer's and the worker's stores), so a duplicate delivery cannot move a
+//! finished payment.
+
+pub mod record;
+pub mod request;
+
+use serde::{Deserialize, Serialize};
+
+pub use record::{Attempt, EventKind, Payment, TimelineEvent};
+pub use request::{CreatePaymentRequest, NewPayment, ValidationError};
+
+/// Why the platform charges the customer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Purpose {
+    Subscription,
+    RepeatPurchase,
+    BalanceRecovery,
+    Support,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Subscription => "subscription",
+            Purpose::RepeatPurchase => "repeat_purchase",
+            Purpose::BalanceRecovery => "balance_recovery",
+            Purpose::Support => "support",
+        }
+    }
+}
+
+/// Where a payment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Queued, or scheduled for `next_attempt_at`.
+    Pending,
+    /// An attempt is under way.
+    Processing,
+    Succeeded,
+    /// Will not be charged: hard decline or retries exhausted.
+    Failed,
+    /// Needs the customer (authentication, expired card, no usable method); resumable.
+    Paused,
+    Canceled,
+}
+
+impl Status {
+    pub const ALL: [Status; 6] = [
+        Status::Pending,
+        Status::Processing,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Paused,
+        Status::Canceled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Paused => "paused",
+            Status::Canceled => "canceled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// No transition leaves a finished payment.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
+    }
+}
