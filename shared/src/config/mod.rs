@@ -11,6 +11,7 @@
 //! (a typo must not silently fall back to a default), and every error names the key. Secrets are
 //! [`Secret`]s: they cannot be printed by `Debug` or serialized.
 
+mod enqueuer;
 mod sandbox;
 mod secret;
 
@@ -20,6 +21,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use enqueuer::{EnqueuerConfig, TenantConfig};
 pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
 pub use secret::{REDACTED, Secret};
 
@@ -30,6 +32,9 @@ pub struct Config {
     pub log: LogConfig,
     pub redis: RedisConfig,
     pub sandbox: SandboxConfig,
+    pub enqueuer: EnqueuerConfig,
+    /// Who may call the API; each tenant sees only its own payments.
+    pub tenants: Vec<TenantConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,7 +183,9 @@ impl Config {
                 "must start with redis://, rediss:// or redis+unix://",
             ));
         }
-        self.sandbox.validate()
+        self.sandbox.validate()?;
+        self.enqueuer.validate()?;
+        enqueuer::validate_tenants(&self.tenants)
     }
 
     /// The effective configuration as TOML, secrets replaced by [`REDACTED`].

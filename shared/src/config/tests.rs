@@ -229,3 +229,26 @@ fn assert_same_keys(path: &str, expected: &toml::Table, actual: &toml::Table) {
         }
     }
 }
+
+#[test]
+fn tenants_need_unique_names_and_sha256_digests_and_never_show_their_processor_key() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("config")?;
+        let digest = "a".repeat(64);
+        let good = format!(
+            "[[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"sk_test_acme_secret\"\n"
+        );
+        jail.create_file("config/base.toml", &good)?;
+        let config = Config::load(&sources(jail)).unwrap();
+        assert_eq!(config.tenants.len(), 1);
+        assert!(!config.to_redacted_toml().contains("sk_test_acme_secret"));
+
+        jail.create_file("config/base.toml", &format!("{good}{}", good.replace(&digest, &"b".repeat(64))))?;
+        assert!(load_err(&sources(jail)).contains("tenants[1].id"));
+        jail.create_file("config/base.toml", &good.replace(&digest, "not-hex"))?;
+        assert!(load_err(&sources(jail)).contains("tenants[0].api_key_sha256"));
+        jail.create_file("config/base.toml", &good.replace("acme", "Acme Corp"))?;
+        assert!(load_err(&sources(jail)).contains("tenants[0].id"));
+        Ok(())
+    });
+}
