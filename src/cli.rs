@@ -30,6 +30,12 @@ pub enum Command {
     /// test key from [sandbox] api_keys (default sk_test_flint).
     Sandbox(SandboxArgs),
 
+    /// Run the HTTP API (`/v1/off_session_payments`) that other services call to create,
+    /// read, list, cancel and resume off-session payments. Listens on [enqueuer] listen; needs
+    /// [redis] url and at least one [[tenants]] entry. Also serves /healthz, /readyz,
+    /// /metrics and /openapi.json.
+    Enqueuer(EnqueuerArgs),
+
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -44,6 +50,13 @@ pub enum Command {
 pub struct SandboxArgs {
     /// Address to listen on, for example 127.0.0.1:12111 (port 0 picks a free port).
     /// Overrides [sandbox] listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnqueuerArgs {
+    /// Address to listen on (overrides [enqueuer] listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }

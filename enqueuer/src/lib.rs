@@ -1,1 +1,113 @@
-//! Placeholder: this crate is built in a later issue (see DESIGN.md).
+//! `flint-enqueuer`: the Off-Session Payments HTTP API.
+//!
+//! Other services hand Flint their background charges here. The API is as safe to call as
+//! Stripe's: a retried create returns the same payment (`Idempotency-Key`), a malformed one a
+//! precise 4xx that changes nothing, another tenant's payment is a 404, and an accepted
+//! payment is written with its charge job in one Redis script, so no claimed key is ever left
+//! without a job.
+//!
+//! - `payments`: the `/v1/off_session_payments` handlers;
+//! - `store`: records, indexes and the create/transition scripts (key scheme in its docs);
+//! - `auth`: API keys by SHA-256 digest, per-key rate limit;
+//! - `error`: the error body; `observe`: health, readiness, metrics;
+//! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
+
+mod auth;
+mod error;
+mod observe;
+pub mod openapi;
+mod payments;
+mod store;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use flint_shared::config::Config;
+use tokio::net::TcpListener;
+
+/// Shared state of the API.
+#[derive(Debug)]
+pub struct App {
+    auth: auth::Auth,
+    store: store::Store,
+    body_limit: usize,
+}
+
+/// A bound, ready-to-run API (bind first, so tests can use port 0).
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route(
+            "/v1/off_session_payments",
+            post(payments::create).get(payments::list),
+        )
+        .route("/v1/off_session_payments/{id}", get(payments::retrieve))
+        .route(
+            "/v1/off_session_payments/{id}/cancel",
+            post(payments::cancel),
+        )
+        .route(
+            "/v1/off_session_payments/{id}/resume",
+            post(payments::resume),
+        )
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics_text))
+        .route("/openapi.json", get(openapi::serve))
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .layer(axum::middleware::from_fn(observe::track))
+        .with_state(app)
+}
+
+impl Application {
+    /// Binds `[enqueuer] listen` and prepares the API; Redis is connected on first use, so the
+    /// API starts (and answers 503) while Redis is down.
+    pub async fn build(config: &Config) -> Result<Application, std::io::Error> {
+        observe::prometheus();
+        let client = redis::Client::open(config.redis.url.expose()).map_err(|e| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("redis.url: {e}"))
+        })?;
+        let e = &config.enqueuer;
+        let app = App {
+            auth: auth::Auth::new(&config.tenants, e.rate_limit_per_second, e.rate_limit_burst),
+            store: store::Store::new(
+                client,
+                &e.queue,
+                Duration::from_secs(e.idempotency_retention_secs),
+                Duration::from_secs(u64::from(e.payment_retention_days) * 86_400),
+            ),
+            body_limit: e.body_limit_bytes,
+        };
+        let listener = TcpListener::bind(e.listen).await?;
+        Ok(Application {
+            listener,
+            router: router(Arc::new(app)),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        tracing::info!(addr = %self.local_addr(), "enqueuer listening");
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

@@ -3,6 +3,7 @@
 mod bench_queue;
 mod bench_sandbox;
 mod config;
+mod enqueuer;
 mod queue_worker;
 mod redis_child;
 mod sandbox;
@@ -20,6 +21,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Sandbox(args) => sandbox::run(load_config(&cli)?, args).await,
+        Command::Enqueuer(args) => enqueuer::run(load_config(&cli)?, args).await,
         Command::Config(ConfigCommand::Check) => config::check(&cli),
         Command::Bench(BenchCommand::Sandbox(args)) => {
             bench_sandbox::run(load_config(&cli)?, args).await

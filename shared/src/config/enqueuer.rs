@@ -55,26 +55,43 @@ pub struct TenantConfig {
 impl EnqueuerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.body_limit_bytes < 1024 {
-            return Err(ConfigError::invalid("enqueuer.body_limit_bytes", "must be at least 1024"));
+            return Err(ConfigError::invalid(
+                "enqueuer.body_limit_bytes",
+                "must be at least 1024",
+            ));
         }
         if self.idempotency_retention_secs < 24 * 60 * 60 {
-            return Err(ConfigError::invalid("enqueuer.idempotency_retention_secs", "must be at least 86400 (24 hours)"));
+            return Err(ConfigError::invalid(
+                "enqueuer.idempotency_retention_secs",
+                "must be at least 86400 (24 hours)",
+            ));
         }
         if self.payment_retention_days == 0 {
-            return Err(ConfigError::invalid("enqueuer.payment_retention_days", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "enqueuer.payment_retention_days",
+                "must be at least 1",
+            ));
         }
         if self.rate_limit_per_second == 0 || self.rate_limit_burst == 0 {
-            return Err(ConfigError::invalid("enqueuer.rate_limit_per_second", "rate and burst must be at least 1"));
+            return Err(ConfigError::invalid(
+                "enqueuer.rate_limit_per_second",
+                "rate and burst must be at least 1",
+            ));
         }
         if !valid_name(&self.queue) {
-            return Err(ConfigError::invalid("enqueuer.queue", "must be 1–64 characters of a-z, 0-9, _ or -"));
+            return Err(ConfigError::invalid(
+                "enqueuer.queue",
+                "must be 1–64 characters of a-z, 0-9, _ or -",
+            ));
         }
         Ok(())
     }
 }
 
 fn valid_name(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 pub(super) fn validate_tenants(tenants: &[TenantConfig]) -> Result<(), ConfigError> {
@@ -83,20 +100,35 @@ pub(super) fn validate_tenants(tenants: &[TenantConfig]) -> Result<(), ConfigErr
     for (i, t) in tenants.iter().enumerate() {
         let key = |field: &str| format!("tenants[{i}].{field}");
         if !valid_name(&t.id) {
-            return Err(ConfigError::invalid(&key("id"), "must be 1–64 characters of a-z, 0-9, _ or -"));
+            return Err(ConfigError::invalid(
+                &key("id"),
+                "must be 1–64 characters of a-z, 0-9, _ or -",
+            ));
         }
         if !ids.insert(t.id.as_str()) {
-            return Err(ConfigError::invalid(&key("id"), "is used by another tenant"));
+            return Err(ConfigError::invalid(
+                &key("id"),
+                "is used by another tenant",
+            ));
         }
         let digest = t.api_key_sha256.to_ascii_lowercase();
         if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(ConfigError::invalid(&key("api_key_sha256"), "must be 64 hex characters (the SHA-256 of the key)"));
+            return Err(ConfigError::invalid(
+                &key("api_key_sha256"),
+                "must be 64 hex characters (the SHA-256 of the key)",
+            ));
         }
         if !digests.insert(digest) {
-            return Err(ConfigError::invalid(&key("api_key_sha256"), "is used by another tenant"));
+            return Err(ConfigError::invalid(
+                &key("api_key_sha256"),
+                "is used by another tenant",
+            ));
         }
         if t.processor_secret_key.expose().trim().is_empty() {
-            return Err(ConfigError::invalid(&key("processor_secret_key"), "must not be empty"));
+            return Err(ConfigError::invalid(
+                &key("processor_secret_key"),
+                "must not be empty",
+            ));
         }
     }
     Ok(())

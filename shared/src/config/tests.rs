@@ -243,7 +243,10 @@ fn tenants_need_unique_names_and_sha256_digests_and_never_show_their_processor_k
         assert_eq!(config.tenants.len(), 1);
         assert!(!config.to_redacted_toml().contains("sk_test_acme_secret"));
 
-        jail.create_file("config/base.toml", &format!("{good}{}", good.replace(&digest, &"b".repeat(64))))?;
+        jail.create_file(
+            "config/base.toml",
+            &format!("{good}{}", good.replace(&digest, &"b".repeat(64))),
+        )?;
         assert!(load_err(&sources(jail)).contains("tenants[1].id"));
         jail.create_file("config/base.toml", &good.replace(&digest, "not-hex"))?;
         assert!(load_err(&sources(jail)).contains("tenants[0].api_key_sha256"));

@@ -210,13 +210,13 @@ impl CreatePaymentRequest {
             InitiatedBy::Service { id } => reference("initiated_by.id", id)?,
             InitiatedBy::Operator { id, reason } => {
                 reference("initiated_by.id", id)?;
-                if let Some(reason) = reason {
-                    if reason.chars().count() > MAX_DESCRIPTION_CHARS {
-                        return Err(invalid(
-                            "initiated_by.reason",
-                            format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-                        ));
-                    }
+                if let Some(reason) = reason
+                    && reason.chars().count() > MAX_DESCRIPTION_CHARS
+                {
+                    return Err(invalid(
+                        "initiated_by.reason",
+                        format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+                    ));
                 }
             }
         }
@@ -240,13 +240,13 @@ impl CreatePaymentRequest {
                 }
             }
         }
-        if let Some(d) = &self.description {
-            if d.chars().count() > MAX_DESCRIPTION_CHARS {
-                return Err(invalid(
-                    "description",
-                    format!("at most {MAX_DESCRIPTION_CHARS} characters"),
-                ));
-            }
+        if let Some(d) = &self.description
+            && d.chars().count() > MAX_DESCRIPTION_CHARS
+        {
+            return Err(invalid(
+                "description",
+                format!("at most {MAX_DESCRIPTION_CHARS} characters"),
+            ));
         }
         if let Some(s) = &self.statement_descriptor_suffix {
             let ok = (1..=22).contains(&s.chars().count())

@@ -1,0 +1,68 @@
+//! Health, readiness, metrics and the request metrics middleware.
+//!
+//! `flint_api_requests_total{route,method,status}` and `flint_api_request_duration_seconds`
+//! use the matched route template (`/v1/off_session_payments/{id}`), never the raw path, so
+//! label values stay a closed set.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use crate::App;
+
+/// The process-wide Prometheus recorder, installed once (every binary role renders the same
+/// registry at its `/metrics`).
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "a metrics recorder was already installed; /metrics shows only this one's"
+            );
+        }
+        handle
+    })
+}
+
+pub async fn track(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("flint_api_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("flint_api_request_duration_seconds", "route" => route, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready when Redis answers.
+pub async fn readyz(State(app): State<Arc<App>>) -> Response {
+    match app.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("redis unreachable: {e}"),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn metrics_text() -> String {
+    prometheus().render()
+}

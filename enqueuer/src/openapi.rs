@@ -1,0 +1,34 @@
+//! The OpenAPI 3.1 document, generated from the handlers' and types' annotations.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::payments;
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Flint Off-Session Payments API", description = "Charge customers' saved payment methods later, exactly once."),
+    paths(payments::create, payments::retrieve, payments::list, payments::cancel, payments::resume),
+    components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest)),
+    modifiers(&BearerAuth),
+    tags((name = "payments", description = "Off-session payments"))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

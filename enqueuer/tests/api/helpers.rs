@@ -1,0 +1,201 @@
+use std::time::Duration;
+
+use flint_enqueuer::Application;
+use flint_queue::{Queue, QueueConfig, QueueStats};
+use flint_shared::config::{Config, Secret, TenantConfig};
+use flint_testkit::redis::RedisServer;
+use reqwest::Response;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+pub const KEY_A: &str = "flint_test_key_tenant_a";
+pub const KEY_B: &str = "flint_test_key_tenant_b";
+
+pub struct TestApp {
+    pub base: String,
+    pub redis: RedisServer,
+    pub http: reqwest::Client,
+    pub queue: Queue,
+}
+
+fn tenant(id: &str, key: &str) -> TenantConfig {
+    TenantConfig {
+        id: id.to_owned(),
+        api_key_sha256: hex::encode(Sha256::digest(key.as_bytes())),
+        processor_secret_key: Secret::new(format!("sk_test_{id}")),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let redis = RedisServer::start();
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.tenants = vec![tenant("acme", KEY_A), tenant("globex", KEY_B)];
+    adjust(&mut config);
+    let app = Application::build(&config)
+        .await
+        .expect("the enqueuer binds port 0");
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    let queue = Queue::connect(&redis.url(), QueueConfig::new("charges"))
+        .await
+        .unwrap();
+    TestApp {
+        base,
+        redis,
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap(),
+        queue,
+    }
+}
+
+/// A valid create body.
+pub fn body() -> Value {
+    json!({
+        "customer": "cus_123",
+        "amount": {"value": 2000, "currency": "usd"},
+        "purpose": "subscription",
+        "context": {"subscription_id": "sub_9", "invoice_id": "in_7"},
+        "initiated_by": {"type": "service", "id": "billing"},
+        "metadata": {"plan": "pro"}
+    })
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    pub async fn from(r: Response) -> Answer {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let bytes = r.bytes().await.unwrap();
+        Answer {
+            status,
+            headers,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+
+    pub fn param(&self) -> Option<&str> {
+        self.body["error"]["param"].as_str()
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no id: {}", self.body))
+            .to_owned()
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn create_as(&self, api_key: &str, idem: &str, body: &Value) -> Answer {
+        Answer::from(
+            self.http
+                .post(self.url("/v1/off_session_payments"))
+                .bearer_auth(api_key)
+                .header("Idempotency-Key", idem)
+                .json(body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn create(&self, idem: &str, body: &Value) -> Answer {
+        self.create_as(KEY_A, idem, body).await
+    }
+
+    pub async fn get_as(&self, api_key: &str, path: &str) -> Answer {
+        Answer::from(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(api_key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.get_as(KEY_A, path).await
+    }
+
+    pub async fn post(&self, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.post(self.url(path)).bearer_auth(KEY_A);
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        Answer::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn stats(&self) -> QueueStats {
+        self.queue.stats().await.unwrap()
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
+    /// Puts a stored payment into `status` with `attempts`, as a worker would.
+    pub async fn force_status(&self, id: &str, status: &str, attempts: usize) {
+        let mut conn = self.redis().await;
+        let key = format!("flint:{{charges}}:pay:{id}");
+        let data: String = redis::cmd("HGET")
+            .arg(&key)
+            .arg("d")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        let mut payment: Value = serde_json::from_str(&data).unwrap();
+        payment["status"] = json!(status);
+        payment["attempts"] = json!((1..=attempts)
+            .map(|n| json!({"number": n, "started_at": "2026-11-26T00:00:00Z", "outcome": "soft_decline"}))
+            .collect::<Vec<_>>());
+        let version: i64 = redis::cmd("HINCRBY")
+            .arg(&key)
+            .arg("v")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(version > 1);
+        let () = redis::cmd("HSET")
+            .arg(&key)
+            .arg("d")
+            .arg(payment.to_string())
+            .arg("s")
+            .arg(status)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}

@@ -1,0 +1,161 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn canceling_a_pending_payment_cancels_it_and_its_scheduled_job() {
+    let app = spawn_app().await;
+    let mut b = body();
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(2);
+    b["charge_at"] = json!(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let id = app.create("c1", &b).await.id();
+    assert_eq!(app.stats().await.delayed, 1);
+    let r = app
+        .post(
+            &format!("/v1/off_session_payments/{id}/cancel"),
+            Some(json!({"reason": "customer left"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "canceled");
+    assert_eq!(r.body["next_attempt_at"], serde_json::Value::Null);
+    let last = r.body["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "off_session_payment.canceled");
+    assert_eq!(last["detail"], "customer left");
+    assert_eq!(app.stats().await.delayed, 0, "the scheduled job is gone");
+    // Canceling again changes nothing.
+    let again = app
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+        .await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body["events"].as_array().unwrap().len(), 2);
+    // A finished payment is kept for the retention only.
+    let mut conn = app.redis().await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("flint:{{charges}}:pay:{id}"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ttl > 29 * 86_400 && ttl <= 30 * 86_400, "{ttl}");
+}
+
+#[tokio::test]
+async fn canceling_during_processing_stops_further_attempts_and_says_so() {
+    let app = spawn_app().await;
+    let id = app.create("c2", &body()).await.id();
+    app.force_status(&id, "processing", 1).await;
+    let r = app
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body["status"], "processing");
+    assert_eq!(r.body["cancel_requested"], true);
+}
+
+#[tokio::test]
+async fn finished_payments_cannot_be_canceled() {
+    let app = spawn_app().await;
+    let id = app.create("c3", &body()).await.id();
+    app.force_status(&id, "succeeded", 1).await;
+    let r = app
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+        .await;
+    assert_eq!((r.status, r.code()), (409, Some("payment_not_cancelable")));
+    assert_eq!(
+        app.get(&format!("/v1/off_session_payments/{id}"))
+            .await
+            .body["status"],
+        "succeeded"
+    );
+}
+
+#[tokio::test]
+async fn resuming_a_paused_payment_queues_it_again_with_the_new_method() {
+    let app = spawn_app().await;
+    let id = app.create("r1", &body()).await.id();
+    // The first job ran (a worker took it): the queue is empty, the payment paused.
+    let mut conn = app.redis().await;
+    let () = redis::cmd("DEL")
+        .arg("flint:{charges}:stream")
+        .arg("flint:{charges}:ids")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    app.force_status(&id, "paused", 1).await;
+    let r = app
+        .post(
+            &format!("/v1/off_session_payments/{id}/resume"),
+            Some(json!({"payment_method": "pm_new"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["status"], "pending");
+    assert_eq!(r.body["payment_method"], "pm_new");
+    assert_eq!(
+        r.body["events"].as_array().unwrap().last().unwrap()["type"],
+        "off_session_payment.resumed"
+    );
+    assert_eq!(app.stats().await.ready, 1, "queued again");
+}
+
+#[tokio::test]
+async fn retry_now_moves_a_scheduled_retry_to_now() {
+    let app = spawn_app().await;
+    let mut b = body();
+    let at = time::OffsetDateTime::now_utc() + time::Duration::hours(5);
+    b["charge_at"] = json!(
+        at.format(&time::format_description::well_known::Rfc3339)
+            .unwrap()
+    );
+    let id = app.create("r2", &b).await.id();
+    // Not yet attempted: nothing to retry.
+    let r = app
+        .post(&format!("/v1/off_session_payments/{id}/resume"), None)
+        .await;
+    assert_eq!((r.status, r.code()), (409, Some("payment_not_resumable")));
+    // After a soft decline the job waits for its retry.
+    app.force_status(&id, "pending", 1).await;
+    let r = app
+        .post(&format!("/v1/off_session_payments/{id}/resume"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut conn = app.redis().await;
+    let due: f64 = redis::cmd("ZSCORE")
+        .arg("flint:{charges}:delayed")
+        .arg(&id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    assert!((now_ms - due).abs() < 60_000.0, "due now, not in 5 hours");
+}
+
+#[tokio::test]
+async fn only_paused_or_retrying_payments_resume() {
+    let app = spawn_app().await;
+    let id = app.create("r3", &body()).await.id();
+    for status in ["processing", "succeeded", "failed", "canceled"] {
+        app.force_status(&id, status, 1).await;
+        let r = app
+            .post(&format!("/v1/off_session_payments/{id}/resume"), None)
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (409, Some("payment_not_resumable")),
+            "{status}"
+        );
+    }
+    let bad = app
+        .post(
+            &format!("/v1/off_session_payments/{id}/resume"),
+            Some(json!({"colour": "red"})),
+        )
+        .await;
+    assert_eq!((bad.status, bad.param()), (400, Some("colour")));
+}

@@ -1,0 +1,80 @@
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn ids(a: &Answer) -> Vec<String> {
+    a.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn payments_list_newest_first_with_cursors_and_filters() {
+    let app = spawn_app().await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let mut b = body();
+        b["customer"] = json!(if i % 2 == 0 { "cus_even" } else { "cus_odd" });
+        created.push(app.create(&format!("l{i}"), &b).await.id());
+        // Distinct creation times keep the expected order unambiguous.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    created.reverse();
+    let page = app.get("/v1/off_session_payments?limit=2").await;
+    assert_eq!(page.body["object"], "list");
+    assert_eq!(ids(&page), created[..2]);
+    assert_eq!(page.body["has_more"], true);
+    let next = app
+        .get(&format!(
+            "/v1/off_session_payments?limit=2&starting_after={}",
+            created[1]
+        ))
+        .await;
+    assert_eq!(ids(&next), created[2..4]);
+    let last = app
+        .get(&format!(
+            "/v1/off_session_payments?limit=2&starting_after={}",
+            created[3]
+        ))
+        .await;
+    assert_eq!(ids(&last), created[4..]);
+    assert_eq!(last.body["has_more"], false);
+
+    let even = app.get("/v1/off_session_payments?customer=cus_even").await;
+    assert_eq!(ids(&even).len(), 3);
+    app.post(
+        &format!("/v1/off_session_payments/{}/cancel", created[0]),
+        None,
+    )
+    .await;
+    let canceled = app.get("/v1/off_session_payments?status=canceled").await;
+    assert_eq!(ids(&canceled), vec![created[0].clone()]);
+    let pending_odd = app
+        .get("/v1/off_session_payments?status=pending&customer=cus_odd")
+        .await;
+    assert_eq!(ids(&pending_odd).len(), 2);
+}
+
+#[tokio::test]
+async fn bad_list_queries_are_400s_naming_the_parameter() {
+    let app = spawn_app().await;
+    for (query, param) in [
+        ("limit=0", "limit"),
+        ("limit=101", "limit"),
+        ("limit=ten", "limit"),
+        ("status=done", "status"),
+        ("colour=red", "colour"),
+        ("starting_after=osp_nope", "starting_after"),
+    ] {
+        let r = app.get(&format!("/v1/off_session_payments?{query}")).await;
+        assert_eq!(
+            (r.status, r.param()),
+            (400, Some(param)),
+            "{query}: {}",
+            r.body
+        );
+    }
+}

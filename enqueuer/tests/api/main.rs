@@ -1,0 +1,10 @@
+//! The enqueuer over HTTP against a real redis-server: one test binary, `spawn_app()` per test.
+
+mod helpers;
+
+mod auth;
+mod create;
+mod errors;
+mod lifecycle;
+mod list;
+mod operations;

@@ -1,0 +1,93 @@
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    let app = spawn_app().await;
+    let health = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    app.create("m1", &body()).await;
+    app.create("m1", &body()).await;
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        r#"flint_api_requests_total{route="/v1/off_session_payments",method="POST",status="202"}"#,
+        r#"flint_payments_created_total{purpose="subscription"}"#,
+        "flint_idempotent_replays_total",
+        "flint_api_request_duration_seconds",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(!text.contains("osp_"), "no payment ids in metrics");
+}
+
+#[tokio::test]
+async fn with_redis_down_writes_answer_503_and_leave_nothing_behind() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.create("warm", &body()).await.status, 202);
+    app.redis.kill();
+    let r = app.create("during-outage", &body()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), Some("storage_unavailable"));
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let ready = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert_eq!(app.get("/v1/off_session_payments").await.status, 503);
+    app.redis.start_again();
+    flint_testkit::poll_until(
+        std::time::Duration::from_secs(10),
+        "the API to reach redis again",
+        || async { (app.get("/v1/off_session_payments").await.status == 200).then_some(()) },
+    )
+    .await;
+    // The failed create left no claim: the same key now creates.
+    let r = app.create("during-outage", &body()).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.header("idempotent-replayed"), None);
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let app = spawn_app().await;
+    let doc: serde_json::Value = app
+        .http
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for path in [
+        "/v1/off_session_payments",
+        "/v1/off_session_payments/{id}",
+        "/v1/off_session_payments/{id}/cancel",
+        "/v1/off_session_payments/{id}/resume",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    assert!(paths["/v1/off_session_payments"]["post"]["responses"]["409"].is_object());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "Payment",
+        "CreatePaymentRequest",
+        "ErrorBody",
+        "PaymentList",
+    ] {
+        assert!(schemas.contains_key(schema), "{schema} missing");
+    }
+}
