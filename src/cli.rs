@@ -80,6 +80,11 @@ pub enum BenchCommand {
     /// per job (INFO commandstats), pickup latency of an idle worker, and push rates.
     Queue(BenchQueueArgs),
 
+    /// Throughput and latency of the enqueuer's create endpoint: creates per second at
+    /// concurrency 1, 16 and 64, and latency at a fixed 1,000 creates/s, next to
+    /// `redis-benchmark`'s SET rate on the same Redis in the same run.
+    Api(BenchApiArgs),
+
     /// A queue worker process for `flint bench queue` and the crash tests (not for production).
     #[command(hide = true)]
     QueueWorker(QueueWorkerArgs),
@@ -132,6 +137,22 @@ pub struct BenchQueueArgs {
     #[arg(long, default_value_t = 200)]
     pub latency_samples: usize,
     /// Print one JSON object per line and scenario instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchApiArgs {
+    /// Redis to run against (a private redis-server on a free port when absent).
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Seconds per scenario.
+    #[arg(long, default_value_t = 5)]
+    pub seconds: u64,
+    /// Rate of the fixed-rate latency scenario, creates per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub json: bool,
 }

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod bench_api;
 mod bench_queue;
 mod bench_sandbox;
 mod config;
@@ -27,6 +28,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             bench_sandbox::run(load_config(&cli)?, args).await
         }
         Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
+        Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
         Command::Bench(BenchCommand::QueueWorker(args)) => queue_worker::run(args).await,
     }
 }
