@@ -165,3 +165,67 @@ fn a_taken_port_is_a_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains(&format!("cannot listen on {addr}")), "{err}");
 }
+
+#[test]
+fn flint_enqueuer_serves_the_api_until_terminated() {
+    let dir = config_dir();
+    let redis = flint_testkit::redis::RedisServer::start();
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"; // sha256("test")
+    let file = dir.path().join("enqueuer.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[redis]\nurl = \"{}\"\n[[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"sk_test_acme\"\n",
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let mut child = flint(dir.path())
+        .arg("--config")
+        .arg(&file)
+        .args(["enqueuer", "--listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(url.starts_with("http://127.0.0.1:"), "{line}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let status = runtime.block_on(async {
+        reqwest::Client::new()
+            .post(format!("{url}/v1/off_session_payments"))
+            .bearer_auth("test")
+            .header("Idempotency-Key", "cli-1")
+            .json(&serde_json::json!({
+                "customer": "cus_1", "amount": {"value": 1000, "currency": "eur"}, "purpose": "repeat_purchase",
+                "initiated_by": {"type": "service", "id": "shop"}
+            }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+    });
+    assert_eq!(status, 202);
+    let status = flint_testkit::process::terminate(&mut child, Duration::from_secs(10));
+    assert!(status.success(), "exit after SIGTERM: {status}");
+}
+
+#[test]
+fn flint_enqueuer_refuses_to_start_without_tenants() {
+    let dir = config_dir();
+    let out = flint(dir.path())
+        .args(["enqueuer", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8(out.stderr)
+            .unwrap()
+            .contains("no [[tenants]]")
+    );
+}

@@ -133,7 +133,7 @@ fn accepted(payment: &Payment, replayed: bool) -> Response {
 #[utoipa::path(
     post, path = "/v1/off_session_payments", tag = "payments",
     request_body = CreatePaymentRequest,
-    params(("Idempotency-Key" = String, Header, description = "Your unique key for this request (1–255 characters); retries with the same key and body return the same payment")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "Accepted: the payment, `pending`", body = Payment),
         (status = 400, description = "Invalid request", body = ErrorBody),
@@ -219,6 +219,25 @@ pub async fn retrieve(
         .ok_or_else(|| ApiError::not_found("off_session_payment"))
 }
 
+/// The `Idempotency-Key` header, documented with its constraints.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(
+    dead_code,
+    reason = "documents the header; the handler reads it itself to name a bad one"
+)]
+pub struct IdempotencyKeyHeader {
+    /// Your unique key for this request; retries with the same key and body return the same
+    /// payment. 1–255 printable ASCII characters.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[\x21-\x7E]{1,255}$"
+    )]
+    idempotency_key: String,
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[expect(
@@ -231,6 +250,7 @@ pub struct ListQuery {
     /// Only payments in this status.
     status: Option<Status>,
     /// 1–100, default 10.
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<u32>,
     /// A payment id from the previous page: list the ones after it.
     starting_after: Option<String>,
@@ -264,7 +284,10 @@ pub async fn list(
 ) -> Result<Json<PaymentList>, ApiError> {
     let tenant = authorize(&app, &headers)?;
     let (mut customer, mut status, mut limit, mut starting_after) = (None, None, 10usize, None);
-    for (k, v) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+    // An empty value means "not given", as HTML forms and generic clients send it.
+    for (k, v) in
+        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).filter(|(_, v)| !v.is_empty())
+    {
         match k.as_ref() {
             "customer" => customer = Some(v.into_owned()),
             "status" => {

@@ -26,8 +26,13 @@ const MAX_WINDOW_HOURS: u32 = 30 * 24;
 #[serde(deny_unknown_fields)]
 pub struct AmountRequest {
     /// Integer amount in the currency's smallest unit (2000 = 20.00 USD, ¥2000).
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 999_999_999_999_i64)
+    )]
     pub value: i64,
     /// ISO 4217 code, any case.
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z]{3}$"))]
     pub currency: String,
 }
 
@@ -105,6 +110,7 @@ impl Default for RetryPolicy {
 #[serde(deny_unknown_fields)]
 pub struct CreatePaymentRequest {
     /// The processor's customer id (`cus_…`).
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub customer: String,
     /// The saved payment method to charge; the customer's default at attempt time when absent.
     #[serde(default)]
