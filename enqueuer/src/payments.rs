@@ -98,6 +98,28 @@ fn typed<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, 
     })
 }
 
+/// The canonical text of a JSON value: object keys sorted at every level, no whitespace, so
+/// that key order and formatting never make two equal requests look different (whatever
+/// ordering serde_json's maps are built with).
+fn canonical(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            let inner: Vec<String> = entries
+                .into_iter()
+                .map(|(k, v)| format!("{}:{}", serde_json::Value::String(k.clone()), canonical(v)))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        serde_json::Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        other => other.to_string(),
+    }
+}
+
 fn idempotency_key(headers: &HeaderMap) -> Result<String, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Err(ApiError::invalid(
@@ -156,7 +178,7 @@ pub async fn create(
     let value = json_body(&app, &headers, body).await?.ok_or_else(|| {
         ApiError::invalid("parameter_missing", "body", "A JSON body is required.")
     })?;
-    let fingerprint = hex::encode(Sha256::digest(value.to_string().as_bytes()));
+    let fingerprint = hex::encode(Sha256::digest(canonical(&value).as_bytes()));
     let request: CreatePaymentRequest = typed(value)?;
     let now = now_ms();
     let new = request
