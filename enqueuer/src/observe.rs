@@ -47,11 +47,17 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
+/// Liveness: the process serves.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready when Redis answers.
+/// Readiness: Redis answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses(
+    (status = 200, description = "Ready", body = String),
+    (status = 503, description = "Redis unreachable", body = String),
+))]
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
@@ -63,6 +69,8 @@ pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", body = String)))]
 pub async fn metrics_text() -> String {
     prometheus().render()
 }

@@ -5,15 +5,18 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::payments;
+use crate::{observe, payments};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Flint Off-Session Payments API", description = "Charge customers' saved payment methods later, exactly once."),
-    paths(payments::create, payments::retrieve, payments::list, payments::cancel, payments::resume),
+    paths(
+        payments::create, payments::retrieve, payments::list, payments::cancel, payments::resume,
+        observe::healthz, observe::readyz, observe::metrics_text, serve
+    ),
     components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest)),
     modifiers(&BearerAuth),
-    tags((name = "payments", description = "Off-session payments"))
+    tags((name = "payments", description = "Off-session payments"), (name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 pub struct ApiDoc;
 
@@ -29,6 +32,8 @@ impl Modify for BearerAuth {
     }
 }
 
+/// This OpenAPI document.
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", responses((status = 200, description = "The OpenAPI 3.1 document", body = Object)))]
 pub async fn serve() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
 }

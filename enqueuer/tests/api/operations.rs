@@ -77,6 +77,10 @@ async fn the_openapi_document_describes_every_route() {
         "/v1/off_session_payments/{id}",
         "/v1/off_session_payments/{id}/cancel",
         "/v1/off_session_payments/{id}/resume",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.json",
     ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
