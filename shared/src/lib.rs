@@ -4,6 +4,7 @@
 //! - [`money`]: integer minor-unit amounts with ISO 4217 currency rules and Stripe's limits.
 //! - [`metadata`]: key/value metadata with Stripe's limits.
 //! - [`payment`]: the off-session payment: request validation, stored record, states, events.
+//! - [`processor`]: the processor trait, the Stripe client and its error mapping.
 //! - [`config`]: the layered configuration (defaults → files → environment) and its secrets.
 //! - [`telemetry`]: log setup shared by every binary.
 //!
@@ -15,4 +16,5 @@ pub mod ids;
 pub mod metadata;
 pub mod money;
 pub mod payment;
+pub mod processor;
 pub mod telemetry;

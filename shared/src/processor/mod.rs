@@ -1,0 +1,149 @@
+//! The payment processor, seen from a worker: a trait so other processors can be added, and a
+//! thin Stripe client (`stripe`) for the subset in `shared/reference/stripe-subset.md`.
+//!
+//! Every failure is a [`ProcessorError`] that says what to do next — the charge pipeline's
+//! decision is one exhaustive `match` over it:
+//! - [`ProcessorError::Transient`]: retry the same request with the same idempotency key; when
+//!   `outcome_unknown`, the request may have taken effect, so read the PaymentIntent before
+//!   anything new is tried;
+//! - [`ProcessorError::Declined`]: the card said no, with Stripe's codes (a business outcome);
+//! - [`ProcessorError::NeedsCustomer`]: authentication required or the card expired;
+//! - [`ProcessorError::Rejected`]: the request itself is wrong (a bug or bad data: do not retry);
+//! - [`ProcessorError::Misconfigured`]: the key is wrong or lacks permission (alert).
+
+pub mod stripe;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+/// A PaymentIntent's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IntentStatus {
+    RequiresPaymentMethod,
+    RequiresConfirmation,
+    RequiresAction,
+    Processing,
+    RequiresCapture,
+    Canceled,
+    Succeeded,
+    Other(String),
+}
+
+impl IntentStatus {
+    pub fn parse(s: &str) -> IntentStatus {
+        match s {
+            "requires_payment_method" => IntentStatus::RequiresPaymentMethod,
+            "requires_confirmation" => IntentStatus::RequiresConfirmation,
+            "requires_action" => IntentStatus::RequiresAction,
+            "processing" => IntentStatus::Processing,
+            "requires_capture" => IntentStatus::RequiresCapture,
+            "canceled" => IntentStatus::Canceled,
+            "succeeded" => IntentStatus::Succeeded,
+            other => IntentStatus::Other(other.to_owned()),
+        }
+    }
+}
+
+/// The fields of a PaymentIntent Flint reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Intent {
+    pub id: String,
+    pub status: IntentStatus,
+    pub amount_minor: i64,
+    pub payment_method: Option<String>,
+    pub latest_charge: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    /// The last failed attempt's error, when there is one.
+    pub last_error: Option<Decline>,
+}
+
+/// A card's refusal, with the codes the retry rules need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    /// Stripe's `code` (`card_declined`, `expired_card`, `authentication_required`, …).
+    pub code: String,
+    /// Stripe's `decline_code` (`insufficient_funds`, `lost_card`, …).
+    pub decline_code: Option<String>,
+    /// Stripe's `advice_code` (`try_again_later`, `do_not_try_again`, `confirm_card_data`).
+    pub advice_code: Option<String>,
+    /// The card network's advice code (Mastercard `02`, `03`, `21`).
+    pub network_advice_code: Option<String>,
+    pub message: String,
+    /// The PaymentIntent as the decline left it.
+    pub intent_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessorError {
+    #[error("processor temporarily failed ({reason}); outcome unknown: {outcome_unknown}")]
+    Transient {
+        reason: String,
+        outcome_unknown: bool,
+        request_id: Option<String>,
+    },
+    #[error("declined: {} ({})", .0.code, .0.decline_code.as_deref().unwrap_or("-"))]
+    Declined(Decline),
+    #[error("needs the customer: {}", .0.code)]
+    NeedsCustomer(Decline),
+    #[error("request rejected ({status} {code}): {message}")]
+    Rejected {
+        status: u16,
+        code: String,
+        message: String,
+        param: Option<String>,
+        request_id: Option<String>,
+    },
+    #[error("processor misconfigured ({status}): {message}")]
+    Misconfigured { status: u16, message: String },
+}
+
+/// What to charge, for creating the payment's one PaymentIntent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IntentRequest {
+    pub amount_minor: i64,
+    pub currency: String,
+    pub customer: String,
+    pub description: Option<String>,
+    pub statement_descriptor_suffix: Option<String>,
+    /// Forwarded as `metadata[…]` (Flint adds `flint_payment_id` and the caller's context).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// A payment processor. Idempotency keys are the caller's: the same key must give the same
+/// effect however often a request is retried.
+pub trait Processor: Send + Sync {
+    /// The customer's default payment method at this moment.
+    fn default_payment_method(
+        &self,
+        customer: &str,
+    ) -> impl Future<Output = Result<Option<String>, ProcessorError>> + Send;
+
+    /// Creates the payment's PaymentIntent (not confirmed).
+    fn create_intent(
+        &self,
+        request: &IntentRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
+
+    /// Confirms it off-session with `payment_method`.
+    fn confirm_intent(
+        &self,
+        intent_id: &str,
+        payment_method: &str,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
+
+    fn retrieve_intent(
+        &self,
+        intent_id: &str,
+    ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
+
+    /// The customer's PaymentIntent whose `metadata[flint_payment_id]` is `payment_id`, for
+    /// reconciling a create whose answer was lost.
+    fn find_intent(
+        &self,
+        customer: &str,
+        payment_id: &str,
+    ) -> impl Future<Output = Result<Option<Intent>, ProcessorError>> + Send;
+}

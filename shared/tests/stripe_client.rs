@@ -1,0 +1,265 @@
+//! The Stripe client against the sandbox over HTTP.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use flint_shared::config::{ErrorRates, FaultConfig, Secret};
+use flint_shared::processor::stripe::{StripeClient, StripeConfig};
+use flint_shared::processor::{IntentRequest, IntentStatus, Processor, ProcessorError};
+use flint_testkit::sandbox::{KEY, TestSandbox, spawn_sandbox};
+
+fn client(sandbox: &TestSandbox) -> StripeClient {
+    let mut config = StripeConfig::new(sandbox.base_url.clone(), Secret::new(KEY));
+    config.min_backoff = Duration::from_millis(5);
+    config.max_backoff = Duration::from_millis(20);
+    config.timeout = Duration::from_secs(5);
+    StripeClient::new(config)
+}
+
+fn request(customer: &str, payment_id: &str) -> IntentRequest {
+    IntentRequest {
+        amount_minor: 2500,
+        currency: "usd".into(),
+        customer: customer.into(),
+        description: Some("renewal".into()),
+        statement_descriptor_suffix: Some("RENEW".into()),
+        metadata: BTreeMap::from([
+            ("flint_payment_id".to_owned(), payment_id.to_owned()),
+            ("invoice_id".to_owned(), "in_1".to_owned()),
+        ]),
+    }
+}
+
+#[tokio::test]
+async fn a_saved_card_is_charged_once_per_key() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    assert_eq!(
+        stripe.default_payment_method(&cus).await.unwrap(),
+        Some(pm.clone())
+    );
+    let created = stripe
+        .create_intent(&request(&cus, "osp_1"), "osp_1:create")
+        .await
+        .unwrap();
+    assert_eq!(created.status, IntentStatus::RequiresPaymentMethod);
+    let again = stripe
+        .create_intent(&request(&cus, "osp_1"), "osp_1:create")
+        .await
+        .unwrap();
+    assert_eq!(again.id, created.id, "the same key gives the same intent");
+    let confirmed = stripe
+        .confirm_intent(&created.id, &pm, "osp_1:attempt:1")
+        .await
+        .unwrap();
+    assert_eq!(confirmed.status, IntentStatus::Succeeded);
+    assert!(confirmed.latest_charge.is_some());
+    assert_eq!(confirmed.metadata["invoice_id"], "in_1");
+    let replayed = stripe
+        .confirm_intent(&created.id, &pm, "osp_1:attempt:1")
+        .await
+        .unwrap();
+    assert_eq!(
+        replayed.latest_charge, confirmed.latest_charge,
+        "no second charge"
+    );
+}
+
+#[tokio::test]
+async fn declines_and_customer_actions_carry_stripes_codes() {
+    let sandbox = spawn_sandbox().await;
+    let stripe = client(&sandbox);
+    for (card, expect_customer, code, decline) in [
+        (
+            "pm_card_chargeDeclinedInsufficientFunds",
+            false,
+            "card_declined",
+            Some("insufficient_funds"),
+        ),
+        (
+            "pm_card_chargeDeclinedLostCard",
+            false,
+            "card_declined",
+            Some("lost_card"),
+        ),
+        (
+            "pm_card_authenticationRequired",
+            true,
+            "authentication_required",
+            Some("authentication_required"),
+        ),
+        (
+            "pm_card_chargeDeclinedExpiredCard",
+            true,
+            "expired_card",
+            None,
+        ),
+    ] {
+        let (cus, pm) = sandbox.customer_with_card(card).await;
+        let pi = stripe
+            .create_intent(&request(&cus, card), &format!("{card}:create"))
+            .await
+            .unwrap();
+        let err = stripe
+            .confirm_intent(&pi.id, &pm, &format!("{card}:1"))
+            .await
+            .unwrap_err();
+        let d = match (&err, expect_customer) {
+            (ProcessorError::NeedsCustomer(d), true) | (ProcessorError::Declined(d), false) => d,
+            other => panic!("{card}: {other:?}"),
+        };
+        assert_eq!(d.code, code, "{card}");
+        assert_eq!(d.decline_code.as_deref(), decline, "{card}");
+        assert_eq!(d.intent_id.as_deref(), Some(pi.id.as_str()));
+        assert!(
+            d.request_id
+                .as_deref()
+                .is_some_and(|r| r.starts_with("req_"))
+        );
+        let after = stripe.retrieve_intent(&pi.id).await.unwrap();
+        assert_eq!(after.status, IntentStatus::RequiresPaymentMethod);
+        assert_eq!(after.last_error.map(|e| e.code), Some(code.to_owned()));
+    }
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_with_the_same_key() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let pi = stripe
+        .create_intent(&request(&cus, "osp_t"), "osp_t:create")
+        .await
+        .unwrap();
+    // A dropped connection after the charge: the retry with the same key gets the saved result.
+    sandbox
+        .set_faults(&FaultConfig {
+            drop_after_commit_rate: 1.0,
+            path_prefix: Some(format!("/v1/payment_intents/{}/confirm", pi.id)),
+            ..Default::default()
+        })
+        .await;
+    let fault_off = async {
+        // Let the first try hit the fault, then lift it so the retry gets through.
+        flint_testkit::poll_until(
+            Duration::from_secs(5),
+            "the first confirm to be charged",
+            || async {
+                let listed = sandbox
+                    .get("/v1/payment_intents")
+                    .param("customer", &cus)
+                    .send()
+                    .await;
+                (listed.body["data"][0]["status"] == "succeeded").then_some(())
+            },
+        )
+        .await;
+        sandbox.reset_faults().await;
+    };
+    let (confirmed, ()) = tokio::join!(
+        stripe.confirm_intent(&pi.id, &pm, "osp_t:attempt:1"),
+        fault_off
+    );
+    let confirmed = confirmed.unwrap();
+    assert_eq!(confirmed.status, IntentStatus::Succeeded);
+    let charges = sandbox
+        .get(&format!("/v1/payment_intents/{}", pi.id))
+        .send()
+        .await;
+    assert_eq!(
+        charges.body["latest_charge"],
+        serde_json::json!(confirmed.latest_charge)
+    );
+}
+
+#[tokio::test]
+async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolves() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let pi = stripe
+        .create_intent(&request(&cus, "osp_u"), "osp_u:create")
+        .await
+        .unwrap();
+    sandbox
+        .set_faults(&FaultConfig {
+            after_commit: ErrorRates {
+                http_500: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let err = stripe
+        .confirm_intent(&pi.id, &pm, "osp_u:attempt:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sandbox.reset_faults().await;
+    // Stripe replays the saved 500 under that key; the intent tells the truth.
+    let truth = stripe.retrieve_intent(&pi.id).await.unwrap();
+    assert_eq!(truth.status, IntentStatus::Succeeded);
+    let found = stripe.find_intent(&cus, "osp_u").await.unwrap().unwrap();
+    assert_eq!(found.id, pi.id);
+}
+
+#[tokio::test]
+async fn rate_limits_and_lock_timeouts_are_transient_and_bad_keys_misconfigured() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, _) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    sandbox
+        .set_faults(&FaultConfig {
+            lock_timeout_rate: 1.0,
+            ..Default::default()
+        })
+        .await;
+    let err = stripe.default_payment_method(&cus).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    sandbox.reset_faults().await;
+    let mut bad = StripeConfig::new(
+        sandbox.base_url.clone(),
+        Secret::new("sk_test_wrongwrongwrong"),
+    );
+    bad.max_retries = 0;
+    let err = StripeClient::new(bad)
+        .default_payment_method(&cus)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProcessorError::Misconfigured { status: 401, .. }),
+        "{err:?}"
+    );
+    let err = stripe.retrieve_intent("pi_missing").await.unwrap_err();
+    assert!(
+        matches!(err, ProcessorError::Rejected { status: 404, .. }),
+        "{err:?}"
+    );
+    let err = stripe
+        .default_payment_method("cus_missing")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProcessorError::Rejected { status: 404, .. }),
+        "{err:?}"
+    );
+}
