@@ -7,7 +7,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::store::StoreError;
+use flint_shared::payment::store::StoreError;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ErrorBody {

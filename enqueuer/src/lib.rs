@@ -7,7 +7,7 @@
 //! without a job.
 //!
 //! - `payments`: the `/v1/off_session_payments` handlers;
-//! - `store`: records, indexes and the create/transition scripts (key scheme in its docs);
+//! - the records, indexes and scripts live in `flint_shared::payment::store` (shared with workers);
 //! - `auth`: API keys by SHA-256 digest, per-key rate limit;
 //! - `error`: the error body; `observe`: health, readiness, metrics;
 //! - [`openapi`]: the OpenAPI 3.1 document served at `/openapi.json`.
@@ -17,7 +17,6 @@ mod error;
 mod observe;
 pub mod openapi;
 mod payments;
-mod store;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,7 +32,7 @@ use tokio::net::TcpListener;
 #[derive(Debug)]
 pub struct App {
     auth: auth::Auth,
-    store: store::Store,
+    store: flint_shared::payment::store::Store,
     body_limit: usize,
 }
 
@@ -79,7 +78,7 @@ impl Application {
         let e = &config.enqueuer;
         let app = App {
             auth: auth::Auth::new(&config.tenants, e.rate_limit_per_second, e.rate_limit_burst),
-            store: store::Store::new(
+            store: flint_shared::payment::store::Store::new(
                 client,
                 &e.queue,
                 Duration::from_secs(e.idempotency_retention_secs),

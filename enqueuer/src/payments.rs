@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::App;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
-use crate::store::{Created, JobAction};
+use flint_shared::payment::store::{Created, JobAction};
 
 pub fn now_ms() -> i64 {
     SystemTime::now()

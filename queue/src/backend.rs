@@ -103,11 +103,7 @@ fn consumer_name() -> String {
         .map(|h| h.trim().to_owned())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "host".to_owned());
-    format!(
-        "{host}-{}-{}",
-        std::process::id(),
-        flint_shared::ids::random_token(8)
-    )
+    format!("{host}-{}-{}", std::process::id(), crate::token(8))
 }
 
 impl<Args> RedisBackend<Args> {

@@ -42,3 +42,13 @@ pub use error::QueueError;
 pub use outcome::{JobResponse, Outcome};
 pub use queue::{NewJob, Pushed, Queue, Replayed};
 pub use store::{DeadLetter, QueueStats};
+
+/// `len` random base62 characters (job ids without a caller id, consumer names).
+pub(crate) fn token(len: usize) -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}

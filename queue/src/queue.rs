@@ -121,7 +121,7 @@ impl Queue {
             let id = match job.id {
                 Some(id) if valid_id(&id) => id,
                 Some(id) => return Err(QueueError::InvalidId(id)),
-                None => flint_shared::ids::random_token(24),
+                None => crate::token(24),
             };
             encoded.push((id, job.run_at.map_or(0, ms), serde_json::to_vec(&job.args)?));
         }

@@ -3,6 +3,7 @@
 //! - [`request`]: the create request as the API receives it, and its validation into a
 //!   [`NewPayment`] with errors that name the offending field.
 //! - [`record`]: the stored [`Payment`] with its attempts and event timeline.
+//! - [`store`]: payment records in Redis, the create script and compare-and-set transitions.
 //!
 //! States: `pending` (queued or scheduled) → `processing` → `succeeded` | `failed` |
 //! `paused` (needs the customer) | `canceled`. Transitions are compare-and-set on the stored
@@ -11,6 +12,7 @@
 
 pub mod record;
 pub mod request;
+pub mod store;
 
 use serde::{Deserialize, Serialize};
 

@@ -1,4 +1,5 @@
-//! Payment records in Redis, and the one script that creates a payment with its job.
+//! Payment records in Redis, the script that creates a payment with its job, and the
+//! compare-and-set transitions the enqueuer (cancel, resume) and the workers share.
 //!
 //! Key scheme (all under the charge queue's hash tag, so every script touches one slot):
 //!
@@ -15,9 +16,9 @@
 
 use std::time::Duration;
 
+use crate::ids::PaymentId;
+use crate::payment::{Payment, Status};
 use flint_queue::keys::Keys as QueueKeys;
-use flint_shared::ids::PaymentId;
-use flint_shared::payment::{Payment, Status};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use sha2::{Digest, Sha256};
@@ -201,6 +202,29 @@ impl Store {
                 payment: serde_json::from_str(&d)?,
                 version: v,
             })),
+            _ => Ok(None),
+        }
+    }
+
+    /// A payment whatever its tenant (for workers), with its tenant.
+    pub async fn get_any(&self, id: &str) -> Result<Option<(String, Versioned)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(self.payment_key(id))
+                .arg("d")
+                .arg("t")
+                .arg("v")
+                .query_async(&mut conn)
+                .await?;
+        match (data, owner, version) {
+            (Some(d), Some(t), Some(v)) => Ok(Some((
+                t,
+                Versioned {
+                    payment: serde_json::from_str(&d)?,
+                    version: v,
+                },
+            ))),
             _ => Ok(None),
         }
     }
