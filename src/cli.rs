@@ -36,6 +36,12 @@ pub enum Command {
     /// /metrics and /openapi.json.
     Enqueuer(EnqueuerArgs),
 
+    /// Run a charge worker: takes payment jobs from Redis and charges saved payment methods
+    /// through the processor ([processor] api_base), exactly once per attempt, retrying soft
+    /// declines on [worker] retry_delays_ms. Serves /healthz, /readyz and /metrics on
+    /// [worker] listen; stops on SIGTERM within [worker] shutdown_grace_secs.
+    Worker(WorkerArgs),
+
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -50,6 +56,13 @@ pub enum Command {
 pub struct SandboxArgs {
     /// Address to listen on, for example 127.0.0.1:12111 (port 0 picks a free port).
     /// Overrides [sandbox] listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// Address of /healthz, /readyz and /metrics (overrides [worker] listen).
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 }

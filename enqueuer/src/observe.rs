@@ -4,31 +4,18 @@
 //! use the matched route template (`/v1/off_session_payments/{id}`), never the raw path, so
 //! label values stay a closed set.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 use crate::App;
 
-/// The process-wide Prometheus recorder, installed once (every binary role renders the same
-/// registry at its `/metrics`).
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        if metrics::set_global_recorder(recorder).is_err() {
-            tracing::warn!(
-                "a metrics recorder was already installed; /metrics shows only this one's"
-            );
-        }
-        handle
-    })
+pub fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    flint_shared::telemetry::prometheus()
 }
 
 pub async fn track(request: Request, next: Next) -> Response {

@@ -1,6 +1,9 @@
-//! Log setup shared by every Flint binary: JSON lines for collectors or text for a terminal,
+//! Log and metrics setup shared by every Flint binary. Logs: JSON lines for collectors or text for a terminal,
 //! filtered by `[log] level` (a `tracing` filter; `RUST_LOG` overrides it when set).
 
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -19,4 +22,20 @@ pub fn init(log: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+/// The process-wide Prometheus recorder, installed on first use; every binary role renders it
+/// at its `/metrics`.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            tracing::warn!(
+                "a metrics recorder was already installed; /metrics shows only this one's"
+            );
+        }
+        handle
+    })
 }

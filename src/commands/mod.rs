@@ -8,6 +8,7 @@ mod enqueuer;
 mod queue_worker;
 mod redis_child;
 mod sandbox;
+mod worker;
 
 use anyhow::Context;
 use flint_shared::config::{Config, Sources};
@@ -23,6 +24,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Sandbox(args) => sandbox::run(load_config(&cli)?, args).await,
         Command::Enqueuer(args) => enqueuer::run(load_config(&cli)?, args).await,
+        Command::Worker(args) => worker::run(load_config(&cli)?, args).await,
         Command::Config(ConfigCommand::Check) => config::check(&cli),
         Command::Bench(BenchCommand::Sandbox(args)) => {
             bench_sandbox::run(load_config(&cli)?, args).await

@@ -14,6 +14,7 @@
 mod enqueuer;
 mod sandbox;
 mod secret;
+mod worker;
 
 use std::path::{Path, PathBuf};
 
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use enqueuer::{EnqueuerConfig, TenantConfig};
 pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
 pub use secret::{REDACTED, Secret};
+pub use worker::{ProcessorConfig, WorkerConfig};
 
 /// The whole configuration. Sections are added by the issues that need them.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -33,6 +35,8 @@ pub struct Config {
     pub redis: RedisConfig,
     pub sandbox: SandboxConfig,
     pub enqueuer: EnqueuerConfig,
+    pub worker: WorkerConfig,
+    pub processor: ProcessorConfig,
     /// Who may call the API; each tenant sees only its own payments.
     pub tenants: Vec<TenantConfig>,
 }
@@ -185,6 +189,8 @@ impl Config {
         }
         self.sandbox.validate()?;
         self.enqueuer.validate()?;
+        self.worker.validate()?;
+        self.processor.validate()?;
         enqueuer::validate_tenants(&self.tenants)
     }
 

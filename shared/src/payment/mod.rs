@@ -10,6 +10,7 @@
 //! record (see the enqueuer's and the worker's stores), so a duplicate delivery cannot move a
 //! finished payment.
 
+pub mod decline;
 pub mod record;
 pub mod request;
 pub mod store;

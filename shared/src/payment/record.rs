@@ -105,6 +105,12 @@ pub struct Payment {
     pub next_attempt_at: Option<String>,
     /// A cancel arrived while an attempt was running: no further attempt will start.
     pub cancel_requested: bool,
+    /// The processor's PaymentIntent for this payment (one per payment), once created.
+    #[serde(default)]
+    pub processor_payment_intent: Option<String>,
+    /// Why the payment failed or is paused, in words.
+    #[serde(default)]
+    pub last_error: Option<String>,
     pub attempts: Vec<Attempt>,
     pub events: Vec<TimelineEvent>,
     pub created_at: String,
@@ -136,6 +142,8 @@ impl Payment {
             retry_policy: new.retry_policy,
             next_attempt_at: Some(rfc3339(first_attempt_ms)),
             cancel_requested: false,
+            processor_payment_intent: None,
+            last_error: None,
             attempts: Vec::new(),
             events: vec![TimelineEvent {
                 id: EventId::generate(),

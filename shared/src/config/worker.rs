@@ -1,0 +1,103 @@
+//! `[worker]` and `[processor]`: the charge workers and how they reach the processor.
+
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::ConfigError;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Address of the worker's /healthz, /readyz and /metrics.
+    pub listen: SocketAddr,
+    /// Charge attempts in flight per worker process.
+    pub concurrency: usize,
+    /// The queue charge jobs come from (the enqueuer's `[enqueuer] queue`).
+    pub queue: String,
+    /// A job's lease: a dead worker's jobs run elsewhere after this.
+    pub lease_secs: u64,
+    /// Waits before retry 1, 2, 3, … after a soft decline (the last repeats).
+    pub retry_delays_ms: Vec<u64>,
+    /// On SIGTERM, how long in-flight attempts may take to finish.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            concurrency: 64,
+            queue: "charges".to_owned(),
+            lease_secs: 15,
+            retry_delays_ms: vec![3_600_000, 21_600_000, 86_400_000, 259_200_000],
+            shutdown_grace_secs: 25,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorConfig {
+    /// Stripe's API, or the sandbox's URL locally.
+    pub api_base: String,
+    /// The pinned `Stripe-Version`.
+    pub stripe_version: String,
+    /// Per request, connect included.
+    pub timeout_ms: u64,
+    /// Extra tries of a transient failure with the same idempotency key.
+    pub max_network_retries: usize,
+}
+
+impl Default for ProcessorConfig {
+    fn default() -> Self {
+        ProcessorConfig {
+            api_base: "https://api.stripe.com".to_owned(),
+            stripe_version: "2024-06-20".to_owned(),
+            timeout_ms: 30_000,
+            max_network_retries: 3,
+        }
+    }
+}
+
+impl WorkerConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.concurrency == 0 || self.concurrency > 10_000 {
+            return Err(ConfigError::invalid(
+                "worker.concurrency",
+                "must be between 1 and 10000",
+            ));
+        }
+        if self.lease_secs == 0 {
+            return Err(ConfigError::invalid(
+                "worker.lease_secs",
+                "must be at least 1",
+            ));
+        }
+        if self.retry_delays_ms.is_empty() || self.retry_delays_ms.contains(&0) {
+            return Err(ConfigError::invalid(
+                "worker.retry_delays_ms",
+                "must list at least one positive delay",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ProcessorConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.api_base.starts_with("https://") || self.api_base.starts_with("http://")) {
+            return Err(ConfigError::invalid(
+                "processor.api_base",
+                "must be an http(s) URL",
+            ));
+        }
+        if self.timeout_ms < 100 {
+            return Err(ConfigError::invalid(
+                "processor.timeout_ms",
+                "must be at least 100",
+            ));
+        }
+        Ok(())
+    }
+}

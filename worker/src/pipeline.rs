@@ -1,0 +1,481 @@
+//! The charge pipeline: one job is one attempt of one payment.
+//!
+//! 1. Skip what must not run: a finished, paused or unknown payment does nothing; a job that
+//!    comes early waits for its time; a cancel requested meanwhile cancels.
+//! 2. `pending → processing` by compare-and-set, with the attempt recorded (`attempt_started`).
+//!    A payment found in `processing` had a worker die mid-attempt: the same attempt is
+//!    continued with the same idempotency keys, so it cannot charge twice.
+//! 3. The payment method: the request's, else the customer's default now.
+//! 4. One PaymentIntent per payment (key `<payment>:intent`), confirmed off-session once per
+//!    attempt (key `<payment>:attempt:<n>`). An outcome left unknown is settled by reading the
+//!    PaymentIntent; the attempt number only advances after a definite answer.
+//! 5. The answer decides, in one exhaustive `match`: succeeded, a soft decline rescheduled by
+//!    the retry policy, a hard decline failed, the customer needed (paused), or the same
+//!    attempt retried later when the processor could not answer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use flint_queue::Outcome;
+use flint_shared::payment::decline::{DeclineClass, classify};
+use flint_shared::payment::record::rfc3339;
+use flint_shared::payment::request::RetryStrategy;
+use flint_shared::payment::store::{JobAction, Store, StoreError};
+use flint_shared::payment::{EventKind, Payment, Status};
+use flint_shared::processor::stripe::{StripeClient, intent_metadata};
+use flint_shared::processor::{
+    Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError,
+};
+use serde::{Deserialize, Serialize};
+
+/// The job the enqueuer pushes for a payment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChargeJob {
+    pub payment_id: String,
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn at(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+}
+
+fn parse_ms(rfc: &str) -> Option<i64> {
+    let t =
+        time::OffsetDateTime::parse(rfc, &time::format_description::well_known::Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
+}
+
+/// Waits when the processor could not give an answer, or the store was unavailable.
+const UNANSWERED_RETRY: Duration = Duration::from_secs(10);
+const MISCONFIGURED_RETRY: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct Pipeline {
+    pub store: Store,
+    /// One processor client per tenant (each has its own processor account).
+    pub processors: HashMap<String, StripeClient>,
+    pub retry_delays: Vec<Duration>,
+}
+
+/// How an attempt ended, before it is written.
+#[derive(Debug)]
+enum Ending {
+    Succeeded(Intent),
+    Soft(Decline),
+    Hard(Decline),
+    NeedsCustomer(String, Option<Decline>),
+    Rejected(String),
+    /// No definite answer: the same attempt runs again later.
+    Unanswered(String),
+    Misconfigured(String),
+}
+
+impl Pipeline {
+    /// Runs one job to an outcome; storage trouble means "try this job again soon".
+    pub async fn run(&self, job: &ChargeJob) -> Outcome {
+        match self.attempt(&job.payment_id).await {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                tracing::warn!(payment_id = %job.payment_id, error = %e, "storage unavailable; the job runs again shortly");
+                Outcome::RetryAt(SystemTime::now() + UNANSWERED_RETRY)
+            }
+        }
+    }
+
+    async fn attempt(&self, id: &str) -> Result<Outcome, StoreError> {
+        let Some((tenant, current)) = self.store.get_any(id).await? else {
+            tracing::info!(
+                payment_id = id,
+                "job for an unknown or expired payment; nothing to do"
+            );
+            return Ok(Outcome::Complete);
+        };
+        let mut payment = current.payment;
+        let now = now_ms();
+        let number = match payment.status {
+            Status::Succeeded | Status::Failed | Status::Canceled | Status::Paused => {
+                tracing::debug!(
+                    payment_id = id,
+                    status = payment.status.as_str(),
+                    "duplicate job for a settled payment"
+                );
+                return Ok(Outcome::Complete);
+            }
+            Status::Pending if payment.cancel_requested => {
+                payment.status = Status::Canceled;
+                payment.next_attempt_at = None;
+                payment.record(EventKind::Canceled, Some("cancel requested".into()), now);
+                self.store
+                    .transition(&current.version, &payment, JobAction::None, now)
+                    .await?;
+                return Ok(Outcome::Complete);
+            }
+            Status::Pending => {
+                if let Some(due) = payment.next_attempt_at.as_deref().and_then(parse_ms)
+                    && due > now + 1000
+                {
+                    return Ok(Outcome::RetryAt(at(due)));
+                }
+                let number = u32::try_from(payment.attempts.len()).unwrap_or(u32::MAX) + 1;
+                payment.status = Status::Processing;
+                payment.next_attempt_at = None;
+                payment.attempts.push(flint_shared::payment::Attempt {
+                    number,
+                    started_at: rfc3339(now),
+                    finished_at: None,
+                    payment_method: payment.payment_method.clone(),
+                    outcome: None,
+                    decline_code: None,
+                    advice_code: None,
+                    processor_request_id: None,
+                });
+                payment.record(
+                    EventKind::AttemptStarted,
+                    Some(format!("attempt {number}")),
+                    now,
+                );
+                if !self
+                    .store
+                    .transition(&current.version, &payment, JobAction::None, now)
+                    .await?
+                {
+                    // Moved meanwhile (a cancel, a resume): look again at once.
+                    return Ok(Outcome::RetryAt(SystemTime::now()));
+                }
+                number
+            }
+            Status::Processing => {
+                let number = u32::try_from(payment.attempts.len()).unwrap_or(0).max(1);
+                tracing::warn!(
+                    payment_id = id,
+                    attempt = number,
+                    "continuing an attempt whose worker stopped"
+                );
+                number
+            }
+        };
+
+        let started = Instant::now();
+        let (ending, method, intent_id) = self.charge(&tenant, &payment, number).await;
+        metrics::histogram!("flint_charge_attempt_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        self.finish(id, number, ending, method, intent_id).await
+    }
+
+    /// Talks to the processor for attempt `number`.
+    async fn charge(
+        &self,
+        tenant: &str,
+        payment: &Payment,
+        number: u32,
+    ) -> (Ending, Option<String>, Option<String>) {
+        let Some(processor) = self.processors.get(tenant) else {
+            return (
+                Ending::Misconfigured(format!("no processor account for tenant {tenant}")),
+                None,
+                None,
+            );
+        };
+        let method = match &payment.payment_method {
+            Some(pm) => pm.clone(),
+            None => match processor.default_payment_method(&payment.customer).await {
+                Ok(Some(pm)) => pm,
+                Ok(None) => {
+                    return (
+                        Ending::NeedsCustomer(
+                            "the customer has no default payment method".into(),
+                            None,
+                        ),
+                        None,
+                        None,
+                    );
+                }
+                Err(e) => return (ending_of(e), None, None),
+            },
+        };
+        let id = payment.id.as_str();
+        let intent_id = match &payment.processor_payment_intent {
+            Some(pi) => pi.clone(),
+            None => {
+                let context = [
+                    ("order_id", payment.context.order_id.as_ref()),
+                    ("subscription_id", payment.context.subscription_id.as_ref()),
+                    ("invoice_id", payment.context.invoice_id.as_ref()),
+                ];
+                let request = IntentRequest {
+                    amount_minor: payment.amount.value,
+                    currency: payment.amount.currency.clone(),
+                    customer: payment.customer.clone(),
+                    description: payment.description.clone(),
+                    statement_descriptor_suffix: payment.statement_descriptor_suffix.clone(),
+                    metadata: intent_metadata(id, &context, payment.metadata.entries()),
+                };
+                match processor
+                    .create_intent(&request, &format!("{id}:intent"))
+                    .await
+                {
+                    Ok(intent) => intent.id,
+                    Err(ProcessorError::Transient {
+                        outcome_unknown: true,
+                        reason,
+                        ..
+                    }) => match processor.find_intent(&payment.customer, id).await {
+                        Ok(Some(intent)) => intent.id,
+                        _ => return (Ending::Unanswered(reason), Some(method), None),
+                    },
+                    Err(e) => return (ending_of(e), Some(method), None),
+                }
+            }
+        };
+        let confirmed = processor
+            .confirm_intent(&intent_id, &method, &format!("{id}:attempt:{number}"))
+            .await;
+        let ending = match confirmed {
+            Ok(intent) => ending_of_intent(intent),
+            // The confirm may have happened: the intent says what did.
+            Err(ProcessorError::Transient {
+                outcome_unknown: true,
+                reason,
+                ..
+            }) => match processor.retrieve_intent(&intent_id).await {
+                Ok(intent) if intent.status == IntentStatus::Succeeded => Ending::Succeeded(intent),
+                Ok(intent) => match intent.last_error {
+                    Some(d)
+                        if intent.status == IntentStatus::RequiresPaymentMethod
+                            && d.intent_id.is_some() =>
+                    {
+                        decline_ending(d)
+                    }
+                    Some(_) | None => Ending::Unanswered(reason),
+                },
+                Err(_) => Ending::Unanswered(reason),
+            },
+            Err(e) => ending_of(e),
+        };
+        (ending, Some(method), Some(intent_id))
+    }
+
+    /// Writes the attempt's ending with compare-and-set, re-reading on conflict.
+    async fn finish(
+        &self,
+        id: &str,
+        number: u32,
+        ending: Ending,
+        method: Option<String>,
+        intent_id: Option<String>,
+    ) -> Result<Outcome, StoreError> {
+        for _ in 0..8 {
+            let Some((_, current)) = self.store.get_any(id).await? else {
+                return Ok(Outcome::Complete);
+            };
+            let mut p = current.payment;
+            if p.status != Status::Processing {
+                return Ok(Outcome::Complete);
+            }
+            let now = now_ms();
+            if p.processor_payment_intent.is_none() {
+                p.processor_payment_intent.clone_from(&intent_id);
+            }
+            let (outcome, action) = self.apply(&mut p, number, &ending, method.clone(), now);
+            if self
+                .store
+                .transition(&current.version, &p, action, now)
+                .await?
+            {
+                if p.status.is_final() || p.status == Status::Paused {
+                    metrics::counter!("flint_payments_finished_total", "status" => p.status.as_str()).increment(1);
+                }
+                return Ok(outcome);
+            }
+        }
+        Ok(Outcome::RetryAt(SystemTime::now()))
+    }
+
+    /// The new state of `p` after `ending`, and what the job does next.
+    fn apply(
+        &self,
+        p: &mut Payment,
+        number: u32,
+        ending: &Ending,
+        method: Option<String>,
+        now: i64,
+    ) -> (Outcome, JobAction) {
+        let (attempt_outcome, decline_class, decline) = match ending {
+            Ending::Succeeded(_) => ("succeeded", "none", None),
+            Ending::Soft(d) => ("soft_decline", DeclineClass::Soft.as_str(), Some(d)),
+            Ending::Hard(d) => ("hard_decline", DeclineClass::Hard.as_str(), Some(d)),
+            Ending::NeedsCustomer(_, d) => (
+                "needs_customer",
+                DeclineClass::NeedsCustomer.as_str(),
+                d.as_ref(),
+            ),
+            Ending::Rejected(_) => ("rejected", "none", None),
+            Ending::Unanswered(_) => ("unknown", "none", None),
+            Ending::Misconfigured(_) => ("misconfigured", "none", None),
+        };
+        metrics::counter!("flint_charge_attempts_total", "outcome" => attempt_outcome, "decline_class" => decline_class).increment(1);
+        let definite = !matches!(ending, Ending::Unanswered(_) | Ending::Misconfigured(_));
+        if definite && let Some(a) = p.attempts.iter_mut().find(|a| a.number == number) {
+            a.finished_at = Some(rfc3339(now));
+            a.outcome = Some(attempt_outcome.to_owned());
+            a.payment_method = method.or_else(|| a.payment_method.clone());
+            a.decline_code =
+                decline.and_then(|d| d.decline_code.clone().or_else(|| Some(d.code.clone())));
+            a.advice_code = decline.and_then(|d| d.advice_code.clone());
+            a.processor_request_id = decline.and_then(|d| d.request_id.clone());
+        }
+        let detail =
+            decline.map(|d| format!("{} ({})", d.code, d.decline_code.as_deref().unwrap_or("-")));
+        match ending {
+            Ending::Succeeded(intent) => {
+                p.status = Status::Succeeded;
+                p.last_error = None;
+                p.record(EventKind::Succeeded, intent.latest_charge.clone(), now);
+                tracing::info!(payment_id = %p.id, attempt = number, "payment succeeded");
+                (Outcome::Complete, JobAction::None)
+            }
+            Ending::Soft(_) => {
+                p.record(EventKind::AttemptFailed, detail.clone(), now);
+                p.last_error = detail.clone();
+                let next = self.next_attempt_ms(p, number, now);
+                match next {
+                    Some(due) if !p.cancel_requested => {
+                        p.status = Status::Pending;
+                        p.next_attempt_at = Some(rfc3339(due));
+                        tracing::info!(payment_id = %p.id, attempt = number, next_attempt_at = %rfc3339(due), "soft decline; retry scheduled");
+                        (Outcome::RetryAt(at(due)), JobAction::None)
+                    }
+                    Some(_) => self.cancel(p, now),
+                    None => {
+                        p.status = Status::Failed;
+                        p.record(EventKind::Failed, Some("retries exhausted".into()), now);
+                        tracing::info!(payment_id = %p.id, attempt = number, "soft decline; no retry left");
+                        (Outcome::Complete, JobAction::None)
+                    }
+                }
+            }
+            Ending::Hard(_) | Ending::Rejected(_) => {
+                let why = match ending {
+                    Ending::Rejected(reason) => Some(reason.clone()),
+                    _ => detail.clone(),
+                };
+                p.record(EventKind::AttemptFailed, why.clone(), now);
+                p.status = Status::Failed;
+                p.last_error = why.clone();
+                p.record(EventKind::Failed, why, now);
+                tracing::info!(payment_id = %p.id, attempt = number, "payment failed");
+                (Outcome::Complete, JobAction::None)
+            }
+            Ending::NeedsCustomer(reason, _) => {
+                let why = detail.clone().or_else(|| Some(reason.clone()));
+                p.record(EventKind::AttemptFailed, why.clone(), now);
+                p.last_error = why.clone();
+                if p.cancel_requested {
+                    return self.cancel(p, now);
+                }
+                p.status = Status::Paused;
+                p.record(EventKind::Paused, why, now);
+                tracing::info!(payment_id = %p.id, attempt = number, "payment paused: needs the customer");
+                (Outcome::Complete, JobAction::None)
+            }
+            Ending::Unanswered(reason) => {
+                tracing::warn!(payment_id = %p.id, attempt = number, reason = %reason, "no definite answer; the same attempt runs again");
+                (
+                    Outcome::RetryAt(at(now) + UNANSWERED_RETRY),
+                    JobAction::None,
+                )
+            }
+            Ending::Misconfigured(reason) => {
+                tracing::error!(payment_id = %p.id, attempt = number, reason = %reason, "processor misconfigured; the attempt waits");
+                (
+                    Outcome::RetryAt(at(now) + MISCONFIGURED_RETRY),
+                    JobAction::None,
+                )
+            }
+        }
+    }
+
+    fn cancel(&self, p: &mut Payment, now: i64) -> (Outcome, JobAction) {
+        p.status = Status::Canceled;
+        p.next_attempt_at = None;
+        p.record(
+            EventKind::Canceled,
+            Some("cancel requested during an attempt".into()),
+            now,
+        );
+        (Outcome::Complete, JobAction::None)
+    }
+
+    /// When the next attempt may run, if the policy allows one.
+    fn next_attempt_ms(&self, p: &Payment, number: u32, now: i64) -> Option<i64> {
+        let policy = p.retry_policy;
+        if policy.strategy == RetryStrategy::None || number >= policy.max_attempts {
+            return None;
+        }
+        let delay = self
+            .retry_delays
+            .get(number as usize - 1)
+            .or(self.retry_delays.last())
+            .copied()
+            .unwrap_or(Duration::from_secs(3600));
+        let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        let start = p
+            .charge_at
+            .as_deref()
+            .and_then(parse_ms)
+            .or_else(|| parse_ms(&p.created_at))
+            .unwrap_or(now);
+        let window_end = start + i64::from(policy.window_hours) * 3_600_000;
+        (due <= window_end).then_some(due)
+    }
+}
+
+fn decline_ending(d: Decline) -> Ending {
+    match classify(&d) {
+        DeclineClass::Soft => Ending::Soft(d),
+        DeclineClass::Hard => Ending::Hard(d),
+        DeclineClass::NeedsCustomer => Ending::NeedsCustomer(d.message.clone(), Some(d)),
+    }
+}
+
+fn ending_of_intent(intent: Intent) -> Ending {
+    match intent.status {
+        IntentStatus::Succeeded => Ending::Succeeded(intent),
+        IntentStatus::RequiresAction => {
+            Ending::NeedsCustomer("authentication required".into(), None)
+        }
+        IntentStatus::RequiresPaymentMethod => match intent.last_error {
+            Some(d) => decline_ending(d),
+            None => Ending::Unanswered("intent awaits a payment method".into()),
+        },
+        IntentStatus::RequiresConfirmation
+        | IntentStatus::Processing
+        | IntentStatus::RequiresCapture
+        | IntentStatus::Canceled
+        | IntentStatus::Other(_) => {
+            Ending::Unanswered(format!("intent in status {:?}", intent.status))
+        }
+    }
+}
+
+fn ending_of(e: ProcessorError) -> Ending {
+    match e {
+        ProcessorError::Transient { reason, .. } => Ending::Unanswered(reason),
+        ProcessorError::Declined(d) => decline_ending(d),
+        ProcessorError::NeedsCustomer(d) => Ending::NeedsCustomer(d.message.clone(), Some(d)),
+        ProcessorError::Rejected {
+            status,
+            code,
+            message,
+            ..
+        } => Ending::Rejected(format!("{status} {code}: {message}")),
+        ProcessorError::Misconfigured { status, message } => {
+            Ending::Misconfigured(format!("{status}: {message}"))
+        }
+    }
+}

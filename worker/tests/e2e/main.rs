@@ -1,0 +1,4 @@
+//! Payments end to end: the enqueuer API → Redis → a charge worker → the sandbox, all real.
+
+mod harness;
+mod paths;

@@ -1,0 +1,205 @@
+use serde_json::json;
+
+use crate::harness::*;
+
+fn kinds(p: &serde_json::Value) -> Vec<String> {
+    p["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["type"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("off_session_payment.")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_good_card_is_charged_once_and_the_payment_succeeds() {
+    let s = stack(vec![200]).await;
+    let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
+    let id = s
+        .pay(&cus, Some(&pm), json!({"metadata": {"plan": "pro"}}))
+        .await;
+    let p = s.settles(&id, &["succeeded"]).await;
+    assert_eq!(kinds(&p), ["created", "attempt_started", "succeeded"]);
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(p["attempts"][0]["outcome"], "succeeded");
+    let intents = s.intents(&cus).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0]["status"], "succeeded");
+    assert_eq!(intents[0]["amount"], 2500);
+    assert_eq!(intents[0]["metadata"]["flint_payment_id"], id.as_str());
+    assert_eq!(intents[0]["metadata"]["invoice_id"], "in_1");
+    assert_eq!(intents[0]["metadata"]["plan"], "pro");
+    assert_eq!(p["processor_payment_intent"], intents[0]["id"]);
+}
+
+#[tokio::test]
+async fn without_a_method_the_customers_default_is_charged() {
+    let s = stack(vec![200]).await;
+    let (cus, pm) = s.sandbox.customer_with_card("pm_card_mastercard").await;
+    let id = s.pay(&cus, None, json!({})).await;
+    let p = s.settles(&id, &["succeeded"]).await;
+    assert_eq!(p["attempts"][0]["payment_method"], pm.as_str());
+}
+
+#[tokio::test]
+async fn a_soft_decline_is_retried_on_the_schedule_until_attempts_run_out() {
+    let s = stack(vec![150, 150]).await;
+    let (cus, pm) = s
+        .sandbox
+        .customer_with_card("pm_card_chargeDeclinedInsufficientFunds")
+        .await;
+    let id = s.pay(&cus, Some(&pm), json!({"retry_policy": {"strategy": "scheduled", "max_attempts": 3, "window_hours": 24}})).await;
+    let p = s.settles(&id, &["failed"]).await;
+    let attempts = p["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 3);
+    for a in attempts {
+        assert_eq!(a["outcome"], "soft_decline");
+        assert_eq!(a["decline_code"], "insufficient_funds");
+    }
+    assert_eq!(
+        p["events"].as_array().unwrap().last().unwrap()["detail"],
+        "retries exhausted"
+    );
+    let intents = s.intents(&cus).await;
+    assert_eq!(
+        intents.len(),
+        1,
+        "one PaymentIntent per payment, confirmed once per attempt"
+    );
+}
+
+#[tokio::test]
+async fn a_hard_decline_fails_at_once() {
+    let s = stack(vec![150]).await;
+    let (cus, pm) = s
+        .sandbox
+        .customer_with_card("pm_card_chargeDeclinedLostCard")
+        .await;
+    let id = s.pay(&cus, Some(&pm), json!({})).await;
+    let p = s.settles(&id, &["failed"]).await;
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(p["attempts"][0]["outcome"], "hard_decline");
+    assert_eq!(
+        kinds(&p),
+        ["created", "attempt_started", "attempt_failed", "failed"]
+    );
+}
+
+#[tokio::test]
+async fn authentication_required_pauses_and_resume_with_a_new_card_succeeds() {
+    let s = stack(vec![150]).await;
+    let (cus, pm) = s
+        .sandbox
+        .customer_with_card("pm_card_authenticationRequired")
+        .await;
+    let id = s.pay(&cus, Some(&pm), json!({})).await;
+    let p = s.settles(&id, &["paused"]).await;
+    assert_eq!(p["attempts"][0]["outcome"], "needs_customer");
+    let good = s
+        .sandbox
+        .post("/v1/payment_methods/pm_card_visa/attach")
+        .param("customer", &cus)
+        .send()
+        .await
+        .id();
+    let resumed = s
+        .post(
+            &format!("/v1/off_session_payments/{id}/resume"),
+            json!({"payment_method": good}),
+        )
+        .await;
+    assert_eq!(resumed["status"], "pending");
+    let p = s.settles(&id, &["succeeded"]).await;
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(p["attempts"][1]["payment_method"], good.as_str());
+    assert_eq!(
+        kinds(&p),
+        [
+            "created",
+            "attempt_started",
+            "attempt_failed",
+            "paused",
+            "resumed",
+            "attempt_started",
+            "succeeded"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_expired_card_or_no_method_at_all_pauses() {
+    let s = stack(vec![150]).await;
+    let (cus, pm) = s
+        .sandbox
+        .customer_with_card("pm_card_chargeDeclinedExpiredCard")
+        .await;
+    let expired = s.pay(&cus, Some(&pm), json!({})).await;
+    s.settles(&expired, &["paused"]).await;
+    let bare = s.sandbox.post("/v1/customers").send().await.id();
+    let none = s.pay(&bare, None, json!({})).await;
+    let p = s.settles(&none, &["paused"]).await;
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("no default payment method"),
+        "{p}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_during_a_scheduled_retry_stops_the_payment() {
+    let s = stack(vec![60_000]).await;
+    let (cus, pm) = s.sandbox.customer_with_card("pm_card_chargeDeclined").await;
+    let id = s.pay(&cus, Some(&pm), json!({})).await;
+    let waiting = flint_testkit::poll_until(
+        std::time::Duration::from_secs(20),
+        "the first decline",
+        || async {
+            let p = s.payment(&id).await;
+            (p["status"] == "pending" && p["attempts"].as_array().is_some_and(|a| a.len() == 1))
+                .then_some(p)
+        },
+    )
+    .await;
+    assert!(waiting["next_attempt_at"].is_string());
+    let canceled = s
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled["status"], "canceled");
+    // Retry now would have run it; a canceled payment stays canceled with one attempt.
+    assert_eq!(
+        s.payment(&id).await["attempts"].as_array().unwrap().len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_outcome_is_reconciled_without_a_second_charge() {
+    use flint_shared::config::{ErrorRates, FaultConfig};
+    let s = stack(vec![150]).await;
+    let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
+    s.sandbox
+        .set_faults(&FaultConfig {
+            path_prefix: Some("/v1/payment_intents/".into()),
+            after_commit: ErrorRates {
+                http_500: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let id = s.pay(&cus, Some(&pm), json!({})).await;
+    let p = s.settles(&id, &["succeeded"]).await;
+    s.sandbox.reset_faults().await;
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 1);
+    let intents = s.intents(&cus).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(intents[0]["status"], "succeeded");
+}
