@@ -24,6 +24,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the whole system on this machine: a private redis-server (unless --redis-url), the
+    /// Stripe sandbox with demo customers and cards, the enqueuer and two charge workers. Prints
+    /// where everything is and a demo API key; --demo also sends a mix of payments and prints
+    /// how each ended. Stops on Ctrl-C.
+    Dev(DevArgs),
+
     /// Run the local Stripe sandbox: a faithful in-memory imitation of the Stripe API subset
     /// Flint uses (customers, payment methods, PaymentIntents, test cards, idempotency), plus
     /// fault injection under /__sandbox. Point any Stripe client's API base at it and use the
@@ -58,6 +64,20 @@ pub struct SandboxArgs {
     /// Overrides [sandbox] listen.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DevArgs {
+    /// Use this Redis instead of starting a private redis-server.
+    #[arg(long, value_name = "URL")]
+    pub redis_url: Option<String>,
+    /// Send a mix of payments (success, soft and hard declines, authentication required) and
+    /// print how each ended.
+    #[arg(long)]
+    pub demo: bool,
+    /// Where the API listens.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub api_listen: SocketAddr,
 }
 
 #[derive(Debug, clap::Args)]

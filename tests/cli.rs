@@ -229,3 +229,41 @@ fn flint_enqueuer_refuses_to_start_without_tenants() {
             .contains("no [[tenants]]")
     );
 }
+
+#[test]
+fn flint_dev_runs_the_whole_stack_and_its_demo_ends_each_payment_as_its_card_says() {
+    let dir = config_dir();
+    let mut child = flint(dir.path())
+        .args(["dev", "--demo", "--api-listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("Ctrl-C stops everything");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("API          http://127.0.0.1:"), "{text}");
+    for (card, status) in [
+        ("pm_card_visa ", "succeeded"),
+        ("pm_card_chargeDeclinedInsufficientFunds", "failed"),
+        ("pm_card_chargeDeclinedLostCard", "failed"),
+        ("pm_card_authenticationRequired", "paused"),
+    ] {
+        let line = seen
+            .iter()
+            .find(|l| l.contains("osp_") && l.contains(card))
+            .unwrap_or_else(|| panic!("{card} missing:\n{text}"));
+        assert!(line.contains(status), "{card}: {line}");
+    }
+    let status = flint_testkit::process::terminate(&mut child, Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+}

@@ -4,6 +4,7 @@ mod bench_api;
 mod bench_queue;
 mod bench_sandbox;
 mod config;
+mod dev;
 mod enqueuer;
 mod queue_worker;
 mod redis_child;
@@ -22,6 +23,7 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 
 pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
+        Command::Dev(args) => dev::run(load_config(&cli)?, args).await,
         Command::Sandbox(args) => sandbox::run(load_config(&cli)?, args).await,
         Command::Enqueuer(args) => enqueuer::run(load_config(&cli)?, args).await,
         Command::Worker(args) => worker::run(load_config(&cli)?, args).await,
