@@ -133,6 +133,7 @@ impl Pipeline {
                     decline_code: None,
                     advice_code: None,
                     processor_request_id: None,
+                    charge: None,
                 });
                 payment.record(
                     EventKind::AttemptStarted,
@@ -237,24 +238,38 @@ impl Pipeline {
             .await;
         let ending = match confirmed {
             Ok(intent) => ending_of_intent(intent),
-            // The confirm may have happened: the intent says what did.
+            // The confirm may have happened: the intent says what did. It did when the intent's
+            // latest charge is new since the previous attempt's.
             Err(ProcessorError::Transient {
                 outcome_unknown: true,
                 reason,
                 ..
-            }) => match processor.retrieve_intent(&intent_id).await {
-                Ok(intent) if intent.status == IntentStatus::Succeeded => Ending::Succeeded(intent),
-                Ok(intent) => match intent.last_error {
-                    Some(d)
-                        if intent.status == IntentStatus::RequiresPaymentMethod
-                            && d.intent_id.is_some() =>
-                    {
-                        decline_ending(d)
+            }) => {
+                let previous_charge = payment
+                    .attempts
+                    .iter()
+                    .rfind(|a| a.number < number)
+                    .and_then(|a| a.charge.clone());
+                match processor.retrieve_intent(&intent_id).await {
+                    Ok(intent) if intent.status == IntentStatus::Succeeded => {
+                        Ending::Succeeded(intent)
                     }
-                    Some(_) | None => Ending::Unanswered(reason),
-                },
-                Err(_) => Ending::Unanswered(reason),
-            },
+                    Ok(intent)
+                        if intent.latest_charge.is_some()
+                            && intent.latest_charge != previous_charge =>
+                    {
+                        let mut ending = ending_of_intent(intent.clone());
+                        if let Ending::Soft(d)
+                        | Ending::Hard(d)
+                        | Ending::NeedsCustomer(_, Some(d)) = &mut ending
+                        {
+                            d.charge.clone_from(&intent.latest_charge);
+                        }
+                        ending
+                    }
+                    Ok(_) | Err(_) => Ending::Unanswered(reason),
+                }
+            }
             Err(e) => ending_of(e),
         };
         (ending, Some(method), Some(intent_id))

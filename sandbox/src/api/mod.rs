@@ -349,6 +349,51 @@ pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
         Err(e) => return error_response(&common, &e),
     };
     common.idempotency_key = key.clone();
+    // The request runs on its own task, so that it completes (and its result is saved under its
+    // key) even when the client goes away mid-request — as Stripe's servers do. Cancelling it
+    // with the connection would leave its idempotency key claimed forever.
+    let work = execute(
+        Arc::clone(&app),
+        account,
+        common,
+        key,
+        method,
+        path,
+        canonical,
+        parsed,
+        is_post,
+    );
+    match tokio::spawn(work).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::error!(error = %e, "sandbox request task failed");
+            let mut response = Response::new(Body::from(
+                ApiError::server_error(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body()
+                    .to_string(),
+            ));
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        }
+    }
+}
+
+/// Everything after routing: idempotency, latency and faults, execution, the saved answer.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one request, moved onto its own task"
+)]
+async fn execute(
+    app: Arc<App>,
+    account: Arc<Mutex<Account>>,
+    common: Common,
+    key: Option<String>,
+    method: Method,
+    path: String,
+    canonical: String,
+    parsed: Result<Op, ApiError>,
+    is_post: bool,
+) -> Response {
     if let Some(key) = &key {
         let fp = fingerprint(method.as_str(), &path, &canonical);
         let claim = lock(&account)

@@ -367,7 +367,11 @@ impl Account {
                     Some("authentication_required"),
                     "Your card was declined. This transaction requires authentication.",
                 );
-                Err(self.fail_intent(id, &pm_id, error, ctx))
+                // A failed charge records the attempt, as for other declines, so that a client
+                // that lost the answer can tell this attempt happened.
+                let charge =
+                    self.charge(id, &pm_id, ChargeOutcome::IssuerDeclined, Some(&error), ctx);
+                Err(self.fail_intent(id, &pm_id, error.with_extra("charge", json!(charge)), ctx))
             }
             (Behaviour::AuthenticationRequired | Behaviour::AuthenticationOnSessionOnly, false)
                 if options.error_on_requires_action =>

@@ -234,3 +234,53 @@ async fn keys_longer_than_255_characters_are_refused() {
         .await;
     assert_eq!(ok.status, 200);
 }
+
+#[tokio::test]
+async fn a_request_whose_client_went_away_still_completes_and_its_key_replays() {
+    let sandbox = spawn_sandbox().await;
+    sandbox
+        .set_faults(&FaultConfig {
+            latency_fixed_ms: 400,
+            ..FaultConfig::default()
+        })
+        .await;
+    let impatient = reqwest::Client::builder()
+        .timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let gone = impatient
+        .post(format!("{}/v1/payment_intents", sandbox.base_url))
+        .bearer_auth(flint_testkit::sandbox::KEY)
+        .header("Idempotency-Key", "gone")
+        .form(&[("amount", "1000"), ("currency", "usd")])
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client gave up before the answer");
+    let replay = poll_until(
+        Duration::from_secs(5),
+        "the abandoned request to finish",
+        || async {
+            let r = sandbox
+                .post("/v1/payment_intents")
+                .params(&[("amount", "1000"), ("currency", "usd")])
+                .idempotency_key("gone")
+                .send()
+                .await;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(
+        replay.header("idempotent-replayed"),
+        Some("true"),
+        "the abandoned request ran to completion"
+    );
+    sandbox.reset_faults().await;
+    assert_eq!(
+        sandbox.get("/v1/payment_intents").send().await.body["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

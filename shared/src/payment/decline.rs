@@ -88,6 +88,7 @@ mod tests {
             advice_code: None,
             network_advice_code: None,
             message: String::new(),
+            charge: None,
             intent_id: None,
             request_id: None,
         }

@@ -79,6 +79,10 @@ pub struct Attempt {
     pub advice_code: Option<String>,
     #[serde(default)]
     pub processor_request_id: Option<String>,
+    /// The processor's charge of this attempt (`ch_…`), when it made one: how an attempt whose
+    /// answer was lost is told apart from the one before it.
+    #[serde(default)]
+    pub charge: Option<String>,
 }
 
 /// An off-session payment (`osp_…`).

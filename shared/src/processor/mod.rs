@@ -69,6 +69,8 @@ pub struct Decline {
     /// The card network's advice code (Mastercard `02`, `03`, `21`).
     pub network_advice_code: Option<String>,
     pub message: String,
+    /// The failed charge (`ch_…`), when the processor made one.
+    pub charge: Option<String>,
     /// The PaymentIntent as the decline left it.
     pub intent_id: Option<String>,
     pub request_id: Option<String>,

@@ -162,6 +162,7 @@ fn decline(error: &Value, request_id: Option<String>) -> Decline {
         advice_code: text(&error["advice_code"]),
         network_advice_code: text(&error["network_advice_code"]),
         message: text(&error["message"]).unwrap_or_default(),
+        charge: text(&error["charge"]),
         intent_id: text(&error["payment_intent"]["id"]),
         request_id,
     }

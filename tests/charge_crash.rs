@@ -1,0 +1,268 @@
+//! The crash test of the charge fleet: 2,000 payments, a sandbox that fails after committing
+//! (5xx and dropped connections), and worker processes killed with SIGKILL at random and
+//! restarted until every payment has settled. Then the processor's records must show at most
+//! one successful charge per payment, and every Flint payment's status must match them.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flint_enqueuer::Application;
+use flint_shared::config::{Config, ErrorRates, FaultConfig, Secret, TenantConfig};
+use flint_testkit::process;
+use flint_testkit::redis::RedisServer;
+use flint_testkit::sandbox::{KEY, spawn_sandbox_with};
+use rand::Rng;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const FLINT: &str = env!("CARGO_BIN_EXE_flint");
+const API_KEY: &str = "crash-api-key";
+const PAYMENTS: usize = 2000;
+
+fn start_worker(config_file: &std::path::Path) -> Child {
+    let mut child = Command::new(FLINT)
+        .arg("--config")
+        .arg(config_file)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("flint worker"), "{line}");
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_truthfully() {
+    let redis = RedisServer::start();
+    let sandbox = spawn_sandbox_with(|c| {
+        c.faults = FaultConfig {
+            latency_fixed_ms: 5,
+            latency_random_ms: 20,
+            path_prefix: Some("/v1/payment_intents".into()),
+            after_commit: ErrorRates {
+                http_500: 0.05,
+                http_502: 0.0,
+                http_503: 0.02,
+            },
+            drop_after_commit_rate: 0.05,
+            ..Default::default()
+        };
+    })
+    .await;
+
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.enqueuer.rate_limit_per_second = 100_000;
+    config.enqueuer.rate_limit_burst = 100_000;
+    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
+    config.tenants = vec![TenantConfig {
+        id: "acme".into(),
+        api_key_sha256: digest.clone(),
+        processor_secret_key: Secret::new(KEY),
+    }];
+    let api = Application::build(&config).await.unwrap();
+    let api_url = format!("http://{}", api.local_addr());
+    tokio::spawn(api.run(std::future::pending()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("worker.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[redis]\nurl = \"{}\"\n[worker]\nconcurrency = 32\nlease_secs = 2\nretry_delays_ms = [100]\nshutdown_grace_secs = 5\n\
+             [processor]\napi_base = \"{}\"\nmax_network_retries = 1\ntimeout_ms = 2000\n\
+             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{KEY}\"\n",
+            redis.url(),
+            sandbox.base_url
+        ),
+    )
+    .unwrap();
+
+    // 100 customers: most with good cards, some soft and some hard declines.
+    sandbox.reset_faults().await;
+    let mut customers = Vec::new();
+    for i in 0..100 {
+        let card = match i % 10 {
+            0 => "pm_card_chargeDeclinedInsufficientFunds",
+            1 => "pm_card_chargeDeclinedLostCard",
+            _ => "pm_card_visa",
+        };
+        customers.push(sandbox.customer_with_card(card).await.0);
+    }
+    sandbox
+        .set_faults(&FaultConfig {
+            latency_fixed_ms: 5,
+            latency_random_ms: 20,
+            path_prefix: Some("/v1/payment_intents".into()),
+            after_commit: ErrorRates {
+                http_500: 0.05,
+                http_502: 0.0,
+                http_503: 0.02,
+            },
+            drop_after_commit_rate: 0.05,
+            ..Default::default()
+        })
+        .await;
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::with_capacity(PAYMENTS);
+    for n in 0..PAYMENTS {
+        let body = json!({
+            "customer": customers[n % customers.len()],
+            "amount": {"value": 1000 + n as i64, "currency": "usd"},
+            "purpose": "repeat_purchase",
+            "initiated_by": {"type": "service", "id": "crash-test"},
+            "retry_policy": {"strategy": "scheduled", "max_attempts": 2, "window_hours": 1}
+        });
+        let r = http
+            .post(format!("{api_url}/v1/off_session_payments"))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", format!("crash-{n}"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+
+    // Chaos, on its own thread: three workers; every 150–500 ms one is killed with SIGKILL and
+    // replaced, for 12 s or until everything has settled.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let chaos = {
+        let (stop, config_file) = (std::sync::Arc::clone(&stop), config_file.clone());
+        std::thread::spawn(move || {
+            let mut workers: Vec<Child> = (0..3).map(|_| start_worker(&config_file)).collect();
+            let mut kills = 0;
+            let until = Instant::now() + Duration::from_secs(12);
+            while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(rand::rng().random_range(150..500)));
+                let victim = rand::rng().random_range(0..workers.len());
+                process::signal(&workers[victim], "KILL");
+                let _ = workers[victim].wait();
+                kills += 1;
+                workers[victim] = start_worker(&config_file);
+            }
+            (workers, kills)
+        })
+    };
+    let mut unsettled: HashSet<String> = ids.iter().cloned().collect();
+    let mut statuses: HashMap<String, Value> = HashMap::new();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !unsettled.is_empty() {
+        if Instant::now() >= deadline {
+            let id = unsettled.iter().next().unwrap();
+            let p: Value = http
+                .get(format!("{api_url}/v1/off_session_payments/{id}"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            panic!(
+                "{} payments still unsettled after 180 s, e.g.\n{p:#}",
+                unsettled.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let batch: Vec<String> = unsettled.iter().take(200).cloned().collect();
+        for id in batch {
+            let p: Value = http
+                .get(format!("{api_url}/v1/off_session_payments/{id}"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if ["succeeded", "failed", "paused"].contains(&p["status"].as_str().unwrap_or("")) {
+                unsettled.remove(&id);
+                statuses.insert(id, p);
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (workers, kills) = chaos.join().unwrap();
+    for mut w in workers {
+        process::terminate(&mut w, Duration::from_secs(30));
+    }
+    assert!(
+        kills >= 5,
+        "only {kills} kills: the payments settled before the chaos did much"
+    );
+
+    // The processor's truth: every PaymentIntent by flint_payment_id.
+    sandbox.reset_faults().await;
+    let mut intents: HashMap<String, Vec<Value>> = HashMap::new();
+    for customer in &customers {
+        let mut after: Option<String> = None;
+        loop {
+            let mut call = sandbox
+                .get("/v1/payment_intents")
+                .params(&[("customer", customer.as_str()), ("limit", "100")]);
+            if let Some(a) = &after {
+                call = call.param("starting_after", a);
+            }
+            let page = call.send().await.body;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            for pi in &data {
+                let pid = pi["metadata"]["flint_payment_id"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                intents.entry(pid).or_default().push(pi.clone());
+            }
+            if page["has_more"] != json!(true) {
+                break;
+            }
+            after = data
+                .last()
+                .and_then(|p| p["id"].as_str())
+                .map(str::to_owned);
+        }
+    }
+    let mut succeeded = 0;
+    for id in &ids {
+        let flint = &statuses[id];
+        let pis = intents.get(id).cloned().unwrap_or_default();
+        assert!(
+            pis.len() <= 1,
+            "{id}: {} PaymentIntents for one payment",
+            pis.len()
+        );
+        let charged = pis.iter().filter(|pi| pi["status"] == "succeeded").count();
+        assert!(charged <= 1, "{id} charged {charged} times");
+        match flint["status"].as_str().unwrap() {
+            "succeeded" => {
+                assert_eq!(
+                    charged, 1,
+                    "{id}: Flint says succeeded, the processor has no charge"
+                );
+                succeeded += 1;
+            }
+            other => assert_eq!(
+                charged, 0,
+                "{id}: Flint says {other}, the processor charged it"
+            ),
+        }
+    }
+    eprintln!("{PAYMENTS} payments settled through {kills} SIGKILLs: {succeeded} succeeded");
+    assert!(succeeded >= PAYMENTS * 7 / 10, "only {succeeded} succeeded");
+}
