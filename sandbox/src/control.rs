@@ -5,6 +5,7 @@
 //! - `GET /__sandbox/faults`, `POST /__sandbox/faults` (JSON [`FaultConfig`], missing fields take
 //!   their defaults, unknown fields are refused)
 //! - `POST /__sandbox/reset`: back to the faults the sandbox started with.
+//! - `GET /__sandbox/stats`: `{"rate_limited": n}`, requests the rate limiter refused.
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/faults", get(get_faults).post(set_faults))
         .route("/reset", post(reset))
+        .route("/stats", get(stats))
 }
 
 async fn get_faults(State(app): State<Arc<App>>) -> Json<FaultConfig> {
@@ -54,6 +56,11 @@ async fn set_faults(
     tracing::info!(faults = ?config, "sandbox faults changed");
     app.faults.set(config);
     Ok(Json(app.faults.get()))
+}
+
+/// Counters for tests: requests the rate limiter turned away.
+async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(json!({"rate_limited": app.faults.throttled.load(std::sync::atomic::Ordering::Relaxed)}))
 }
 
 async fn reset(State(app): State<Arc<App>>) -> Json<FaultConfig> {

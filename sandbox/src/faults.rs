@@ -18,6 +18,8 @@ pub struct Faults {
     initial: FaultConfig,
     current: RwLock<FaultConfig>,
     buckets: Mutex<HashMap<usize, Bucket>>,
+    /// Requests the rate limiter turned away, for `GET /__sandbox/stats`.
+    pub throttled: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -40,6 +42,7 @@ impl Faults {
             current: RwLock::new(initial.clone()),
             initial,
             buckets: Mutex::new(HashMap::new()),
+            throttled: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -92,6 +95,8 @@ impl Faults {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
+            self.throttled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Err(ApiError::rate_limited())
         }
     }

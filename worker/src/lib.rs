@@ -48,6 +48,8 @@ impl WorkerApp {
         let queue = Queue::connect(config.redis.url.expose(), queue_config)
             .await
             .context("cannot reach redis")?;
+        let redis_client =
+            redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
         let processors = config
             .tenants
             .iter()
@@ -61,7 +63,17 @@ impl WorkerApp {
                     .clone_from(&config.processor.stripe_version);
                 stripe.timeout = Duration::from_millis(config.processor.timeout_ms);
                 stripe.max_retries = config.processor.max_network_retries;
-                (t.id.clone(), StripeClient::new(stripe))
+                let limiter = flint_shared::processor::limit::RateLimiter::new(
+                    redis_client.clone(),
+                    &w.queue,
+                    t.processor_secret_key.expose(),
+                    config.processor.rate_limit_per_second,
+                    config.processor.rate_limit_burst,
+                );
+                (
+                    t.id.clone(),
+                    StripeClient::new(stripe).with_rate_limit(limiter),
+                )
             })
             .collect::<HashMap<_, _>>();
         let client = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;

@@ -47,6 +47,11 @@ pub struct ProcessorConfig {
     pub timeout_ms: u64,
     /// Extra tries of a transient failure with the same idempotency key.
     pub max_network_retries: usize,
+    /// Requests per second the whole fleet sends to one processor account (Stripe: 100 live,
+    /// 25 in test mode; stay below).
+    pub rate_limit_per_second: u32,
+    /// Requests one account may send at once.
+    pub rate_limit_burst: u32,
 }
 
 impl Default for ProcessorConfig {
@@ -56,6 +61,8 @@ impl Default for ProcessorConfig {
             stripe_version: "2024-06-20".to_owned(),
             timeout_ms: 30_000,
             max_network_retries: 3,
+            rate_limit_per_second: 80,
+            rate_limit_burst: 20,
         }
     }
 }
@@ -90,6 +97,12 @@ impl ProcessorConfig {
             return Err(ConfigError::invalid(
                 "processor.api_base",
                 "must be an http(s) URL",
+            ));
+        }
+        if self.rate_limit_per_second == 0 || self.rate_limit_burst == 0 {
+            return Err(ConfigError::invalid(
+                "processor.rate_limit_per_second",
+                "rate and burst must be at least 1",
             ));
         }
         if self.timeout_ms < 100 {

@@ -11,6 +11,7 @@
 //! - [`ProcessorError::Rejected`]: the request itself is wrong (a bug or bad data: do not retry);
 //! - [`ProcessorError::Misconfigured`]: the key is wrong or lacks permission (alert).
 
+pub mod limit;
 pub mod stripe;
 
 use std::collections::BTreeMap;

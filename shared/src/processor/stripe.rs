@@ -49,6 +49,7 @@ impl StripeConfig {
 pub struct StripeClient {
     http: reqwest::Client,
     config: StripeConfig,
+    limiter: Option<std::sync::Arc<super::limit::RateLimiter>>,
 }
 
 impl StripeClient {
@@ -57,12 +58,24 @@ impl StripeClient {
             .timeout(config.timeout)
             .build()
             .unwrap_or_default();
-        StripeClient { http, config }
+        StripeClient {
+            http,
+            config,
+            limiter: None,
+        }
+    }
+
+    /// Every request, retries included, waits for its turn under `limiter`.
+    pub fn with_rate_limit(mut self, limiter: super::limit::RateLimiter) -> StripeClient {
+        self.limiter = Some(std::sync::Arc::new(limiter));
+        self
     }
 
     /// Sends one request, retrying transient failures with the same key.
+    /// `endpoint` names the operation for metrics (a closed set, never an id).
     async fn call(
         &self,
+        endpoint: &'static str,
         method: reqwest::Method,
         path: &str,
         form: &[(String, String)],
@@ -76,9 +89,25 @@ impl StripeClient {
             .build();
         loop {
             let result = self.call_once(method.clone(), path, form, key).await;
+            let status_class = match &result {
+                Ok(_) => "2xx",
+                Err(ProcessorError::Transient {
+                    request_id: None, ..
+                }) => "network",
+                Err(ProcessorError::Transient { .. }) => "5xx_or_429",
+                Err(
+                    ProcessorError::Declined(_)
+                    | ProcessorError::NeedsCustomer(_)
+                    | ProcessorError::Rejected { .. }
+                    | ProcessorError::Misconfigured { .. },
+                ) => "4xx",
+            };
+            metrics::counter!("flint_processor_requests_total", "endpoint" => endpoint, "status_class" => status_class).increment(1);
             match result {
                 Err(ProcessorError::Transient { ref reason, .. }) => match backoff.next() {
                     Some(wait) => {
+                        metrics::counter!("flint_processor_retries_total", "endpoint" => endpoint)
+                            .increment(1);
                         tracing::warn!(path, reason = %reason, retry_in_ms = wait.as_millis() as u64, "processor request failed; retrying with the same key");
                         tokio::time::sleep(wait).await;
                     }
@@ -96,6 +125,9 @@ impl StripeClient {
         form: &[(String, String)],
         key: Option<&str>,
     ) -> Result<Value, ProcessorError> {
+        if let Some(limiter) = &self.limiter {
+            limiter.acquire().await;
+        }
         let url = format!("{}{path}", self.config.api_base.trim_end_matches('/'));
         let mut request = self
             .http
@@ -255,6 +287,7 @@ impl Processor for StripeClient {
     ) -> Result<Option<String>, ProcessorError> {
         let v = self
             .call(
+                "retrieve_customer",
                 reqwest::Method::GET,
                 &format!("/v1/customers/{customer}"),
                 &[],
@@ -290,6 +323,7 @@ impl Processor for StripeClient {
         }
         let v = self
             .call(
+                "create_intent",
                 reqwest::Method::POST,
                 "/v1/payment_intents",
                 &f,
@@ -308,6 +342,7 @@ impl Processor for StripeClient {
         let f = form(&[("payment_method", payment_method), ("off_session", "true")]);
         let v = self
             .call(
+                "confirm_intent",
                 reqwest::Method::POST,
                 &format!("/v1/payment_intents/{intent_id}/confirm"),
                 &f,
@@ -320,6 +355,7 @@ impl Processor for StripeClient {
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {
         let v = self
             .call(
+                "retrieve_intent",
                 reqwest::Method::GET,
                 &format!("/v1/payment_intents/{intent_id}"),
                 &[],
@@ -342,7 +378,13 @@ impl Processor for StripeClient {
                 f.push(("starting_after".into(), after.clone()));
             }
             let page = self
-                .call(reqwest::Method::GET, "/v1/payment_intents", &f, None)
+                .call(
+                    "list_intents",
+                    reqwest::Method::GET,
+                    "/v1/payment_intents",
+                    &f,
+                    None,
+                )
                 .await?;
             let data = page["data"].as_array().cloned().unwrap_or_default();
             if let Some(found) = data.iter().map(intent).find(|i| {

@@ -1,0 +1,154 @@
+//! The fleet-wide processor rate limit holds across worker processes: two workers, each with
+//! room for 16 attempts at once, together stay under the processor's limit, so the sandbox
+//! (limiting at 20 requests/s) never has to refuse one.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use flint_enqueuer::Application;
+use flint_shared::config::{Config, FaultConfig, RateLimiterConfig, Secret, TenantConfig};
+use flint_testkit::poll_until;
+use flint_testkit::process;
+use flint_testkit::redis::RedisServer;
+use flint_testkit::sandbox::{KEY, spawn_sandbox};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const FLINT: &str = env!("CARGO_BIN_EXE_flint");
+const API_KEY: &str = "limit-api-key";
+const PAYMENTS: usize = 40;
+const FLEET_PER_SECOND: u32 = 15;
+const FLEET_BURST: u32 = 3;
+
+fn start_worker(config_file: &std::path::Path) -> Child {
+    let mut child = Command::new(FLINT)
+        .arg("--config")
+        .arg(config_file)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    child
+}
+
+#[tokio::test]
+async fn two_worker_processes_together_stay_under_the_processors_rate_limit() {
+    let redis = RedisServer::start();
+    let sandbox = spawn_sandbox().await;
+    let mut customers = Vec::new();
+    for _ in 0..8 {
+        customers.push(sandbox.customer_with_card("pm_card_visa").await);
+    }
+    sandbox
+        .set_faults(&FaultConfig {
+            rate_limiter: RateLimiterConfig {
+                enabled: true,
+                per_second: 20,
+                burst: Some(5),
+            },
+            ..Default::default()
+        })
+        .await;
+
+    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.tenants = vec![TenantConfig {
+        id: "acme".into(),
+        api_key_sha256: digest.clone(),
+        processor_secret_key: Secret::new(KEY),
+    }];
+    let api = Application::build(&config).await.unwrap();
+    let api_url = format!("http://{}", api.local_addr());
+    tokio::spawn(api.run(std::future::pending()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("worker.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[redis]\nurl = \"{}\"\n[worker]\nconcurrency = 16\n\
+             [processor]\napi_base = \"{}\"\nmax_network_retries = 0\nrate_limit_per_second = {FLEET_PER_SECOND}\nrate_limit_burst = {FLEET_BURST}\n\
+             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{KEY}\"\n",
+            redis.url(),
+            sandbox.base_url
+        ),
+    )
+    .unwrap();
+
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..PAYMENTS {
+        let (cus, pm) = &customers[n % customers.len()];
+        let r = http
+            .post(format!("{api_url}/v1/off_session_payments"))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", format!("limit-{n}"))
+            .json(&json!({"customer": cus, "payment_method": pm, "amount": {"value": 1000, "currency": "usd"},
+                "purpose": "subscription", "initiated_by": {"type": "service", "id": "t"}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        ids.push(
+            r.json::<Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let started = Instant::now();
+    let mut workers = [start_worker(&config_file), start_worker(&config_file)];
+    for id in &ids {
+        poll_until(
+            Duration::from_secs(60),
+            "every payment to succeed",
+            || async {
+                let p: Value = http
+                    .get(format!("{api_url}/v1/off_session_payments/{id}"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (p["status"] == "succeeded").then_some(())
+            },
+        )
+        .await;
+    }
+    let elapsed = started.elapsed();
+    for w in &mut workers {
+        process::terminate(w, Duration::from_secs(30));
+    }
+    let stats: Value = http
+        .get(format!("{}/__sandbox/stats", sandbox.base_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats["rate_limited"], 0,
+        "the processor had to refuse requests"
+    );
+    // Two requests per payment (create, confirm) at most FLEET_PER_SECOND a second after the burst.
+    let floor = Duration::from_secs_f64(
+        f64::from((PAYMENTS * 2) as u32 - FLEET_BURST) / f64::from(FLEET_PER_SECOND) * 0.9,
+    );
+    assert!(
+        elapsed >= floor,
+        "{} requests took {elapsed:?}: faster than the fleet limit allows ({floor:?})",
+        PAYMENTS * 2
+    );
+}
