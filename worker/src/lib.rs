@@ -91,6 +91,7 @@ impl WorkerApp {
                 .iter()
                 .map(|ms| Duration::from_millis(*ms))
                 .collect(),
+            rules: flint_shared::payment::network::CardRules::new(redis_client.clone(), &w.queue),
         });
         let listener = TcpListener::bind(w.listen)
             .await

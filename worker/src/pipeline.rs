@@ -9,6 +9,8 @@
 //! 4. One PaymentIntent per payment (key `<payment>:intent`), confirmed off-session once per
 //!    attempt (key `<payment>:attempt:<n>`). An outcome left unknown is settled by reading the
 //!    PaymentIntent; the attempt number only advances after a definite answer.
+//!    Before anything is sent, the card-network rules for the card's fingerprint may forbid
+//!    it (recorded with the rule's name); every decline is counted against the card.
 //! 5. The answer decides, in one exhaustive `match`: succeeded, a soft decline rescheduled by
 //!    the retry policy, a hard decline failed, the customer needed (paused), or the same
 //!    attempt retried later when the processor could not answer.
@@ -18,6 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flint_queue::Outcome;
 use flint_shared::payment::decline::{DeclineClass, classify};
+use flint_shared::payment::network::{Block, CardRules};
 use flint_shared::payment::record::rfc3339;
 use flint_shared::payment::request::RetryStrategy;
 use flint_shared::payment::store::{JobAction, Store, StoreError};
@@ -60,6 +63,8 @@ pub struct Pipeline {
     /// One processor client per tenant (each has its own processor account).
     pub processors: HashMap<String, StripeClient>,
     pub retry_delays: Vec<Duration>,
+    /// Card-network rules per card fingerprint.
+    pub rules: CardRules,
 }
 
 /// How an attempt ended, before it is written.
@@ -72,6 +77,8 @@ enum Ending {
     Rejected(String),
     /// No definite answer: the same attempt runs again later.
     Unanswered(String),
+    /// A card-network rule forbids charging this card now; nothing was sent.
+    Blocked(Block),
     Misconfigured(String),
 }
 
@@ -162,22 +169,64 @@ impl Pipeline {
         };
 
         let started = Instant::now();
-        let (ending, method, intent_id) = self.charge(&tenant, &payment, number).await;
+        let (ending, method, intent_id, not_before) = self.charge(&tenant, &payment, number).await;
         metrics::histogram!("flint_charge_attempt_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        self.finish(id, number, ending, method, intent_id).await
+        self.finish(id, number, ending, method, intent_id, not_before)
+            .await
     }
 
-    /// Talks to the processor for attempt `number`.
+    /// Talks to the processor for attempt `number`; also returns the earliest time a network
+    /// rule allows the next attempt.
     async fn charge(
         &self,
         tenant: &str,
         payment: &Payment,
         number: u32,
-    ) -> (Ending, Option<String>, Option<String>) {
+    ) -> (Ending, Option<String>, Option<String>, Option<i64>) {
+        let (ending, method, intent, card) = self.charge_card(tenant, payment, number).await;
+        let decline = match &ending {
+            Ending::Soft(d) | Ending::Hard(d) | Ending::NeedsCustomer(_, Some(d)) => Some(d),
+            _ => None,
+        };
+        let mut not_before = None;
+        if let (Some(d), Some(card)) = (decline, card) {
+            match self
+                .rules
+                .record_decline(tenant, &card.fingerprint, &card.brand, d, now_ms())
+                .await
+            {
+                Ok(Some(Block::Until { at_ms, rule })) => {
+                    tracing::info!(payment_id = %payment.id, rule = %rule, "network rule delays the next attempt");
+                    not_before = Some(at_ms);
+                }
+                Ok(Some(Block::Never { rule })) => {
+                    tracing::info!(payment_id = %payment.id, rule = %rule, "network rule: this card is never retried");
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(payment_id = %payment.id, error = %e, "could not record the decline for network rules")
+                }
+            }
+        }
+        (ending, method, intent, not_before)
+    }
+
+    async fn charge_card(
+        &self,
+        tenant: &str,
+        payment: &Payment,
+        number: u32,
+    ) -> (
+        Ending,
+        Option<String>,
+        Option<String>,
+        Option<flint_shared::processor::CardInfo>,
+    ) {
         let Some(processor) = self.processors.get(tenant) else {
             return (
                 Ending::Misconfigured(format!("no processor account for tenant {tenant}")),
+                None,
                 None,
                 None,
             );
@@ -194,11 +243,32 @@ impl Pipeline {
                         ),
                         None,
                         None,
+                        None,
                     );
                 }
-                Err(e) => return (ending_of(e), None, None),
+                Err(e) => return (ending_of(e), None, None, None),
             },
         };
+        let card = match processor.card(&method).await {
+            Ok(card) => card,
+            Err(e) => return (ending_of(e), Some(method), None, None),
+        };
+        match self
+            .rules
+            .check(tenant, &card.fingerprint, &card.brand, now_ms())
+            .await
+        {
+            Ok(Some(block)) => return (Ending::Blocked(block), Some(method), None, None),
+            Ok(None) => {}
+            Err(e) => {
+                return (
+                    Ending::Unanswered(format!("card rules unavailable: {e}")),
+                    Some(method),
+                    None,
+                    None,
+                );
+            }
+        }
         let id = payment.id.as_str();
         let intent_id = match &payment.processor_payment_intent {
             Some(pi) => pi.clone(),
@@ -227,9 +297,9 @@ impl Pipeline {
                         ..
                     }) => match processor.find_intent(&payment.customer, id).await {
                         Ok(Some(intent)) => intent.id,
-                        _ => return (Ending::Unanswered(reason), Some(method), None),
+                        _ => return (Ending::Unanswered(reason), Some(method), None, Some(card)),
                     },
-                    Err(e) => return (ending_of(e), Some(method), None),
+                    Err(e) => return (ending_of(e), Some(method), None, Some(card)),
                 }
             }
         };
@@ -272,7 +342,7 @@ impl Pipeline {
             }
             Err(e) => ending_of(e),
         };
-        (ending, Some(method), Some(intent_id))
+        (ending, Some(method), Some(intent_id), Some(card))
     }
 
     /// Writes the attempt's ending with compare-and-set, re-reading on conflict.
@@ -283,6 +353,7 @@ impl Pipeline {
         ending: Ending,
         method: Option<String>,
         intent_id: Option<String>,
+        not_before: Option<i64>,
     ) -> Result<Outcome, StoreError> {
         for _ in 0..8 {
             let Some((_, current)) = self.store.get_any(id).await? else {
@@ -296,7 +367,8 @@ impl Pipeline {
             if p.processor_payment_intent.is_none() {
                 p.processor_payment_intent.clone_from(&intent_id);
             }
-            let (outcome, action) = self.apply(&mut p, number, &ending, method.clone(), now);
+            let (outcome, action) =
+                self.apply(&mut p, number, &ending, method.clone(), not_before, now);
             if self
                 .store
                 .transition(&current.version, &p, action, now)
@@ -318,6 +390,7 @@ impl Pipeline {
         number: u32,
         ending: &Ending,
         method: Option<String>,
+        not_before: Option<i64>,
         now: i64,
     ) -> (Outcome, JobAction) {
         let (attempt_outcome, decline_class, decline) = match ending {
@@ -332,6 +405,7 @@ impl Pipeline {
             Ending::Rejected(_) => ("rejected", "none", None),
             Ending::Unanswered(_) => ("unknown", "none", None),
             Ending::Misconfigured(_) => ("misconfigured", "none", None),
+            Ending::Blocked(_) => ("blocked_by_network_rule", "none", None),
         };
         metrics::counter!("flint_charge_attempts_total", "outcome" => attempt_outcome, "decline_class" => decline_class).increment(1);
         let definite = !matches!(ending, Ending::Unanswered(_) | Ending::Misconfigured(_));
@@ -357,7 +431,7 @@ impl Pipeline {
             Ending::Soft(_) => {
                 p.record(EventKind::AttemptFailed, detail.clone(), now);
                 p.last_error = detail.clone();
-                let next = self.next_attempt_ms(p, number, now);
+                let next = self.next_attempt_ms(p, number, now, not_before);
                 match next {
                     Some(due) if !p.cancel_requested => {
                         p.status = Status::Pending;
@@ -398,6 +472,31 @@ impl Pipeline {
                 tracing::info!(payment_id = %p.id, attempt = number, "payment paused: needs the customer");
                 (Outcome::Complete, JobAction::None)
             }
+            Ending::Blocked(block) => {
+                metrics::counter!("flint_network_rule_blocks_total", "rule" => block.rule().to_owned()).increment(1);
+                let why = Some(format!("blocked by network rule {}", block.rule()));
+                p.record(EventKind::AttemptFailed, why.clone(), now);
+                p.last_error.clone_from(&why);
+                let next = match block {
+                    Block::Until { at_ms, .. } => {
+                        self.next_attempt_ms(p, number, now, Some(*at_ms))
+                    }
+                    Block::Never { .. } => None,
+                };
+                match next {
+                    Some(due) if !p.cancel_requested => {
+                        p.status = Status::Pending;
+                        p.next_attempt_at = Some(rfc3339(due));
+                        (Outcome::RetryAt(at(due)), JobAction::None)
+                    }
+                    Some(_) => self.cancel(p, now),
+                    None => {
+                        p.status = Status::Failed;
+                        p.record(EventKind::Failed, why, now);
+                        (Outcome::Complete, JobAction::None)
+                    }
+                }
+            }
             Ending::Unanswered(reason) => {
                 tracing::warn!(payment_id = %p.id, attempt = number, reason = %reason, "no definite answer; the same attempt runs again");
                 (
@@ -427,7 +526,13 @@ impl Pipeline {
     }
 
     /// When the next attempt may run, if the policy allows one.
-    fn next_attempt_ms(&self, p: &Payment, number: u32, now: i64) -> Option<i64> {
+    fn next_attempt_ms(
+        &self,
+        p: &Payment,
+        number: u32,
+        now: i64,
+        not_before: Option<i64>,
+    ) -> Option<i64> {
         let policy = p.retry_policy;
         if policy.strategy == RetryStrategy::None || number >= policy.max_attempts {
             return None;
@@ -438,7 +543,8 @@ impl Pipeline {
             .or(self.retry_delays.last())
             .copied()
             .unwrap_or(Duration::from_secs(3600));
-        let due = now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2);
+        let due = (now + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX / 2))
+            .max(not_before.unwrap_or(0));
         let start = p
             .charge_at
             .as_deref()

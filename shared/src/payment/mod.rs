@@ -11,6 +11,7 @@
 //! finished payment.
 
 pub mod decline;
+pub mod network;
 pub mod record;
 pub mod request;
 pub mod store;

@@ -101,6 +101,15 @@ pub enum ProcessorError {
     Misconfigured { status: u16, message: String },
 }
 
+/// A saved card, as the network rules need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardInfo {
+    /// `visa`, `mastercard`, `amex`, …
+    pub brand: String,
+    /// The processor's stable fingerprint of the card number.
+    pub fingerprint: String,
+}
+
 /// What to charge, for creating the payment's one PaymentIntent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentRequest {
@@ -136,6 +145,12 @@ pub trait Processor: Send + Sync {
         payment_method: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
+
+    /// The card behind a saved payment method.
+    fn card(
+        &self,
+        payment_method: &str,
+    ) -> impl Future<Output = Result<CardInfo, ProcessorError>> + Send;
 
     fn retrieve_intent(
         &self,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use serde_json::Value;
 
-use super::{Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError};
+use super::{CardInfo, Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError};
 use crate::config::Secret;
 
 /// How to reach Stripe (or the sandbox).
@@ -350,6 +350,23 @@ impl Processor for StripeClient {
             )
             .await?;
         Ok(intent(&v))
+    }
+
+    async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
+        let v = self
+            .call(
+                "retrieve_payment_method",
+                reqwest::Method::GET,
+                &format!("/v1/payment_methods/{payment_method}"),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(CardInfo {
+            brand: text(&v["card"]["brand"]).unwrap_or_else(|| "unknown".to_owned()),
+            fingerprint: text(&v["card"]["fingerprint"])
+                .unwrap_or_else(|| payment_method.to_owned()),
+        })
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {

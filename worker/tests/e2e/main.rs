@@ -1,4 +1,5 @@
 //! Payments end to end: the enqueuer API → Redis → a charge worker → the sandbox, all real.
 
 mod harness;
+mod network;
 mod paths;
