@@ -118,6 +118,11 @@ pub enum BenchCommand {
     /// `redis-benchmark`'s SET rate on the same Redis in the same run.
     Api(BenchApiArgs),
 
+    /// Payments end to end (API → Redis → a worker process → the sandbox): payments per second
+    /// with an instant sandbox, and with 300 ms of processor latency the throughput of one
+    /// worker process at concurrency 1,000 against the Little's-law bound, plus its RSS.
+    E2e(BenchE2eArgs),
+
     /// A queue worker process for `flint bench queue` and the crash tests (not for production).
     #[command(hide = true)]
     QueueWorker(QueueWorkerArgs),
@@ -185,6 +190,16 @@ pub struct BenchApiArgs {
     /// Rate of the fixed-rate latency scenario, creates per second.
     #[arg(long, default_value_t = 1000)]
     pub rate: u64,
+    /// Print one JSON object per scenario instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchE2eArgs {
+    /// Payments per scenario.
+    #[arg(long, default_value_t = 5000)]
+    pub payments: usize,
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub json: bool,

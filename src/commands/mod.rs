@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench_api;
+mod bench_e2e;
 mod bench_queue;
 mod bench_sandbox;
 mod config;
@@ -33,6 +34,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
         Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
+        Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
         Command::Bench(BenchCommand::QueueWorker(args)) => queue_worker::run(args).await,
     }
 }

@@ -1,0 +1,238 @@
+//! `flint bench e2e`: payments through the whole system.
+//!
+//! A private redis-server, the sandbox and the API run in this process; the charge worker is
+//! its own process (`flint worker`), so its RSS is its own. The payments are created first;
+//! the clock runs from the worker's start until it has settled them all (read from its
+//! `/metrics`). With 300 ms added to every confirm, a worker at concurrency C cannot beat
+//! C / 0.3 s payments per second (Little's law); the ratio says how close it comes.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flint_shared::config::{Config, FaultConfig, Secret, TenantConfig};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use super::redis_child::RedisChild;
+use crate::cli::BenchE2eArgs;
+
+const API_KEY: &str = "flint-bench-e2e";
+const SANDBOX_KEY: &str = "sk_test_flint";
+
+#[derive(Debug, Serialize)]
+struct Row {
+    scenario: String,
+    payments: usize,
+    concurrency: usize,
+    confirm_latency_ms: u64,
+    payments_per_sec: f64,
+    littles_law_bound: Option<f64>,
+    ratio_to_bound: Option<f64>,
+    worker_rss_mb: f64,
+}
+
+pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
+    if args.payments == 0 {
+        bail!("--payments must be at least 1");
+    }
+    let mut rows = Vec::new();
+    for (concurrency, latency_ms) in [(64, 0), (1000, 300)] {
+        rows.push(scenario(args.payments, concurrency, latency_ms).await?);
+    }
+    if args.json {
+        for r in &rows {
+            println!("{}", serde_json::to_string(r)?);
+        }
+    } else {
+        println!(
+            "{:<34} {:>8} {:>6} {:>10} {:>10} {:>7} {:>8}",
+            "scenario", "payments", "conc", "payments/s", "bound/s", "ratio", "RSS MB"
+        );
+        for r in &rows {
+            println!(
+                "{:<34} {:>8} {:>6} {:>10.0} {:>10} {:>7} {:>8.1}",
+                r.scenario,
+                r.payments,
+                r.concurrency,
+                r.payments_per_sec,
+                r.littles_law_bound
+                    .map_or("-".into(), |b| format!("{b:.0}")),
+                r.ratio_to_bound.map_or("-".into(), |x| format!("{x:.2}")),
+                r.worker_rss_mb
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyhow::Result<Row> {
+    let redis = RedisChild::start()?;
+    let mut sandbox_config = flint_shared::config::SandboxConfig::default();
+    sandbox_config.listen = "127.0.0.1:0".parse()?;
+    sandbox_config.api_keys = vec![Secret::new(SANDBOX_KEY)];
+    let sandbox = flint_sandbox::Sandbox::bind(sandbox_config).await?;
+    let sandbox_url = sandbox.base_url();
+    tokio::spawn(sandbox.run(std::future::pending()));
+
+    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse()?;
+    config.enqueuer.rate_limit_per_second = 1_000_000;
+    config.enqueuer.rate_limit_burst = 1_000_000;
+    config.tenants = vec![TenantConfig {
+        id: "bench".into(),
+        api_key_sha256: digest.clone(),
+        processor_secret_key: Secret::new(SANDBOX_KEY),
+    }];
+    let api = flint_enqueuer::Application::build(&config).await?;
+    let api_url = format!("http://{}", api.local_addr());
+    tokio::spawn(api.run(std::future::pending()));
+
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let mut customers = Vec::new();
+    for _ in 0..20 {
+        let c: Value = http
+            .post(format!("{sandbox_url}/v1/customers"))
+            .bearer_auth(SANDBOX_KEY)
+            .form(&[
+                ("payment_method", "pm_card_visa"),
+                ("invoice_settings[default_payment_method]", "pm_card_visa"),
+            ])
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let cus = c["id"].as_str().context("customer")?.to_owned();
+        let pm = c["invoice_settings"]["default_payment_method"]
+            .as_str()
+            .context("pm")?
+            .to_owned();
+        customers.push((cus, pm));
+    }
+    let faults = FaultConfig {
+        latency_fixed_ms: latency_ms,
+        path_prefix: Some("/v1/payment_intents/".into()),
+        ..Default::default()
+    };
+    http.post(format!("{sandbox_url}/__sandbox/faults"))
+        .json(&faults)
+        .send()
+        .await?
+        .error_for_status()?;
+
+    // Create every payment first, 64 at a time.
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..payments {
+        if set.len() >= 64 {
+            if let Some(created) = set.join_next().await {
+                created??;
+            }
+        }
+        let (cus, pm) = customers[n % customers.len()].clone();
+        let (http, api_url) = (http.clone(), api_url.clone());
+        set.spawn(async move {
+            http.post(format!("{api_url}/v1/off_session_payments"))
+                .bearer_auth(API_KEY)
+                .header("Idempotency-Key", format!("e2e-{n}"))
+                .json(&json!({"customer": cus, "payment_method": pm, "amount": {"value": 1000, "currency": "usd"},
+                    "purpose": "subscription", "initiated_by": {"type": "service", "id": "bench"}}))
+                .send()
+                .await?
+                .error_for_status()?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r??;
+    }
+
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("worker.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[log]\nlevel = \"error\"\n[redis]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n\
+             [processor]\napi_base = \"{sandbox_url}\"\nrate_limit_per_second = 1000000\nrate_limit_burst = 1000000\n\
+             [[tenants]]\nid = \"bench\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{SANDBOX_KEY}\"\n",
+            redis.url()
+        ),
+    )?;
+    let started = Instant::now();
+    let mut worker = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("--config")
+        .arg(&file)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(worker.stdout.take().context("stdout")?).lines();
+    let line = lines.next_line().await?.context("worker did not start")?;
+    let metrics_url = format!("{}/metrics", line.rsplit(' ').next().context("worker url")?);
+    let pid = worker.id().context("worker pid")?;
+    let mut rss_mb: f64 = 0.0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let text = http.get(&metrics_url).send().await?.text().await?;
+        rss_mb = rss_mb.max(rss(pid));
+        if finished(&text) >= payments as f64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} of {payments} payments settled in 600 s",
+                finished(&text)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = worker.kill().await;
+    let rate = payments as f64 / elapsed.as_secs_f64();
+    let bound = (latency_ms > 0).then(|| concurrency as f64 / (latency_ms as f64 / 1000.0));
+    Ok(Row {
+        scenario: if latency_ms == 0 {
+            "instant sandbox".into()
+        } else {
+            format!("{latency_ms} ms confirm latency")
+        },
+        payments,
+        concurrency,
+        confirm_latency_ms: latency_ms,
+        payments_per_sec: rate,
+        littles_law_bound: bound,
+        ratio_to_bound: bound.map(|b| rate / b),
+        worker_rss_mb: rss_mb,
+    })
+}
+
+/// Sum of `flint_payments_finished_total` over its labels.
+fn finished(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("flint_payments_finished_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Resident set size of `pid` in MB (Linux).
+fn rss(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))?
+                .split_whitespace()
+                .nth(1)?
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
