@@ -70,9 +70,11 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
 
 async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyhow::Result<Row> {
     let redis = RedisChild::start()?;
-    let mut sandbox_config = flint_shared::config::SandboxConfig::default();
-    sandbox_config.listen = "127.0.0.1:0".parse()?;
-    sandbox_config.api_keys = vec![Secret::new(SANDBOX_KEY)];
+    let sandbox_config = flint_shared::config::SandboxConfig {
+        listen: "127.0.0.1:0".parse()?,
+        api_keys: vec![Secret::new(SANDBOX_KEY)],
+        ..Default::default()
+    };
     let sandbox = flint_sandbox::Sandbox::bind(sandbox_config).await?;
     let sandbox_url = sandbox.base_url();
     tokio::spawn(sandbox.run(std::future::pending()));
@@ -130,10 +132,10 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     // Create every payment first, 64 at a time.
     let mut set = tokio::task::JoinSet::new();
     for n in 0..payments {
-        if set.len() >= 64 {
-            if let Some(created) = set.join_next().await {
-                created??;
-            }
+        if set.len() >= 64
+            && let Some(created) = set.join_next().await
+        {
+            created??;
         }
         let (cus, pm) = customers[n % customers.len()].clone();
         let (http, api_url) = (http.clone(), api_url.clone());
