@@ -3,41 +3,21 @@
 //! restarted until every payment has settled. Then the processor's records must show at most
 //! one successful charge per payment, and every Flint payment's status must match them.
 
+mod fleet;
+
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-use flint_enqueuer::Application;
-use flint_shared::config::{Config, ErrorRates, FaultConfig, Secret, TenantConfig};
+use flint_shared::config::{ErrorRates, FaultConfig};
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
-use flint_testkit::sandbox::{KEY, spawn_sandbox_with};
+use flint_testkit::sandbox::spawn_sandbox_with;
 use rand::Rng;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-const FLINT: &str = env!("CARGO_BIN_EXE_flint");
 const API_KEY: &str = "crash-api-key";
 const PAYMENTS: usize = 2000;
-
-fn start_worker(config_file: &std::path::Path) -> Child {
-    let mut child = Command::new(FLINT)
-        .arg("--config")
-        .arg(config_file)
-        .args(["worker", "--listen", "127.0.0.1:0"])
-        .env("FLINT__LOG__LEVEL", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("flint worker"), "{line}");
-    child
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_truthfully() {
@@ -58,34 +38,17 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
     })
     .await;
 
-    let mut config = Config::default();
-    config.redis.url = Secret::new(redis.url());
-    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
-    config.enqueuer.rate_limit_per_second = 100_000;
-    config.enqueuer.rate_limit_burst = 100_000;
-    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
-    config.tenants = vec![TenantConfig {
-        id: "acme".into(),
-        api_key_sha256: digest.clone(),
-        processor_secret_key: Secret::new(KEY),
-    }];
-    let api = Application::build(&config).await.unwrap();
-    let api_url = format!("http://{}", api.local_addr());
-    tokio::spawn(api.run(std::future::pending()));
-
+    let api_url = fleet::api(&redis, API_KEY).await;
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("worker.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[redis]\nurl = \"{}\"\n[worker]\nconcurrency = 32\nlease_secs = 2\nretry_delays_ms = [100]\nshutdown_grace_secs = 5\n\
-             [processor]\napi_base = \"{}\"\nmax_network_retries = 1\ntimeout_ms = 2000\n\
-             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{KEY}\"\n",
-            redis.url(),
-            sandbox.base_url
-        ),
-    )
-    .unwrap();
+    let config_file = fleet::worker_config(
+        dir.path(),
+        &redis,
+        &sandbox.base_url,
+        API_KEY,
+        "concurrency = 32\nlease_secs = 2\nretry_delays_ms = [100]\nshutdown_grace_secs = 5",
+        // The fleet rate limit has its own test; here it would only slow the chaos down.
+        "max_network_retries = 1\ntimeout_ms = 2000\nrate_limit_per_second = 100000\nrate_limit_burst = 100000",
+    );
 
     // 100 customers: most with good cards, some soft and some hard declines.
     sandbox.reset_faults().await;
@@ -146,7 +109,8 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
     let chaos = {
         let (stop, config_file) = (std::sync::Arc::clone(&stop), config_file.clone());
         std::thread::spawn(move || {
-            let mut workers: Vec<Child> = (0..3).map(|_| start_worker(&config_file)).collect();
+            let mut workers: Vec<Child> =
+                (0..3).map(|_| fleet::start_worker(&config_file)).collect();
             let mut kills = 0;
             let until = Instant::now() + Duration::from_secs(12);
             while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -155,7 +119,7 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
                 process::signal(&workers[victim], "KILL");
                 let _ = workers[victim].wait();
                 kills += 1;
-                workers[victim] = start_worker(&config_file);
+                workers[victim] = fleet::start_worker(&config_file);
             }
             (workers, kills)
         })

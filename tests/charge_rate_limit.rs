@@ -2,41 +2,21 @@
 //! room for 16 attempts at once, together stay under the processor's limit, so the sandbox
 //! (limiting at 20 requests/s) never has to refuse one.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod fleet;
+
 use std::time::{Duration, Instant};
 
-use flint_enqueuer::Application;
-use flint_shared::config::{Config, FaultConfig, RateLimiterConfig, Secret, TenantConfig};
+use flint_shared::config::{FaultConfig, RateLimiterConfig};
 use flint_testkit::poll_until;
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
-use flint_testkit::sandbox::{KEY, spawn_sandbox};
+use flint_testkit::sandbox::spawn_sandbox;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-const FLINT: &str = env!("CARGO_BIN_EXE_flint");
 const API_KEY: &str = "limit-api-key";
 const PAYMENTS: usize = 40;
 const FLEET_PER_SECOND: u32 = 15;
 const FLEET_BURST: u32 = 3;
-
-fn start_worker(config_file: &std::path::Path) -> Child {
-    let mut child = Command::new(FLINT)
-        .arg("--config")
-        .arg(config_file)
-        .args(["worker", "--listen", "127.0.0.1:0"])
-        .env("FLINT__LOG__LEVEL", "error")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.as_mut().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    child
-}
 
 #[tokio::test]
 async fn two_worker_processes_together_stay_under_the_processors_rate_limit() {
@@ -57,32 +37,18 @@ async fn two_worker_processes_together_stay_under_the_processors_rate_limit() {
         })
         .await;
 
-    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
-    let mut config = Config::default();
-    config.redis.url = Secret::new(redis.url());
-    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
-    config.tenants = vec![TenantConfig {
-        id: "acme".into(),
-        api_key_sha256: digest.clone(),
-        processor_secret_key: Secret::new(KEY),
-    }];
-    let api = Application::build(&config).await.unwrap();
-    let api_url = format!("http://{}", api.local_addr());
-    tokio::spawn(api.run(std::future::pending()));
-
+    let api_url = fleet::api(&redis, API_KEY).await;
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("worker.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[redis]\nurl = \"{}\"\n[worker]\nconcurrency = 16\n\
-             [processor]\napi_base = \"{}\"\nmax_network_retries = 0\nrate_limit_per_second = {FLEET_PER_SECOND}\nrate_limit_burst = {FLEET_BURST}\n\
-             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{KEY}\"\n",
-            redis.url(),
-            sandbox.base_url
+    let config_file = fleet::worker_config(
+        dir.path(),
+        &redis,
+        &sandbox.base_url,
+        API_KEY,
+        "concurrency = 16",
+        &format!(
+            "max_network_retries = 0\nrate_limit_per_second = {FLEET_PER_SECOND}\nrate_limit_burst = {FLEET_BURST}"
         ),
-    )
-    .unwrap();
+    );
 
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -106,7 +72,10 @@ async fn two_worker_processes_together_stay_under_the_processors_rate_limit() {
         );
     }
     let started = Instant::now();
-    let mut workers = [start_worker(&config_file), start_worker(&config_file)];
+    let mut workers = [
+        fleet::start_worker(&config_file),
+        fleet::start_worker(&config_file),
+    ];
     for id in &ids {
         poll_until(
             Duration::from_secs(60),

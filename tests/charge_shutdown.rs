@@ -1,20 +1,17 @@
 //! SIGTERM: a worker stops taking jobs, lets its in-flight attempts finish within the grace
 //! period, and exits cleanly; nothing is lost or charged twice.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+mod fleet;
+
 use std::time::Duration;
 
-use flint_enqueuer::Application;
-use flint_shared::config::{Config, FaultConfig, Secret, TenantConfig};
+use flint_shared::config::FaultConfig;
 use flint_testkit::poll_until;
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
-use flint_testkit::sandbox::{KEY, spawn_sandbox};
+use flint_testkit::sandbox::spawn_sandbox;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-const FLINT: &str = env!("CARGO_BIN_EXE_flint");
 const API_KEY: &str = "shutdown-api-key";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -30,30 +27,16 @@ async fn sigterm_finishes_in_flight_attempts_and_loses_nothing() {
             ..Default::default()
         })
         .await;
-    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
-    let mut config = Config::default();
-    config.redis.url = Secret::new(redis.url());
-    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
-    config.tenants = vec![TenantConfig {
-        id: "acme".into(),
-        api_key_sha256: digest.clone(),
-        processor_secret_key: Secret::new(KEY),
-    }];
-    let api = Application::build(&config).await.unwrap();
-    let api_url = format!("http://{}", api.local_addr());
-    tokio::spawn(api.run(std::future::pending()));
+    let api_url = fleet::api(&redis, API_KEY).await;
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("w.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[redis]\nurl = \"{}\"\n[worker]\nconcurrency = 8\nshutdown_grace_secs = 20\n[processor]\napi_base = \"{}\"\n\
-             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{KEY}\"\n",
-            redis.url(),
-            sandbox.base_url
-        ),
-    )
-    .unwrap();
+    let file = fleet::worker_config(
+        dir.path(),
+        &redis,
+        &sandbox.base_url,
+        API_KEY,
+        "concurrency = 8\nshutdown_grace_secs = 20",
+        "",
+    );
     let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for n in 0..20 {
@@ -86,23 +69,7 @@ async fn sigterm_finishes_in_flight_attempts_and_loses_nothing() {
                 .unwrap()
         }
     };
-    let start = |file: &std::path::Path| {
-        let mut child = Command::new(FLINT)
-            .arg("--config")
-            .arg(file)
-            .args(["worker", "--listen", "127.0.0.1:0"])
-            .env("FLINT__LOG__LEVEL", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        child
-    };
-    let mut first = start(&file);
+    let mut first = fleet::start_worker(&file);
     poll_until(
         Duration::from_secs(20),
         "attempts to be in flight",
@@ -141,7 +108,7 @@ async fn sigterm_finishes_in_flight_attempts_and_loses_nothing() {
     }
     assert!(done >= 4, "the in-flight attempts completed ({done})");
     // A new worker takes the rest; every payment is charged exactly once.
-    let mut second = start(&file);
+    let mut second = fleet::start_worker(&file);
     for id in &ids {
         poll_until(
             Duration::from_secs(60),

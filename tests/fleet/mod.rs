@@ -1,0 +1,81 @@
+//! Shared setup of the tests that run real `flint worker` processes: the API in-process with
+//! one tenant whose processor account is the sandbox's, a worker configuration file, and
+//! worker processes started and awaited.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use flint_enqueuer::Application;
+use flint_shared::config::{Config, Secret, TenantConfig};
+use flint_testkit::redis::RedisServer;
+use flint_testkit::sandbox::KEY;
+use sha2::{Digest, Sha256};
+
+pub const FLINT: &str = env!("CARGO_BIN_EXE_flint");
+
+/// The API on a free port for tenant `acme` (API key `api_key`, processor key the sandbox's),
+/// its own rate limit lifted. Returns its base URL.
+pub async fn api(redis: &RedisServer, api_key: &str) -> String {
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.enqueuer.rate_limit_per_second = 100_000;
+    config.enqueuer.rate_limit_burst = 100_000;
+    config.tenants = vec![TenantConfig {
+        id: "acme".into(),
+        api_key_sha256: digest(api_key),
+        processor_secret_key: Secret::new(KEY),
+    }];
+    let api = Application::build(&config).await.unwrap();
+    let url = format!("http://{}", api.local_addr());
+    tokio::spawn(api.run(std::future::pending()));
+    url
+}
+
+fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Writes a worker configuration into `dir`: Redis, the sandbox as processor, the same tenant
+/// as [`api`], plus extra `[worker]` and `[processor]` lines.
+pub fn worker_config(
+    dir: &Path,
+    redis: &RedisServer,
+    sandbox_url: &str,
+    api_key: &str,
+    worker: &str,
+    processor: &str,
+) -> PathBuf {
+    let file = dir.join("worker.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[redis]\nurl = \"{}\"\n[worker]\n{worker}\n[processor]\napi_base = \"{sandbox_url}\"\n{processor}\n\
+             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{KEY}\"\n",
+            redis.url(),
+            digest(api_key)
+        ),
+    )
+    .unwrap();
+    file
+}
+
+/// A `flint worker` process, returned once it serves.
+pub fn start_worker(config_file: &Path) -> Child {
+    let mut child = Command::new(FLINT)
+        .arg("--config")
+        .arg(config_file)
+        .args(["worker", "--listen", "127.0.0.1:0"])
+        .env("FLINT__LOG__LEVEL", "error")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("flint worker"), "{line}");
+    child
+}
