@@ -432,21 +432,7 @@ impl Pipeline {
                 p.record(EventKind::AttemptFailed, detail.clone(), now);
                 p.last_error = detail.clone();
                 let next = self.next_attempt_ms(p, number, now, not_before);
-                match next {
-                    Some(due) if !p.cancel_requested => {
-                        p.status = Status::Pending;
-                        p.next_attempt_at = Some(rfc3339(due));
-                        tracing::info!(payment_id = %p.id, attempt = number, next_attempt_at = %rfc3339(due), "soft decline; retry scheduled");
-                        (Outcome::RetryAt(at(due)), JobAction::None)
-                    }
-                    Some(_) => self.cancel(p, now),
-                    None => {
-                        p.status = Status::Failed;
-                        p.record(EventKind::Failed, Some("retries exhausted".into()), now);
-                        tracing::info!(payment_id = %p.id, attempt = number, "soft decline; no retry left");
-                        (Outcome::Complete, JobAction::None)
-                    }
-                }
+                self.retry_or_fail(p, number, next, Some("retries exhausted".into()), now)
             }
             Ending::Hard(_) | Ending::Rejected(_) => {
                 let why = match ending {
@@ -483,19 +469,7 @@ impl Pipeline {
                     }
                     Block::Never { .. } => None,
                 };
-                match next {
-                    Some(due) if !p.cancel_requested => {
-                        p.status = Status::Pending;
-                        p.next_attempt_at = Some(rfc3339(due));
-                        (Outcome::RetryAt(at(due)), JobAction::None)
-                    }
-                    Some(_) => self.cancel(p, now),
-                    None => {
-                        p.status = Status::Failed;
-                        p.record(EventKind::Failed, why, now);
-                        (Outcome::Complete, JobAction::None)
-                    }
-                }
+                self.retry_or_fail(p, number, next, why, now)
             }
             Ending::Unanswered(reason) => {
                 tracing::warn!(payment_id = %p.id, attempt = number, reason = %reason, "no definite answer; the same attempt runs again");
@@ -510,6 +484,33 @@ impl Pipeline {
                     Outcome::RetryAt(at(now) + MISCONFIGURED_RETRY),
                     JobAction::None,
                 )
+            }
+        }
+    }
+
+    /// After a failed attempt: pending until `next` when there is one (canceled instead if a
+    /// cancel was requested), else failed with `why`.
+    fn retry_or_fail(
+        &self,
+        p: &mut Payment,
+        number: u32,
+        next: Option<i64>,
+        why: Option<String>,
+        now: i64,
+    ) -> (Outcome, JobAction) {
+        match next {
+            Some(_) if p.cancel_requested => self.cancel(p, now),
+            Some(due) => {
+                p.status = Status::Pending;
+                p.next_attempt_at = Some(rfc3339(due));
+                tracing::info!(payment_id = %p.id, attempt = number, next_attempt_at = %rfc3339(due), "attempt failed; retry scheduled");
+                (Outcome::RetryAt(at(due)), JobAction::None)
+            }
+            None => {
+                p.status = Status::Failed;
+                tracing::info!(payment_id = %p.id, attempt = number, reason = why.as_deref().unwrap_or(""), "attempt failed; no retry left");
+                p.record(EventKind::Failed, why, now);
+                (Outcome::Complete, JobAction::None)
             }
         }
     }

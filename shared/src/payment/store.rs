@@ -188,22 +188,10 @@ impl Store {
 
     /// The tenant's payment `id`; `None` when it does not exist or belongs to someone else.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Versioned>, StoreError> {
-        let mut conn = self.conn().await?;
-        let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(self.payment_key(id))
-                .arg("d")
-                .arg("t")
-                .arg("v")
-                .query_async(&mut conn)
-                .await?;
-        match (data, owner, version) {
-            (Some(d), Some(t), Some(v)) if t == tenant => Ok(Some(Versioned {
-                payment: serde_json::from_str(&d)?,
-                version: v,
-            })),
-            _ => Ok(None),
-        }
+        Ok(self
+            .get_any(id)
+            .await?
+            .and_then(|(owner, v)| (owner == tenant).then_some(v)))
     }
 
     /// A payment whatever its tenant (for workers), with its tenant.
