@@ -198,7 +198,7 @@ pub struct BenchApiArgs {
 #[derive(Debug, clap::Args)]
 pub struct BenchE2eArgs {
     /// Payments per scenario.
-    #[arg(long, default_value_t = 5000)]
+    #[arg(long, default_value_t = 20000)]
     pub payments: usize,
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]

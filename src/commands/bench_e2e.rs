@@ -28,7 +28,10 @@ struct Row {
     payments: usize,
     concurrency: usize,
     confirm_latency_ms: u64,
+    /// Settled per second between 10 % and 90 % of the payments (steady state).
     payments_per_sec: f64,
+    /// All payments over the whole run, worker start-up and the last latency included.
+    overall_per_sec: f64,
     littles_law_bound: Option<f64>,
     ratio_to_bound: Option<f64>,
     worker_rss_mb: f64,
@@ -48,16 +51,17 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "{:<34} {:>8} {:>6} {:>10} {:>10} {:>7} {:>8}",
-            "scenario", "payments", "conc", "payments/s", "bound/s", "ratio", "RSS MB"
+            "{:<30} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}",
+            "scenario", "payments", "conc", "steady/s", "overall/s", "bound/s", "ratio", "RSS MB"
         );
         for r in &rows {
             println!(
-                "{:<34} {:>8} {:>6} {:>10.0} {:>10} {:>7} {:>8.1}",
+                "{:<30} {:>8} {:>6} {:>10.0} {:>10.0} {:>10} {:>7} {:>8.1}",
                 r.scenario,
                 r.payments,
                 r.concurrency,
                 r.payments_per_sec,
+                r.overall_per_sec,
                 r.littles_law_bound
                     .map_or("-".into(), |b| format!("{b:.0}")),
                 r.ratio_to_bound.map_or("-".into(), |x| format!("{x:.2}")),
@@ -181,10 +185,22 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     let pid = worker.id().context("worker pid")?;
     let mut rss_mb: f64 = 0.0;
     let deadline = Instant::now() + Duration::from_secs(600);
+    // The steady-state window: from the first sample at or past 10 % settled to the first at or
+    // past 90 %, so the process start and the last batch's latency do not count.
+    let (low, high) = (payments as f64 * 0.1, payments as f64 * 0.9);
+    let mut window: (Option<(Instant, f64)>, Option<(Instant, f64)>) = (None, None);
     loop {
         let text = http.get(&metrics_url).send().await?.text().await?;
         rss_mb = rss_mb.max(rss(pid));
-        if finished(&text) >= payments as f64 {
+        let done = finished(&text);
+        let now = Instant::now();
+        if window.0.is_none() && done >= low {
+            window.0 = Some((now, done));
+        }
+        if window.1.is_none() && done >= high {
+            window.1 = Some((now, done));
+        }
+        if done >= payments as f64 {
             break;
         }
         if Instant::now() > deadline {
@@ -197,7 +213,11 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     }
     let elapsed = started.elapsed();
     let _ = worker.kill().await;
-    let rate = payments as f64 / elapsed.as_secs_f64();
+    let overall = payments as f64 / elapsed.as_secs_f64();
+    let rate = match window {
+        (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) / (t1 - t0).as_secs_f64(),
+        _ => overall,
+    };
     let bound = (latency_ms > 0).then(|| concurrency as f64 / (latency_ms as f64 / 1000.0));
     Ok(Row {
         scenario: if latency_ms == 0 {
@@ -209,6 +229,7 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         concurrency,
         confirm_latency_ms: latency_ms,
         payments_per_sec: rate,
+        overall_per_sec: overall,
         littles_law_bound: bound,
         ratio_to_bound: bound.map(|b| rate / b),
         worker_rss_mb: rss_mb,
