@@ -92,6 +92,7 @@ impl WorkerApp {
                 .map(|ms| Duration::from_millis(*ms))
                 .collect(),
             rules: flint_shared::payment::network::CardRules::new(redis_client.clone(), &w.queue),
+            cards: quick_cache::sync::Cache::new(pipeline::CARD_CACHE_ENTRIES),
         });
         let listener = TcpListener::bind(w.listen)
             .await

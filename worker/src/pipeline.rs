@@ -23,11 +23,11 @@ use flint_shared::payment::decline::{DeclineClass, classify};
 use flint_shared::payment::network::{Block, CardRules};
 use flint_shared::payment::record::rfc3339;
 use flint_shared::payment::request::RetryStrategy;
-use flint_shared::payment::store::{JobAction, Store, StoreError};
+use flint_shared::payment::store::{JobAction, Store, StoreError, Versioned};
 use flint_shared::payment::{EventKind, Payment, Status};
 use flint_shared::processor::stripe::{StripeClient, intent_metadata};
 use flint_shared::processor::{
-    Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError,
+    CardInfo, Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -65,7 +65,13 @@ pub struct Pipeline {
     pub retry_delays: Vec<Duration>,
     /// Card-network rules per card fingerprint.
     pub rules: CardRules,
+    /// Brand and fingerprint per (tenant, payment method). A payment method's card number never
+    /// changes, so neither do these: a lookup is needed once per method, not once per attempt.
+    pub cards: quick_cache::sync::Cache<(String, String), CardInfo>,
 }
+
+/// How many payment methods' card details a worker keeps (about 200 bytes each).
+pub const CARD_CACHE_ENTRIES: usize = 100_000;
 
 /// How an attempt ended, before it is written.
 #[derive(Debug)]
@@ -95,7 +101,7 @@ impl Pipeline {
     }
 
     async fn attempt(&self, id: &str) -> Result<Outcome, StoreError> {
-        let Some((tenant, current)) = self.store.get_any(id).await? else {
+        let Some((tenant, mut current)) = self.store.get_any(id).await? else {
             tracing::info!(
                 payment_id = id,
                 "job for an unknown or expired payment; nothing to do"
@@ -155,6 +161,7 @@ impl Pipeline {
                     // Moved meanwhile (a cancel, a resume): look again at once.
                     return Ok(Outcome::RetryAt(SystemTime::now()));
                 }
+                current.version = next_version(&current.version);
                 number
             }
             Status::Processing => {
@@ -172,7 +179,11 @@ impl Pipeline {
         let (ending, method, intent_id, not_before) = self.charge(&tenant, &payment, number).await;
         metrics::histogram!("flint_charge_attempt_duration_seconds")
             .record(started.elapsed().as_secs_f64());
-        self.finish(id, number, ending, method, intent_id, not_before)
+        let known = Versioned {
+            payment,
+            version: current.version,
+        };
+        self.finish(known, number, ending, method, intent_id, not_before)
             .await
     }
 
@@ -217,12 +228,7 @@ impl Pipeline {
         tenant: &str,
         payment: &Payment,
         number: u32,
-    ) -> (
-        Ending,
-        Option<String>,
-        Option<String>,
-        Option<flint_shared::processor::CardInfo>,
-    ) {
+    ) -> (Ending, Option<String>, Option<String>, Option<CardInfo>) {
         let Some(processor) = self.processors.get(tenant) else {
             return (
                 Ending::Misconfigured(format!("no processor account for tenant {tenant}")),
@@ -249,9 +255,16 @@ impl Pipeline {
                 Err(e) => return (ending_of(e), None, None, None),
             },
         };
-        let card = match processor.card(&method).await {
-            Ok(card) => card,
-            Err(e) => return (ending_of(e), Some(method), None, None),
+        let cache_key = (tenant.to_owned(), method.clone());
+        let card = match self.cards.get(&cache_key) {
+            Some(card) => card,
+            None => match processor.card(&method).await {
+                Ok(card) => {
+                    self.cards.insert(cache_key, card.clone());
+                    card
+                }
+                Err(e) => return (ending_of(e), Some(method), None, None),
+            },
         };
         match self
             .rules
@@ -345,19 +358,26 @@ impl Pipeline {
         (ending, Some(method), Some(intent_id), Some(card))
     }
 
-    /// Writes the attempt's ending with compare-and-set, re-reading on conflict.
+    /// Writes the attempt's ending with compare-and-set: first against the record as this
+    /// worker last wrote it, then, on a conflict (a cancel requested meanwhile), re-reading.
     async fn finish(
         &self,
-        id: &str,
+        known: Versioned,
         number: u32,
         ending: Ending,
         method: Option<String>,
         intent_id: Option<String>,
         not_before: Option<i64>,
     ) -> Result<Outcome, StoreError> {
+        let id = known.payment.id.as_str().to_owned();
+        let mut known = Some(known);
         for _ in 0..8 {
-            let Some((_, current)) = self.store.get_any(id).await? else {
-                return Ok(Outcome::Complete);
+            let current = match known.take() {
+                Some(current) => current,
+                None => match self.store.get_any(&id).await? {
+                    Some((_, current)) => current,
+                    None => return Ok(Outcome::Complete),
+                },
             };
             let mut p = current.payment;
             if p.status != Status::Processing {
@@ -555,6 +575,13 @@ impl Pipeline {
         let window_end = start + i64::from(policy.window_hours) * 3_600_000;
         (due <= window_end).then_some(due)
     }
+}
+
+/// The version a record has after one transition from `version` (transition.lua adds one).
+fn next_version(version: &str) -> String {
+    version
+        .parse::<u64>()
+        .map_or_else(|_| version.to_owned(), |v| (v + 1).to_string())
 }
 
 fn decline_ending(d: Decline) -> Ending {
