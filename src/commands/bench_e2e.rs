@@ -188,17 +188,18 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     // The steady-state window: from the first sample at or past 10 % settled to the first at or
     // past 90 %, so the process start and the last batch's latency do not count.
     let (low, high) = (payments as f64 * 0.1, payments as f64 * 0.9);
-    let mut window: (Option<(Instant, f64)>, Option<(Instant, f64)>) = (None, None);
+    let mut first: Option<(Instant, f64)> = None;
+    let mut last: Option<(Instant, f64)> = None;
     loop {
         let text = http.get(&metrics_url).send().await?.text().await?;
         rss_mb = rss_mb.max(rss(pid));
         let done = finished(&text);
         let now = Instant::now();
-        if window.0.is_none() && done >= low {
-            window.0 = Some((now, done));
+        if first.is_none() && done >= low {
+            first = Some((now, done));
         }
-        if window.1.is_none() && done >= high {
-            window.1 = Some((now, done));
+        if last.is_none() && done >= high {
+            last = Some((now, done));
         }
         if done >= payments as f64 {
             break;
@@ -214,7 +215,7 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     let elapsed = started.elapsed();
     let _ = worker.kill().await;
     let overall = payments as f64 / elapsed.as_secs_f64();
-    let rate = match window {
+    let rate = match (first, last) {
         (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) / (t1 - t0).as_secs_f64(),
         _ => overall,
     };
