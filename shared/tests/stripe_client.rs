@@ -263,3 +263,22 @@ async fn rate_limits_and_lock_timeouts_are_transient_and_bad_keys_misconfigured(
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn saved_cards_are_listed_newest_first_with_their_fingerprints() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, visa) = sandbox.customer_with_card("pm_card_visa").await;
+    let mastercard = sandbox
+        .post("/v1/payment_methods/pm_card_mastercard/attach")
+        .param("customer", &cus)
+        .send()
+        .await
+        .id();
+    let stripe = client(&sandbox);
+    let saved = stripe.saved_cards(&cus).await.unwrap();
+    let ids: Vec<&str> = saved.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(ids, [mastercard.as_str(), visa.as_str()]);
+    assert_eq!(saved[0].card.brand, "mastercard");
+    assert_eq!(saved[1].card, stripe.card(&visa).await.unwrap());
+    assert_ne!(saved[0].card.fingerprint, saved[1].card.fingerprint);
+}

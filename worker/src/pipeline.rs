@@ -12,8 +12,11 @@
 //!    Before anything is sent, the card-network rules for the card's fingerprint may forbid
 //!    it (recorded with the rule's name); every decline is counted against the card.
 //! 5. The answer decides, in one exhaustive `match`: succeeded, a soft decline rescheduled by
-//!    the retry policy, a hard decline failed, the customer needed (paused), or the same
-//!    attempt retried later when the processor could not answer.
+//!    the retry policy, a hard decline failed (or, when the payment's policy has
+//!    `fallback_to_other_cards`, the next attempt charges another of the customer's saved
+//!    cards: newest first, each card once, none sharing a tried card's fingerprint), the
+//!    customer needed (paused), or the same attempt retried later when the processor could
+//!    not answer.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -79,6 +82,8 @@ enum Ending {
     Succeeded(Intent),
     Soft(Decline),
     Hard(Decline),
+    /// A hard decline, and the payment allows another saved card: this one is next.
+    HardSwitch(Decline, String),
     NeedsCustomer(String, Option<Decline>),
     Rejected(String),
     /// No definite answer: the same attempt runs again later.
@@ -201,7 +206,7 @@ impl Pipeline {
             _ => None,
         };
         let mut not_before = None;
-        if let (Some(d), Some(card)) = (decline, card) {
+        if let (Some(d), Some(card)) = (decline, &card) {
             match self
                 .rules
                 .record_decline(tenant, &card.fingerprint, &card.brand, d, now_ms())
@@ -220,7 +225,58 @@ impl Pipeline {
                 }
             }
         }
+        let ending = match (ending, &method) {
+            (Ending::Hard(d), Some(tried)) if payment.retry_policy.fallback_to_other_cards => {
+                match self.other_card(tenant, payment, tried, card.as_ref()).await {
+                    Some(next) => Ending::HardSwitch(d, next),
+                    None => Ending::Hard(d),
+                }
+            }
+            (ending, _) => ending,
+        };
         (ending, method, intent, not_before)
+    }
+
+    /// The customer's next saved card to try after a hard decline: one not tried by this
+    /// payment yet, whose card (fingerprint) was not tried either. None when there is none or
+    /// the processor cannot list them now (the payment then fails as it would without fallback).
+    async fn other_card(
+        &self,
+        tenant: &str,
+        payment: &Payment,
+        tried: &str,
+        card: Option<&CardInfo>,
+    ) -> Option<String> {
+        let processor = self.processors.get(tenant)?;
+        let saved = match processor.saved_cards(&payment.customer).await {
+            Ok(saved) => saved,
+            Err(e) => {
+                tracing::warn!(payment_id = %payment.id, error = %e, "cannot list the customer's saved cards; no fallback");
+                return None;
+            }
+        };
+        let mut tried_ids: Vec<&str> = payment
+            .attempts
+            .iter()
+            .filter_map(|a| a.payment_method.as_deref())
+            .collect();
+        tried_ids.push(tried);
+        let mut tried_prints: Vec<String> = tried_ids
+            .iter()
+            .filter_map(|id| self.cards.get(&(tenant.to_owned(), (*id).to_owned())))
+            .map(|c| c.fingerprint)
+            .collect();
+        tried_prints.extend(card.map(|c| c.fingerprint.clone()));
+        for s in &saved {
+            self.cards
+                .insert((tenant.to_owned(), s.id.clone()), s.card.clone());
+        }
+        saved
+            .into_iter()
+            .find(|s| {
+                !tried_ids.contains(&s.id.as_str()) && !tried_prints.contains(&s.card.fingerprint)
+            })
+            .map(|s| s.id)
     }
 
     async fn charge_card(
@@ -416,7 +472,9 @@ impl Pipeline {
         let (attempt_outcome, decline_class, decline) = match ending {
             Ending::Succeeded(_) => ("succeeded", "none", None),
             Ending::Soft(d) => ("soft_decline", DeclineClass::Soft.as_str(), Some(d)),
-            Ending::Hard(d) => ("hard_decline", DeclineClass::Hard.as_str(), Some(d)),
+            Ending::Hard(d) | Ending::HardSwitch(d, _) => {
+                ("hard_decline", DeclineClass::Hard.as_str(), Some(d))
+            }
             Ending::NeedsCustomer(_, d) => (
                 "needs_customer",
                 DeclineClass::NeedsCustomer.as_str(),
@@ -453,6 +511,28 @@ impl Pipeline {
                 p.last_error = detail.clone();
                 let next = self.next_attempt_ms(p, number, now, not_before);
                 self.retry_or_fail(p, number, next, Some("retries exhausted".into()), now)
+            }
+            Ending::HardSwitch(_, next) => {
+                p.record(EventKind::AttemptFailed, detail.clone(), now);
+                p.last_error.clone_from(&detail);
+                if p.cancel_requested {
+                    return self.cancel(p, now);
+                }
+                let previous = p.attempts.iter().find(|a| a.number == number);
+                let previous = previous.and_then(|a| a.payment_method.clone());
+                p.payment_method = Some(next.clone());
+                p.status = Status::Pending;
+                p.next_attempt_at = Some(rfc3339(now));
+                p.record(
+                    EventKind::PaymentMethodSwitched,
+                    Some(format!(
+                        "{next} after a hard decline of {}",
+                        previous.as_deref().unwrap_or("the previous method")
+                    )),
+                    now,
+                );
+                tracing::info!(payment_id = %p.id, attempt = number, next = %next, "hard decline; trying another saved card");
+                (Outcome::RetryAt(at(now)), JobAction::None)
             }
             Ending::Hard(_) | Ending::Rejected(_) => {
                 let why = match ending {

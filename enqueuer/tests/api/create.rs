@@ -19,7 +19,8 @@ async fn a_created_payment_is_pending_stored_and_queued() {
     assert_eq!(r.body["events"][0]["type"], "off_session_payment.created");
     assert_eq!(
         r.body["retry_policy"],
-        json!({"strategy": "scheduled", "max_attempts": 4, "window_hours": 336})
+        json!({"strategy": "scheduled", "max_attempts": 4, "window_hours": 336,
+            "fallback_to_other_cards": false})
     );
 
     let fetched = app.get(&format!("/v1/off_session_payments/{id}")).await;

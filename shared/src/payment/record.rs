@@ -46,6 +46,9 @@ pub enum EventKind {
     Failed,
     #[serde(rename = "off_session_payment.canceled")]
     Canceled,
+    /// After a hard decline, the next attempt charges another of the customer's saved cards.
+    #[serde(rename = "off_session_payment.payment_method_switched")]
+    PaymentMethodSwitched,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

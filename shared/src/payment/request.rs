@@ -84,6 +84,10 @@ pub struct RetryPolicy {
     /// Hours after creation (or `charge_at`) during which retries may happen (1–720; default 336).
     #[serde(default = "default_window_hours")]
     pub window_hours: u32,
+    /// After a hard decline, try each other card saved on the customer once (skipping cards
+    /// with the fingerprint of one already tried), before failing. Default false.
+    #[serde(default)]
+    pub fallback_to_other_cards: bool,
 }
 
 fn default_max_attempts() -> u32 {
@@ -100,6 +104,7 @@ impl Default for RetryPolicy {
             strategy: RetryStrategy::Scheduled,
             max_attempts: DEFAULT_MAX_ATTEMPTS,
             window_hours: DEFAULT_WINDOW_HOURS,
+            fallback_to_other_cards: false,
         }
     }
 }
@@ -425,6 +430,7 @@ mod tests {
             strategy: RetryStrategy::Scheduled,
             max_attempts: 0,
             window_hours: 24,
+            fallback_to_other_cards: false,
         });
         assert_eq!(err(r).param, "retry_policy.max_attempts");
         let mut r = base();
@@ -432,6 +438,7 @@ mod tests {
             strategy: RetryStrategy::None,
             max_attempts: 1,
             window_hours: 9999,
+            fallback_to_other_cards: true,
         });
         assert_eq!(err(r).param, "retry_policy.window_hours");
         let mut r = base();

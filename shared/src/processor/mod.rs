@@ -110,6 +110,14 @@ pub struct CardInfo {
     pub fingerprint: String,
 }
 
+/// A card saved on a customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCard {
+    /// The payment method id (`pm_…`).
+    pub id: String,
+    pub card: CardInfo,
+}
+
 /// What to charge, for creating the payment's one PaymentIntent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentRequest {
@@ -145,6 +153,12 @@ pub trait Processor: Send + Sync {
         payment_method: &str,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
+
+    /// The cards saved on the customer, newest first.
+    fn saved_cards(
+        &self,
+        customer: &str,
+    ) -> impl Future<Output = Result<Vec<SavedCard>, ProcessorError>> + Send;
 
     /// The card behind a saved payment method.
     fn card(

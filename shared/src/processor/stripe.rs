@@ -13,7 +13,9 @@ use std::time::Duration;
 use backon::BackoffBuilder;
 use serde_json::Value;
 
-use super::{CardInfo, Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError};
+use super::{
+    CardInfo, Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError, SavedCard,
+};
 use crate::config::Secret;
 
 /// How to reach Stripe (or the sandbox).
@@ -280,6 +282,14 @@ fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Brand and fingerprint of a PaymentMethod object (its id stands in for a missing fingerprint).
+fn card_info(pm: &Value, id: &str) -> CardInfo {
+    CardInfo {
+        brand: text(&pm["card"]["brand"]).unwrap_or_else(|| "unknown".to_owned()),
+        fingerprint: text(&pm["card"]["fingerprint"]).unwrap_or_else(|| id.to_owned()),
+    }
+}
+
 impl Processor for StripeClient {
     async fn default_payment_method(
         &self,
@@ -352,6 +362,40 @@ impl Processor for StripeClient {
         Ok(intent(&v))
     }
 
+    async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
+        let mut cards = Vec::new();
+        let mut starting_after: Option<String> = None;
+        // Stripe lists 100 at most per page; 20 pages is far beyond any real customer.
+        for _ in 0..20 {
+            let mut f = form(&[("type", "card"), ("limit", "100")]);
+            if let Some(after) = &starting_after {
+                f.push(("starting_after".into(), after.clone()));
+            }
+            let page = self
+                .call(
+                    "list_payment_methods",
+                    reqwest::Method::GET,
+                    &format!("/v1/customers/{customer}/payment_methods"),
+                    &f,
+                    None,
+                )
+                .await?;
+            let data = page["data"].as_array().cloned().unwrap_or_default();
+            cards.extend(data.iter().filter_map(|pm| {
+                let id = text(&pm["id"])?;
+                Some(SavedCard {
+                    card: card_info(pm, &id),
+                    id,
+                })
+            }));
+            if page["has_more"] != Value::Bool(true) {
+                break;
+            }
+            starting_after = data.last().and_then(|pm| text(&pm["id"]));
+        }
+        Ok(cards)
+    }
+
     async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
         let v = self
             .call(
@@ -362,11 +406,7 @@ impl Processor for StripeClient {
                 None,
             )
             .await?;
-        Ok(CardInfo {
-            brand: text(&v["card"]["brand"]).unwrap_or_else(|| "unknown".to_owned()),
-            fingerprint: text(&v["card"]["fingerprint"])
-                .unwrap_or_else(|| payment_method.to_owned()),
-        })
+        Ok(card_info(&v, payment_method))
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {

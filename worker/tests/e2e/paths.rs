@@ -203,3 +203,80 @@ async fn an_unknown_outcome_is_reconciled_without_a_second_charge() {
     assert_eq!(intents.len(), 1);
     assert_eq!(intents[0]["status"], "succeeded");
 }
+
+/// Attaches `card` (a `pm_card_*` token) to `customer`; returns the new payment method id.
+async fn attach(s: &Stack, customer: &str, card: &str) -> String {
+    let pm = s
+        .sandbox
+        .post(&format!("/v1/payment_methods/{card}/attach"))
+        .param("customer", customer)
+        .send()
+        .await;
+    assert_eq!(pm.status, 200, "{}", pm.body);
+    pm.id()
+}
+
+#[tokio::test]
+async fn a_hard_decline_falls_back_to_each_other_saved_card_once_when_allowed() {
+    let s = stack(vec![150]).await;
+    let (cus, lost) = s
+        .sandbox
+        .customer_with_card("pm_card_chargeDeclinedLostCard")
+        .await;
+    // The same lost card saved twice (same fingerprint), a good card, then a stolen one.
+    // Other cards are tried newest first: the stolen card, then the good one.
+    let lost_again = attach(&s, &cus, "pm_card_chargeDeclinedLostCard").await;
+    let good = attach(&s, &cus, "pm_card_visa").await;
+    let stolen = attach(&s, &cus, "pm_card_chargeDeclinedStolenCard").await;
+    let policy = json!({"retry_policy": {"strategy": "scheduled", "max_attempts": 1,
+        "window_hours": 24, "fallback_to_other_cards": true}});
+    let id = s.pay(&cus, None, policy).await;
+    let p = s.settles(&id, &["succeeded", "failed"]).await;
+    assert_eq!(p["status"], "succeeded", "{p:#}");
+    let tried: Vec<&str> = p["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["payment_method"].as_str().unwrap())
+        .collect();
+    // The default first; the duplicate of the declined card never; every other card once.
+    assert_eq!(tried[0], lost);
+    assert!(!tried.contains(&lost_again.as_str()), "{tried:?}");
+    assert_eq!(tried, [lost.as_str(), stolen.as_str(), good.as_str()]);
+    assert_eq!(p["payment_method"], good.as_str());
+    assert_eq!(
+        kinds(&p)
+            .iter()
+            .filter(|k| *k == "payment_method_switched")
+            .count(),
+        2
+    );
+    let intents = s.intents(&cus).await;
+    assert_eq!(intents.len(), 1, "one PaymentIntent per payment");
+    assert_eq!(intents[0]["status"], "succeeded");
+    assert_eq!(intents[0]["payment_method"], good.as_str());
+}
+
+#[tokio::test]
+async fn a_fallback_that_runs_out_of_cards_fails_and_without_consent_none_is_tried() {
+    let s = stack(vec![150]).await;
+    let (cus, lost) = s
+        .sandbox
+        .customer_with_card("pm_card_chargeDeclinedLostCard")
+        .await;
+    let stolen = attach(&s, &cus, "pm_card_chargeDeclinedStolenCard").await;
+    let fallback = json!({"retry_policy": {"strategy": "scheduled", "max_attempts": 4,
+        "window_hours": 24, "fallback_to_other_cards": true}});
+    let id = s.pay(&cus, Some(&lost), fallback).await;
+    let p = s.settles(&id, &["failed"]).await;
+    let attempts = p["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{p:#}");
+    assert_eq!(attempts[1]["payment_method"], stolen.as_str());
+    assert_eq!(attempts[1]["outcome"], "hard_decline");
+
+    // The default policy does not allow it: one attempt on the given card, failed.
+    let id = s.pay(&cus, Some(&stolen), json!({})).await;
+    let p = s.settles(&id, &["failed"]).await;
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 1, "{p:#}");
+    assert!(!kinds(&p).contains(&"payment_method_switched".to_owned()));
+}
