@@ -49,6 +49,12 @@ use tokio::net::TcpListener;
 
 pub use webhooks::signature_header;
 
+/// The name of every test card the sandbox knows (`pm_card_{name}`, `tok_{name}`), so that
+/// tests can check they cover all of them.
+pub fn test_card_names() -> impl Iterator<Item = &'static str> {
+    cards::CARDS.iter().map(|c| c.name)
+}
+
 /// Shared state of one running sandbox.
 #[derive(Debug)]
 pub(crate) struct App {
