@@ -17,6 +17,8 @@ pub enum Behaviour {
     Decline {
         code: &'static str,
         decline_code: Option<&'static str>,
+        /// The card network's advice (`network_advice_code`): Mastercard's Merchant Advice Code.
+        network_advice_code: Option<&'static str>,
         message: &'static str,
         blocked: bool,
     },
@@ -74,6 +76,7 @@ const fn decline(
         behaviour: Behaviour::Decline {
             code,
             decline_code,
+            network_advice_code: None,
             message,
             blocked: false,
         },
@@ -95,12 +98,32 @@ const fn blocked(name: &'static str, last4: &'static str, risk_level: &'static s
         behaviour: Behaviour::Decline {
             code: "card_declined",
             decline_code: Some("fraudulent"),
+            network_advice_code: None,
             message: DECLINED,
             blocked: true,
         },
         attaches_in_strict_mode: true,
         risk_level,
         ..ok(name, "visa", last4, "credit")
+    }
+}
+
+const fn mastercard_advice(
+    name: &'static str,
+    last4: &'static str,
+    decline_code: &'static str,
+    advice: &'static str,
+) -> TestCard {
+    TestCard {
+        brand: "mastercard",
+        behaviour: Behaviour::Decline {
+            code: "card_declined",
+            decline_code: Some(decline_code),
+            network_advice_code: Some(advice),
+            message: DECLINED,
+            blocked: false,
+        },
+        ..decline(name, last4, "card_declined", None, DECLINED)
     }
 }
 
@@ -228,6 +251,7 @@ pub const CARDS: &[TestCard] = &[
         Behaviour::Decline {
             code: "card_declined",
             decline_code: Some("insufficient_funds"),
+            network_advice_code: None,
             message: "Your card has insufficient funds.",
             blocked: false,
         },
@@ -239,6 +263,35 @@ pub const CARDS: &[TestCard] = &[
     with(
         ok("threeDSecureRequired", "visa", "3063", "credit"),
         Behaviour::AuthenticationRequired,
+    ),
+    // Flint's extensions, not Stripe's test cards (Stripe has none for these): a Mastercard
+    // decline with each Merchant Advice Code the network rules act on, and a card over
+    // Stripe's decline rate limit. They are named `flint_…` so they cannot be mistaken for
+    // Stripe's; sent to Stripe they are simply unknown.
+    mastercard_advice(
+        "flint_mastercardAdviceTryLater",
+        "0202",
+        "do_not_honor",
+        "02",
+    ),
+    mastercard_advice(
+        "flint_mastercardAdviceAccountClosed",
+        "0303",
+        "do_not_honor",
+        "03",
+    ),
+    mastercard_advice(
+        "flint_mastercardAdviceStopRecurring",
+        "0021",
+        "do_not_honor",
+        "21",
+    ),
+    decline(
+        "flint_declineRateLimitExceeded",
+        "0424",
+        "card_decline_rate_limit_exceeded",
+        None,
+        "This card has been declined too many times. You can try to charge this card again after 24 hours. We suggest reaching out to your customer to make sure they have entered all of their information correctly and that there are no issues with their card.",
     ),
 ];
 

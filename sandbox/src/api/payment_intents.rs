@@ -347,12 +347,16 @@ impl Account {
                 Behaviour::Decline {
                     code,
                     decline_code,
+                    network_advice_code,
                     message,
                     blocked,
                 },
                 _,
             ) => {
-                let error = ApiError::card_error(code, decline_code, message);
+                let mut error = ApiError::card_error(code, decline_code, message);
+                if let Some(advice) = network_advice_code {
+                    error = error.with_extra("network_advice_code", json!(advice));
+                }
                 let outcome = if blocked {
                     ChargeOutcome::Blocked
                 } else {

@@ -113,6 +113,32 @@ const EXPECTED: &[(&str, &str, &[&str], Option<&str>)] = &[
         CUSTOMER,
         Some("authentication_required"),
     ),
+    // Flint's sandbox extensions. Both soft declines wait out a network rule (72 h, 24 h) that
+    // ends beyond this policy's 24 h window, so there is no second attempt.
+    (
+        "flint_mastercardAdviceTryLater",
+        "failed",
+        &["soft_decline"],
+        Some("do_not_honor"),
+    ),
+    (
+        "flint_mastercardAdviceAccountClosed",
+        "failed",
+        HARD,
+        Some("do_not_honor"),
+    ),
+    (
+        "flint_mastercardAdviceStopRecurring",
+        "failed",
+        HARD,
+        Some("do_not_honor"),
+    ),
+    (
+        "flint_declineRateLimitExceeded",
+        "failed",
+        &["soft_decline"],
+        Some("card_decline_rate_limit_exceeded"),
+    ),
 ];
 
 const SOFT: &[&str] = &["soft_decline", "soft_decline"];
