@@ -23,9 +23,21 @@ use flint_shared::processor::stripe::{StripeClient, StripeConfig};
 use pipeline::{ChargeJob, Pipeline};
 use tokio::net::TcpListener;
 
+/// The apalis handler. apalis drives every in-flight job inside its one worker task, so on its
+/// own all attempts of a process would run on one thread; each attempt is spawned so that they
+/// spread over the runtime's threads.
 async fn charge(job: ChargeJob, pipeline: Data<Arc<Pipeline>>) -> Outcome {
     metrics::gauge!("flint_jobs_in_flight").increment(1.0);
-    let outcome = pipeline.run(&job).await;
+    let pipeline = Arc::clone(&pipeline);
+    let payment_id = job.payment_id.clone();
+    let outcome = tokio::spawn(async move { pipeline.run(&job).await })
+        .await
+        .unwrap_or_else(|e| {
+            // A panic mid-attempt leaves the payment in `processing`; the job's next run
+            // continues that attempt with the same idempotency keys.
+            tracing::error!(payment_id = %payment_id, error = %e, "charge attempt panicked; it runs again");
+            Outcome::RetryAt(std::time::SystemTime::now() + Duration::from_secs(10))
+        });
     metrics::gauge!("flint_jobs_in_flight").decrement(1.0);
     outcome
 }
