@@ -495,6 +495,12 @@ impl Pipeline {
                 decline.and_then(|d| d.decline_code.clone().or_else(|| Some(d.code.clone())));
             a.advice_code = decline.and_then(|d| d.advice_code.clone());
             a.processor_request_id = decline.and_then(|d| d.request_id.clone());
+            // The charge this attempt made, so that a later attempt whose answer is lost can
+            // tell its own charge from this one.
+            a.charge = match ending {
+                Ending::Succeeded(intent) => intent.latest_charge.clone(),
+                _ => decline.and_then(|d| d.charge.clone()),
+            };
         }
         let detail =
             decline.map(|d| format!("{} ({})", d.code, d.decline_code.as_deref().unwrap_or("-")));

@@ -90,7 +90,9 @@ impl StripeClient {
             .with_max_times(self.config.max_retries)
             .build();
         loop {
-            let result = self.call_once(method.clone(), path, form, key).await;
+            let result = self
+                .call_once(endpoint, method.clone(), path, form, key)
+                .await;
             let status_class = match &result {
                 Ok(_) => "2xx",
                 Err(ProcessorError::Transient {
@@ -122,6 +124,7 @@ impl StripeClient {
 
     async fn call_once(
         &self,
+        endpoint: &'static str,
         method: reqwest::Method,
         path: &str,
         form: &[(String, String)],
@@ -130,6 +133,12 @@ impl StripeClient {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
+        // From the request leaving to its whole answer read; the rate limit's wait is not in it.
+        let started = std::time::Instant::now();
+        let answered = || {
+            metrics::histogram!("flint_processor_request_duration_seconds", "endpoint" => endpoint)
+                .record(started.elapsed().as_secs_f64());
+        };
         let url = format!("{}{path}", self.config.api_base.trim_end_matches('/'));
         let mut request = self
             .http
@@ -163,6 +172,7 @@ impl StripeClient {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(e) => return Err(transport(&e)),
         };
+        answered();
         if (200..300).contains(&status) {
             Ok(body)
         } else {

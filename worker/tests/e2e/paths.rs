@@ -58,6 +58,16 @@ async fn a_soft_decline_is_retried_on_the_schedule_until_attempts_run_out() {
     let p = s.settles(&id, &["failed"]).await;
     let attempts = p["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3);
+    // Each attempt records its own declined charge (reconciliation compares against it).
+    let charges: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["charge"].as_str().unwrap_or("-"))
+        .collect();
+    assert!(charges.iter().all(|c| c.starts_with("ch_")), "{charges:?}");
+    assert!(
+        charges[0] != charges[1] && charges[1] != charges[2],
+        "{charges:?}"
+    );
     for a in attempts {
         assert_eq!(a["outcome"], "soft_decline");
         assert_eq!(a["decline_code"], "insufficient_funds");
