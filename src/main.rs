@@ -2,12 +2,6 @@
 
 use clap::Parser;
 
-/// mimalloc rather than the system allocator: the services allocate many small, short-lived
-/// buffers (JSON, HTTP headers, Redis replies) across threads, where glibc's malloc showed as
-/// the largest single cost in `perf` profiles of `flint bench e2e`.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = flint::Cli::parse();
