@@ -60,7 +60,11 @@ async fn set_faults(
 
 /// Counters for tests: requests the rate limiter turned away.
 async fn stats(State(app): State<Arc<App>>) -> Json<Value> {
-    Json(json!({"rate_limited": app.faults.throttled.load(std::sync::atomic::Ordering::Relaxed)}))
+    use std::sync::atomic::Ordering::Relaxed;
+    Json(json!({
+        "requests": app.faults.received.load(Relaxed),
+        "rate_limited": app.faults.throttled.load(Relaxed),
+    }))
 }
 
 async fn reset(State(app): State<Arc<App>>) -> Json<FaultConfig> {

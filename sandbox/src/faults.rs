@@ -20,6 +20,8 @@ pub struct Faults {
     buckets: Mutex<HashMap<usize, Bucket>>,
     /// Requests the rate limiter turned away, for `GET /__sandbox/stats`.
     pub throttled: std::sync::atomic::AtomicU64,
+    /// Every `/v1` request received, for `GET /__sandbox/stats`.
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug)]
@@ -43,6 +45,7 @@ impl Faults {
             initial,
             buckets: Mutex::new(HashMap::new()),
             throttled: std::sync::atomic::AtomicU64::new(0),
+            received: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

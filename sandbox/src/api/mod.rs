@@ -300,6 +300,9 @@ fn error_response(common: &Common, e: &ApiError) -> Response {
 
 /// Entry point for every request that is not a `/__sandbox` control route.
 pub async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    app.faults
+        .received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (parts, body) = request.into_parts();
     let mut common = Common {
         request_id: new_id("req"),

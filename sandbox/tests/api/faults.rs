@@ -248,6 +248,14 @@ async fn the_rate_limiter_throttles_each_key_like_stripe_test_mode() {
         .send()
         .await;
     assert_eq!(other.status, 200, "buckets are per key");
+    let stats: serde_json::Value = reqwest::get(format!("{}/__sandbox/stats", sandbox.base_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["requests"], 11, "every /v1 request is counted");
+    assert_eq!(stats["rate_limited"], 10 - ok as u64, "{stats}");
     sandbox.set_faults(&FaultConfig::default()).await;
     assert_eq!(
         sandbox.get("/v1/payment_intents").send().await.status,
