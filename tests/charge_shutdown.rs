@@ -23,7 +23,7 @@ async fn sigterm_finishes_in_flight_attempts_and_loses_nothing() {
     sandbox
         .set_faults(&FaultConfig {
             latency_fixed_ms: 1500,
-            path_prefix: Some("/v1/payment_intents/".into()),
+            path_prefix: Some("/v1/payment_intents".into()),
             ..Default::default()
         })
         .await;

@@ -27,6 +27,7 @@ fn request(customer: &str, payment_id: &str) -> IntentRequest {
             ("flint_payment_id".to_owned(), payment_id.to_owned()),
             ("invoice_id".to_owned(), "in_1".to_owned()),
         ]),
+        confirm_with: None,
     }
 }
 

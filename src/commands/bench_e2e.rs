@@ -3,8 +3,9 @@
 //! A private redis-server, the sandbox and the API run in this process; the charge worker is
 //! its own process (`flint worker`), so its RSS is its own. The payments are created first;
 //! the clock runs from the worker's start until it has settled them all (read from its
-//! `/metrics`). With 300 ms added to every confirm, a worker at concurrency C cannot beat
-//! C / 0.3 s payments per second (Little's law); the ratio says how close it comes.
+//! `/metrics`). With 300 ms added to every PaymentIntent request (a first charge is one
+//! create-and-confirm request), a worker at concurrency C cannot beat C / 0.3 s payments per
+//! second (Little's law); the ratio says how close it comes.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -124,7 +125,7 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     }
     let faults = FaultConfig {
         latency_fixed_ms: latency_ms,
-        path_prefix: Some("/v1/payment_intents/".into()),
+        path_prefix: Some("/v1/payment_intents".into()),
         ..Default::default()
     };
     http.post(format!("{sandbox_url}/__sandbox/faults"))
@@ -224,7 +225,7 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         scenario: if latency_ms == 0 {
             "instant sandbox".into()
         } else {
-            format!("{latency_ms} ms confirm latency")
+            format!("{latency_ms} ms charge latency")
         },
         payments,
         concurrency,

@@ -6,9 +6,13 @@
 //!    A payment found in `processing` had a worker die mid-attempt: the same attempt is
 //!    continued with the same idempotency keys, so it cannot charge twice.
 //! 3. The payment method: the request's, else the customer's default now.
-//! 4. One PaymentIntent per payment (key `<payment>:intent`), confirmed off-session once per
+//! 4. One PaymentIntent per payment (key `<payment>:intent`), created and confirmed
+//!    off-session in one request by the payment's first charge, and confirmed once per later
 //!    attempt (key `<payment>:attempt:<n>`). An outcome left unknown is settled by reading the
-//!    PaymentIntent; the attempt number only advances after a definite answer.
+//!    PaymentIntent (found by `metadata[flint_payment_id]` when its id never came back): a
+//!    charge newer than the previous attempt's says the attempt happened, an unconfirmed
+//!    intent that it did not. The attempt number only advances after a definite answer, and
+//!    since a PaymentIntent succeeds at most once, no retry can charge twice.
 //!    Before anything is sent, the card-network rules for the card's fingerprint may forbid
 //!    it (recorded with the rule's name); every decline is counted against the card.
 //! 5. The answer decides, in one exhaustive `match`: succeeded, a soft decline rescheduled by
@@ -339,9 +343,28 @@ impl Pipeline {
             }
         }
         let id = payment.id.as_str();
-        let intent_id = match &payment.processor_payment_intent {
-            Some(pi) => pi.clone(),
+        // The charge the intent's latest charge would be if this attempt made none.
+        let previous_charge = payment
+            .attempts
+            .iter()
+            .filter(|a| a.number < number)
+            .filter_map(|a| a.charge.clone())
+            .next_back();
+        let known = match &payment.processor_payment_intent {
+            Some(pi) => Some(pi.clone()),
+            // A payment whose earlier attempt reached the processor may have an intent whose id
+            // was not recorded: its key must not be used again, so look for it first.
+            None if number > 1 => match processor.find_intent(&payment.customer, id).await {
+                Ok(found) => found.map(|intent| intent.id),
+                Err(e) => return (ending_of(e), Some(method), None, Some(card)),
+            },
+            None => None,
+        };
+        let intent_id = match known {
+            Some(pi) => pi,
             None => {
+                // The payment's one PaymentIntent (key from the payment id), confirmed in the
+                // same request: one round trip and one rate-limit turn for a first charge.
                 let context = [
                     ("order_id", payment.context.order_id.as_ref()),
                     ("subscription_id", payment.context.subscription_id.as_ref()),
@@ -354,21 +377,51 @@ impl Pipeline {
                     description: payment.description.clone(),
                     statement_descriptor_suffix: payment.statement_descriptor_suffix.clone(),
                     metadata: intent_metadata(id, &context, payment.metadata.entries()),
+                    confirm_with: Some(method.clone()),
                 };
                 match processor
                     .create_intent(&request, &format!("{id}:intent"))
                     .await
                 {
-                    Ok(intent) => intent.id,
+                    Ok(intent) => {
+                        let pi = intent.id.clone();
+                        return (ending_of_intent(intent), Some(method), Some(pi), Some(card));
+                    }
+                    // Whether the intent was created and confirmed, the processor's list of the
+                    // customer's intents says (by `metadata[flint_payment_id]`).
                     Err(ProcessorError::Transient {
                         outcome_unknown: true,
                         reason,
                         ..
                     }) => match processor.find_intent(&payment.customer, id).await {
-                        Ok(Some(intent)) => intent.id,
-                        _ => return (Ending::Unanswered(reason), Some(method), None, Some(card)),
+                        Ok(Some(intent)) => match settled(intent, previous_charge.as_ref()) {
+                            Settled::Ended(ending, pi) => {
+                                return (*ending, Some(method), Some(pi), Some(card));
+                            }
+                            // Created, never confirmed: confirm it as any later attempt would.
+                            Settled::Unconfirmed(pi) => pi,
+                            Settled::Unknown => {
+                                return (
+                                    Ending::Unanswered(reason),
+                                    Some(method),
+                                    None,
+                                    Some(card),
+                                );
+                            }
+                        },
+                        Ok(None) | Err(_) => {
+                            return (Ending::Unanswered(reason), Some(method), None, Some(card));
+                        }
                     },
-                    Err(e) => return (ending_of(e), Some(method), None, Some(card)),
+                    Err(e) => {
+                        let pi = match &e {
+                            ProcessorError::Declined(d) | ProcessorError::NeedsCustomer(d) => {
+                                d.intent_id.clone()
+                            }
+                            _ => None,
+                        };
+                        return (ending_of(e), Some(method), pi, Some(card));
+                    }
                 }
             }
         };
@@ -377,38 +430,18 @@ impl Pipeline {
             .await;
         let ending = match confirmed {
             Ok(intent) => ending_of_intent(intent),
-            // The confirm may have happened: the intent says what did. It did when the intent's
-            // latest charge is new since the previous attempt's.
+            // The confirm may have happened: the intent says what did.
             Err(ProcessorError::Transient {
                 outcome_unknown: true,
                 reason,
                 ..
-            }) => {
-                let previous_charge = payment
-                    .attempts
-                    .iter()
-                    .rfind(|a| a.number < number)
-                    .and_then(|a| a.charge.clone());
-                match processor.retrieve_intent(&intent_id).await {
-                    Ok(intent) if intent.status == IntentStatus::Succeeded => {
-                        Ending::Succeeded(intent)
-                    }
-                    Ok(intent)
-                        if intent.latest_charge.is_some()
-                            && intent.latest_charge != previous_charge =>
-                    {
-                        let mut ending = ending_of_intent(intent.clone());
-                        if let Ending::Soft(d)
-                        | Ending::Hard(d)
-                        | Ending::NeedsCustomer(_, Some(d)) = &mut ending
-                        {
-                            d.charge.clone_from(&intent.latest_charge);
-                        }
-                        ending
-                    }
-                    Ok(_) | Err(_) => Ending::Unanswered(reason),
-                }
-            }
+            }) => match processor.retrieve_intent(&intent_id).await {
+                Ok(intent) => match settled(intent, previous_charge.as_ref()) {
+                    Settled::Ended(ending, _) => *ending,
+                    Settled::Unconfirmed(_) | Settled::Unknown => Ending::Unanswered(reason),
+                },
+                Err(_) => Ending::Unanswered(reason),
+            },
             Err(e) => ending_of(e),
         };
         (ending, Some(method), Some(intent_id), Some(card))
@@ -668,6 +701,39 @@ fn next_version(version: &str) -> String {
     version
         .parse::<u64>()
         .map_or_else(|_| version.to_owned(), |v| (v + 1).to_string())
+}
+
+/// What an intent read after a lost answer says about the attempt.
+enum Settled {
+    /// A definite ending, and the intent's id.
+    Ended(Box<Ending>, String),
+    /// No charge since `previous_charge` and nothing in flight: the attempt did not happen.
+    Unconfirmed(String),
+    /// In flight or unclear: ask again later.
+    Unknown,
+}
+
+/// The attempt happened when the intent succeeded or its latest charge is new since
+/// `previous_charge` (the charge of the payment's last attempt that made one).
+fn settled(intent: Intent, previous_charge: Option<&String>) -> Settled {
+    let id = intent.id.clone();
+    if intent.status == IntentStatus::Succeeded {
+        return Settled::Ended(Box::new(Ending::Succeeded(intent)), id);
+    }
+    if intent.latest_charge.is_some() && intent.latest_charge.as_ref() != previous_charge {
+        let charge = intent.latest_charge.clone();
+        let mut ending = ending_of_intent(intent);
+        if let Ending::Soft(d) | Ending::Hard(d) | Ending::NeedsCustomer(_, Some(d)) = &mut ending {
+            d.charge = charge;
+        }
+        return Settled::Ended(Box::new(ending), id);
+    }
+    match intent.status {
+        IntentStatus::RequiresPaymentMethod | IntentStatus::RequiresConfirmation => {
+            Settled::Unconfirmed(id)
+        }
+        _ => Settled::Unknown,
+    }
 }
 
 fn decline_ending(d: Decline) -> Ending {

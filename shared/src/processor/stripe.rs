@@ -341,6 +341,11 @@ impl Processor for StripeClient {
         for (k, v) in &request.metadata {
             f.push((format!("metadata[{k}]"), v.clone()));
         }
+        if let Some(pm) = &request.confirm_with {
+            f.push(("payment_method".into(), pm.clone()));
+            f.push(("confirm".into(), "true".into()));
+            f.push(("off_session".into(), "true".into()));
+        }
         let v = self
             .call(
                 "create_intent",

@@ -197,7 +197,7 @@ async fn an_unknown_outcome_is_reconciled_without_a_second_charge() {
     let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
     s.sandbox
         .set_faults(&FaultConfig {
-            path_prefix: Some("/v1/payment_intents/".into()),
+            path_prefix: Some("/v1/payment_intents".into()),
             after_commit: ErrorRates {
                 http_500: 1.0,
                 ..Default::default()
