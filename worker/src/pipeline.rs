@@ -780,3 +780,74 @@ fn ending_of(e: ProcessorError) -> Ending {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(status: IntentStatus, latest_charge: Option<&str>, declined: bool) -> Intent {
+        Intent {
+            id: "pi_1".into(),
+            status,
+            amount_minor: 2500,
+            payment_method: Some("pm_1".into()),
+            latest_charge: latest_charge.map(str::to_owned),
+            metadata: std::collections::BTreeMap::new(),
+            last_error: declined.then(|| Decline {
+                code: "card_declined".into(),
+                decline_code: Some("insufficient_funds".into()),
+                advice_code: None,
+                network_advice_code: None,
+                message: "Your card has insufficient funds.".into(),
+                charge: None,
+                intent_id: Some("pi_1".into()),
+                request_id: None,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_lost_answer_is_settled_only_by_evidence_of_this_attempt() {
+        let before = Some("ch_previous".to_owned());
+        // Succeeded: the attempt charged, whatever the charges say.
+        let s = settled(
+            intent(IntentStatus::Succeeded, Some("ch_new"), false),
+            before.as_ref(),
+        );
+        assert!(matches!(s, Settled::Ended(e, _) if matches!(*e, Ending::Succeeded(_))));
+        // A new declined charge: this attempt's decline, with its charge.
+        let s = settled(
+            intent(IntentStatus::RequiresPaymentMethod, Some("ch_new"), true),
+            before.as_ref(),
+        );
+        match s {
+            Settled::Ended(e, pi) => {
+                assert_eq!(pi, "pi_1");
+                match *e {
+                    Ending::Soft(d) => assert_eq!(d.charge.as_deref(), Some("ch_new")),
+                    other => panic!("expected a soft decline, got {other:?}"),
+                }
+            }
+            _ => panic!("expected an ending"),
+        }
+        // Only the previous attempt's charge: this attempt did not happen.
+        let s = settled(
+            intent(
+                IntentStatus::RequiresPaymentMethod,
+                Some("ch_previous"),
+                true,
+            ),
+            before.as_ref(),
+        );
+        assert!(matches!(s, Settled::Unconfirmed(pi) if pi == "pi_1"));
+        // Created, never confirmed.
+        let s = settled(
+            intent(IntentStatus::RequiresPaymentMethod, None, false),
+            None,
+        );
+        assert!(matches!(s, Settled::Unconfirmed(_)));
+        // Still in flight: nothing can be concluded.
+        let s = settled(intent(IntentStatus::Processing, None, false), None);
+        assert!(matches!(s, Settled::Unknown));
+    }
+}

@@ -128,6 +128,13 @@ async fn authentication_required_pauses_and_resume_with_a_new_card_succeeds() {
     let p = s.settles(&id, &["succeeded"]).await;
     assert_eq!(p["attempts"].as_array().unwrap().len(), 2);
     assert_eq!(p["attempts"][1]["payment_method"], good.as_str());
+    let intents = s.intents(&cus).await;
+    assert_eq!(
+        intents.len(),
+        1,
+        "the second attempt confirms the same intent"
+    );
+    assert_eq!(intents[0]["status"], "succeeded");
     assert_eq!(
         kinds(&p),
         [
@@ -161,6 +168,26 @@ async fn an_expired_card_or_no_method_at_all_pauses() {
             .contains("no default payment method"),
         "{p}"
     );
+
+    // Nothing was sent for it; resumed with a card, its second attempt makes the payment's
+    // one PaymentIntent.
+    let card = s
+        .sandbox
+        .post("/v1/payment_methods/pm_card_visa/attach")
+        .param("customer", &bare)
+        .send()
+        .await
+        .id();
+    s.post(
+        &format!("/v1/off_session_payments/{none}/resume"),
+        json!({"payment_method": card}),
+    )
+    .await;
+    let p = s.settles(&none, &["succeeded"]).await;
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 2, "{p}");
+    let intents = s.intents(&bare).await;
+    assert_eq!(intents.len(), 1);
+    assert_eq!(p["processor_payment_intent"], intents[0]["id"]);
 }
 
 #[tokio::test]
