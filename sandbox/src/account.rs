@@ -11,7 +11,7 @@ use flint_shared::ids::random_token;
 
 use crate::error::ApiError;
 use crate::idempotency::IdempotencyStore;
-use crate::objects::{Charge, Customer, Event, EventSource, PaymentIntent, PaymentMethod};
+use crate::objects::{Charge, Customer, Event, PaymentIntent, PaymentMethod, PendingEvent};
 
 /// Per-request facts that end up in the objects and events a request creates.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub struct Account {
     pub events: HashMap<String, Event>,
     pub event_order: VecDeque<String>,
     /// Events not yet handed to the webhook sender.
-    pub outbox: Vec<Event>,
+    pub outbox: Vec<PendingEvent>,
     pub idempotency: IdempotencyStore,
 }
 
@@ -88,26 +88,32 @@ impl Account {
             .ok_or_else(|| ApiError::no_such("payment_intent", id))
     }
 
-    /// Records an event about `object` and queues it for webhook delivery.
+    /// Makes an event about `object`; the request renders it, then [`Account::record`]s it and
+    /// sends its webhooks.
     pub fn emit(&mut self, kind: &'static str, object: serde_json::Value, ctx: &RequestCtx) {
-        let source = EventSource {
+        self.outbox.push(PendingEvent {
+            id: new_id("evt"),
+            created: now_unix(),
             kind,
             object,
-            request_id: &ctx.request_id,
-            idempotency_key: ctx.idempotency_key.as_deref(),
-            api_version: &ctx.api_version,
-        };
-        let event = Event::new(new_id("evt"), now_unix(), source);
-        self.outbox.push(event.clone());
-        self.event_order.push_back(event.id.clone());
-        self.events.insert(event.id.clone(), event);
+            request_id: ctx.request_id.clone(),
+            idempotency_key: ctx.idempotency_key.clone(),
+            api_version: ctx.api_version.clone(),
+        });
+    }
+
+    /// Keeps rendered events for `GET /v1/events/{id}`, the newest [`MAX_EVENTS`].
+    pub fn record(&mut self, events: &[Event]) {
+        for event in events {
+            self.event_order.push_back(event.id.clone());
+            self.events.insert(event.id.clone(), event.clone());
+        }
         while self.event_order.len() > MAX_EVENTS {
             if let Some(old) = self.event_order.pop_front() {
                 self.events.remove(&old);
             }
         }
-    }
-}
+    }}
 
 /// Cursor pagination over ids kept oldest first, answered newest first as Stripe lists are.
 pub struct Page<'a> {

@@ -302,33 +302,36 @@ pub struct Event {
     pub body: std::sync::Arc<str>,
 }
 
-/// What an event is about and the request that caused it.
+/// An event as a request makes it: rendered into an [`Event`] after the account's lock is
+/// released, so that serialising it does not hold up the account's other requests.
 #[derive(Debug)]
-pub struct EventSource<'a> {
+pub struct PendingEvent {
+    pub id: String,
+    pub created: i64,
     pub kind: &'static str,
     pub object: Value,
-    pub request_id: &'a str,
-    pub idempotency_key: Option<&'a str>,
-    pub api_version: &'a str,
+    pub request_id: String,
+    pub idempotency_key: Option<String>,
+    pub api_version: String,
 }
 
-impl Event {
-    pub fn new(id: String, created: i64, source: EventSource<'_>) -> Event {
+impl PendingEvent {
+    pub fn render(self) -> Event {
         let body = json!({
-            "id": id,
+            "id": self.id,
             "object": "event",
-            "api_version": source.api_version,
-            "created": created,
-            "data": {"object": source.object},
+            "api_version": self.api_version,
+            "created": self.created,
+            "data": {"object": self.object},
             "livemode": false,
             "pending_webhooks": 0,
-            "request": {"id": source.request_id, "idempotency_key": source.idempotency_key},
-            "type": source.kind
+            "request": {"id": self.request_id, "idempotency_key": self.idempotency_key},
+            "type": self.kind
         })
         .to_string();
         Event {
-            id,
-            kind: source.kind,
+            id: self.id,
+            kind: self.kind,
             body: body.into(),
         }
     }

@@ -27,6 +27,7 @@ use crate::error::{ApiError, RateLimitedReason};
 use crate::faults::AfterCommit;
 use crate::form::{self, Params};
 use crate::idempotency::{Claim, SavedResponse, fingerprint};
+use crate::objects::PendingEvent;
 use crate::server::DropConnection;
 use crate::{App, auth};
 
@@ -445,18 +446,25 @@ async fn execute(
     } else {
         AfterCommit::Answer
     };
-    let (answer, events) = {
+    // The account is locked for the work itself; the answer and the events are serialised
+    // after, and the key completed (it stays claimed, so in flight, meanwhile).
+    let (result, pending) = {
         let mut acct = lock(&account);
         let result = run(op, &mut acct, &ctx);
-        let answer = match after {
-            AfterCommit::ServerError(status) => saved(&Err(ApiError::server_error(status))),
-            AfterCommit::Answer | AfterCommit::DropConnection => saved(&result),
-        };
+        (result, std::mem::take(&mut acct.outbox))
+    };
+    let answer = match after {
+        AfterCommit::ServerError(status) => saved(&Err(ApiError::server_error(status))),
+        AfterCommit::Answer | AfterCommit::DropConnection => saved(&result),
+    };
+    let events: Vec<_> = pending.into_iter().map(PendingEvent::render).collect();
+    {
+        let mut acct = lock(&account);
         if let Some(key) = &key {
             acct.idempotency.complete(key, answer.clone());
         }
-        (answer, std::mem::take(&mut acct.outbox))
-    };
+        acct.record(&events);
+    }
     app.webhooks.send(events);
     if after == AfterCommit::DropConnection {
         tracing::debug!(request_id = %common.request_id, "dropping the connection after commit (fault injection)");
