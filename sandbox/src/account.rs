@@ -113,7 +113,8 @@ impl Account {
                 self.events.remove(&old);
             }
         }
-    }}
+    }
+}
 
 /// Cursor pagination over ids kept oldest first, answered newest first as Stripe lists are.
 pub struct Page<'a> {
