@@ -2,6 +2,11 @@
 
 use clap::Parser;
 
+/// jemalloc rather than glibc's malloc, whose malloc/free/consolidate were a quarter of the
+/// worker's CPU time in `perf` profiles of `flint bench e2e`.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = flint::Cli::parse();
