@@ -605,7 +605,15 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
         }
         let mut inflight = ctx.shared.inflight();
         for (job, _) in batch.drain(..) {
-            inflight.remove(&job.id);
+            // The ack may have put the job back in the stream (a retry due now, a job to run
+            // again) and this worker may already have fetched it under the same id: only the
+            // entry acknowledged is forgotten.
+            if inflight
+                .get(&job.id)
+                .is_some_and(|held| held.entry_id == job.entry_id)
+            {
+                inflight.remove(&job.id);
+            }
         }
     }
 }

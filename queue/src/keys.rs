@@ -4,7 +4,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `flint:{q}:stream` | stream, group `workers` | ready and leased jobs: fields `id`, `p` (payload) |
-//! | `flint:{q}:ids` | hash | job id → `1` for every live job (ready, leased or delayed): push dedup |
+//! | `flint:{q}:ids` | hash | job id → `1` for every live job (ready, leased or delayed): push dedup; `again` when something changed for a live job after it may have looked, so it runs once more, at once, when acknowledged |
 //! | `flint:{q}:delayed` | sorted set | job id → due time (ms) |
 //! | `flint:{q}:delayed_data` | hash | job id → payload of a delayed job |
 //! | `flint:{q}:dead` | stream (capped) | dead letters: `id`, `p`, `reason`, `at` |

@@ -1,7 +1,8 @@
 -- Record the outcomes of a batch of jobs leased to one consumer. An entry that consumer no
 -- longer holds (its lease ran out and another worker took the job over) is skipped: the
 -- worker that holds it now reports the outcome. Returns how many outcomes were applied.
--- KEYS: stream, ids, delayed, delayed_data, dead
+-- KEYS: stream, ids, delayed, delayed_data, dead (ids: job id -> 1, or 'again' when the job
+--   must run once more after this run, see below)
 -- ARGV: now_ms, dead_letters_max, consumer, then (entry_id, job_id, kind, arg, payload) per
 --   job, where kind 'c' = complete; 'r' = retry at arg (ms); 'x' = dead letter, reason arg
 -- Whether the consumer holds an entry is one XPENDING over that entry alone (a radix-tree
@@ -16,7 +17,13 @@ for i = 4, #ARGV, 5 do
   if not seen[eid] and #redis.call('XPENDING', KEYS[1], 'workers', eid, eid, 1, ARGV[3]) > 0 then
     seen[eid] = true
     entries[#entries + 1] = eid
-    if kind == 'c' then
+    -- 'again': the job was asked to run now while it was live (it may have finished without
+    -- seeing why), so it runs once more at once, whatever it reported.
+    local again = kind ~= 'x' and redis.call('HGET', KEYS[2], id) == 'again'
+    if again then
+      redis.call('HSET', KEYS[2], id, 1)
+      redis.call('XADD', KEYS[1], '*', 'id', id, 'p', payload)
+    elseif kind == 'c' then
       finished[#finished + 1] = id
     elseif kind == 'r' then
       if tonumber(arg) <= now then

@@ -123,3 +123,48 @@ async fn two_hundred_thousand_jobs_due_at_once_all_drain() {
     let stats = queue.stats().await.unwrap();
     assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
 }
+
+#[tokio::test]
+async fn a_live_job_marked_again_runs_once_more_at_once_whatever_it_reported() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("again")).await;
+    // The first run asks for a retry in an hour; the mark overrides it.
+    let runs = Runs::scripted(Arc::new(|_, run| {
+        Ok(if run == 1 {
+            Outcome::RetryAt(SystemTime::now() + Duration::from_secs(3600))
+        } else {
+            Outcome::Complete
+        })
+    }));
+    let worker = TestWorker::start(&queue, &runs, 2);
+    let mut slow = job(1);
+    slow.args.work_ms = 400;
+    queue.push(slow).await.unwrap();
+    poll_until(
+        Duration::from_secs(10),
+        "the first run to start",
+        || async { (runs.count(1) == 1).then_some(()) },
+    )
+    .await;
+    // What the payment store's transition does when a live job must run again.
+    let mut conn = redis_conn(&redis).await;
+    let keys = flint_queue::keys::Keys::new("again");
+    let () = redis::cmd("HSET")
+        .arg(&keys.ids)
+        .arg("job-1")
+        .arg("again")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    poll_until(Duration::from_secs(10), "a second run", || async {
+        (runs.count(1) == 2).then_some(())
+    })
+    .await;
+    poll_until(Duration::from_secs(5), "the queue to empty", || async {
+        let s = queue.stats().await.unwrap();
+        (s.ready + s.leased + s.delayed == 0).then_some(())
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(runs.count(1), 2, "once more, not again and again");
+}

@@ -3,7 +3,8 @@
 -- ARGV: expected version, new record json, new status, payment id, expire secs (0: none),
 --       job action ('none' | 'unschedule' | 'now'), job payload, now_ms
 -- 'unschedule' drops a waiting delayed job; 'now' makes the job due now (a delayed one is
--- moved to now; with none live, a new one is pushed). Returns 1 when applied, 0 on conflict.
+-- moved to now; with none live, a new one is pushed; a live one is marked to run again).
+-- Returns 1 when applied, 0 on conflict.
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', ARGV[3], 'v', tonumber(ARGV[1]) + 1)
 if tonumber(ARGV[5]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[5]) end
@@ -21,6 +22,11 @@ elseif ARGV[6] == 'now' then
       redis.call('XGROUP', 'CREATE', KEYS[2], 'workers', '0', 'MKSTREAM')
     end
     redis.call('XADD', KEYS[2], '*', 'id', id, 'p', ARGV[7])
+  else
+    -- The job is live: waiting, running, or finished but not yet acknowledged, in which case
+    -- it never saw this change. flint-queue runs a job marked 'again' once more when it is
+    -- acknowledged.
+    redis.call('HSET', KEYS[3], id, 'again')
   end
 end
 return 1
