@@ -221,24 +221,36 @@ async fn a_cancel_during_a_scheduled_retry_stops_the_payment() {
 async fn an_unknown_outcome_is_reconciled_without_a_second_charge() {
     use flint_shared::config::{ErrorRates, FaultConfig};
     let s = stack(vec![150]).await;
-    let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
-    s.sandbox
-        .set_faults(&FaultConfig {
+    let faults = [
+        // Every charging request commits, then answers 500 (replayed for the same key).
+        FaultConfig {
             path_prefix: Some("/v1/payment_intents".into()),
             after_commit: ErrorRates {
                 http_500: 1.0,
                 ..Default::default()
             },
             ..Default::default()
-        })
-        .await;
-    let id = s.pay(&cus, Some(&pm), json!({})).await;
-    let p = s.settles(&id, &["succeeded"]).await;
-    s.sandbox.reset_faults().await;
-    assert_eq!(p["attempts"].as_array().unwrap().len(), 1);
-    let intents = s.intents(&cus).await;
-    assert_eq!(intents.len(), 1);
-    assert_eq!(intents[0]["status"], "succeeded");
+        },
+        // Every charging request commits, then the connection is dropped unanswered.
+        FaultConfig {
+            path_prefix: Some("/v1/payment_intents".into()),
+            drop_after_commit_rate: 1.0,
+            ..Default::default()
+        },
+    ];
+    for fault in faults {
+        let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
+        s.sandbox.set_faults(&fault).await;
+        let id = s.pay(&cus, Some(&pm), json!({})).await;
+        let p = s.settles(&id, &["succeeded"]).await;
+        s.sandbox.reset_faults().await;
+        assert_eq!(p["attempts"].as_array().unwrap().len(), 1, "{p}");
+        let intents = s.intents(&cus).await;
+        assert_eq!(intents.len(), 1);
+        assert_eq!(intents[0]["status"], "succeeded");
+        assert_eq!(p["processor_payment_intent"], intents[0]["id"]);
+        assert_eq!(p["attempts"][0]["charge"], intents[0]["latest_charge"]);
+    }
 }
 
 /// Attaches `card` (a `pm_card_*` token) to `customer`; returns the new payment method id.
