@@ -222,6 +222,17 @@ pub fn classify(
     let error = &body["error"];
     let code = text(&error["code"]).unwrap_or_default();
     let message = text(&error["message"]).unwrap_or_else(|| format!("HTTP {status}"));
+    // The key was used before with other parameters (a payment method resolved differently
+    // when a dead worker's attempt is continued): that first request reached the processor
+    // and may have charged, so this is an unknown outcome to settle by reading the intent,
+    // never a rejection.
+    if text(&error["type"]).as_deref() == Some("idempotency_error") {
+        return ProcessorError::Transient {
+            reason: format!("{status} idempotency_error: {message}"),
+            outcome_unknown: true,
+            request_id,
+        };
+    }
     match status {
         402 => {
             let d = decline(error, request_id);
@@ -558,6 +569,14 @@ mod tests {
         assert!(matches!(
             classify(400, Some(true), None, &bad),
             ProcessorError::Transient { .. }
+        ));
+        let reused = json!({"error": {"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}});
+        assert!(matches!(
+            classify(400, None, None, &reused),
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
         ));
     }
 }
