@@ -315,16 +315,17 @@ impl Pipeline {
                 Err(e) => return (ending_of(e), None, None, None),
             },
         };
-        let cache_key = (tenant.to_owned(), method.clone());
-        let card = match self.cards.get(&cache_key) {
-            Some(card) => card,
-            None => match processor.card(&method).await {
-                Ok(card) => {
-                    self.cards.insert(cache_key, card.clone());
-                    card
-                }
-                Err(e) => return (ending_of(e), Some(method), None, None),
-            },
+        // Concurrent attempts on one uncached method wait for a single lookup.
+        let card = match self
+            .cards
+            .get_or_insert_async(
+                &(tenant.to_owned(), method.clone()),
+                processor.card(&method),
+            )
+            .await
+        {
+            Ok(card) => card,
+            Err(e) => return (ending_of(e), Some(method), None, None),
         };
         match self
             .rules
@@ -393,14 +394,19 @@ impl Pipeline {
                         outcome_unknown: true,
                         reason,
                         ..
-                    }) => match processor.find_intent(&payment.customer, id).await {
-                        Ok(Some(intent)) => match settled(intent, previous_charge.as_ref()) {
-                            Settled::Ended(ending, pi) => {
+                    }) => {
+                        let found = processor.find_intent(&payment.customer, id).await;
+                        match found
+                            .ok()
+                            .flatten()
+                            .map(|i| settled(i, previous_charge.as_ref()))
+                        {
+                            Some(Settled::Ended(ending, pi)) => {
                                 return (*ending, Some(method), Some(pi), Some(card));
                             }
                             // Created, never confirmed: confirm it as any later attempt would.
-                            Settled::Unconfirmed(pi) => pi,
-                            Settled::Unknown => {
+                            Some(Settled::Unconfirmed(pi)) => pi,
+                            Some(Settled::Unknown) | None => {
                                 return (
                                     Ending::Unanswered(reason),
                                     Some(method),
@@ -408,11 +414,8 @@ impl Pipeline {
                                     Some(card),
                                 );
                             }
-                        },
-                        Ok(None) | Err(_) => {
-                            return (Ending::Unanswered(reason), Some(method), None, Some(card));
                         }
-                    },
+                    }
                     Err(e) => {
                         let pi = match &e {
                             ProcessorError::Declined(d) | ProcessorError::NeedsCustomer(d) => {
@@ -435,13 +438,13 @@ impl Pipeline {
                 outcome_unknown: true,
                 reason,
                 ..
-            }) => match processor.retrieve_intent(&intent_id).await {
-                Ok(intent) => match settled(intent, previous_charge.as_ref()) {
-                    Settled::Ended(ending, _) => *ending,
-                    Settled::Unconfirmed(_) | Settled::Unknown => Ending::Unanswered(reason),
-                },
-                Err(_) => Ending::Unanswered(reason),
-            },
+            }) => {
+                let read = processor.retrieve_intent(&intent_id).await;
+                match read.ok().map(|i| settled(i, previous_charge.as_ref())) {
+                    Some(Settled::Ended(ending, _)) => *ending,
+                    _ => Ending::Unanswered(reason),
+                }
+            }
             Err(e) => ending_of(e),
         };
         (ending, Some(method), Some(intent_id), Some(card))

@@ -122,6 +122,37 @@ impl StripeClient {
         }
     }
 
+    /// Walks a Stripe list (newest first, 100 a page) until `visit` finds something in a page
+    /// or the list ends; 20 pages at most, far beyond any real customer's cards or intents.
+    async fn walk_list<T>(
+        &self,
+        endpoint: &'static str,
+        path: &str,
+        filter: &[(&str, &str)],
+        mut visit: impl FnMut(&[Value]) -> Option<T>,
+    ) -> Result<Option<T>, ProcessorError> {
+        let mut starting_after: Option<String> = None;
+        for _ in 0..20 {
+            let mut f = form(filter);
+            f.push(("limit".into(), "100".into()));
+            if let Some(after) = &starting_after {
+                f.push(("starting_after".into(), after.clone()));
+            }
+            let page = self
+                .call(endpoint, reqwest::Method::GET, path, &f, None)
+                .await?;
+            let data = page["data"].as_array().map_or(&[][..], Vec::as_slice);
+            if let Some(found) = visit(data) {
+                return Ok(Some(found));
+            }
+            if page["has_more"] != Value::Bool(true) {
+                break;
+            }
+            starting_after = data.last().and_then(|v| text(&v["id"]));
+        }
+        Ok(None)
+    }
+
     async fn call_once(
         &self,
         endpoint: &'static str,
@@ -390,35 +421,22 @@ impl Processor for StripeClient {
 
     async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
         let mut cards = Vec::new();
-        let mut starting_after: Option<String> = None;
-        // Stripe lists 100 at most per page; 20 pages is far beyond any real customer.
-        for _ in 0..20 {
-            let mut f = form(&[("type", "card"), ("limit", "100")]);
-            if let Some(after) = &starting_after {
-                f.push(("starting_after".into(), after.clone()));
-            }
-            let page = self
-                .call(
-                    "list_payment_methods",
-                    reqwest::Method::GET,
-                    &format!("/v1/customers/{customer}/payment_methods"),
-                    &f,
-                    None,
-                )
-                .await?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            cards.extend(data.iter().filter_map(|pm| {
-                let id = text(&pm["id"])?;
-                Some(SavedCard {
-                    card: card_info(pm, &id),
-                    id,
-                })
-            }));
-            if page["has_more"] != Value::Bool(true) {
-                break;
-            }
-            starting_after = data.last().and_then(|pm| text(&pm["id"]));
-        }
+        self.walk_list(
+            "list_payment_methods",
+            &format!("/v1/customers/{customer}/payment_methods"),
+            &[("type", "card")],
+            |page| {
+                cards.extend(page.iter().filter_map(|pm| {
+                    let id = text(&pm["id"])?;
+                    Some(SavedCard {
+                        card: card_info(pm, &id),
+                        id,
+                    })
+                }));
+                None::<()>
+            },
+        )
+        .await?;
         Ok(cards)
     }
 
@@ -453,34 +471,18 @@ impl Processor for StripeClient {
         customer: &str,
         payment_id: &str,
     ) -> Result<Option<Intent>, ProcessorError> {
-        let mut starting_after: Option<String> = None;
         // A customer's intents, newest first, until the payment's own is found.
-        for _ in 0..20 {
-            let mut f = form(&[("customer", customer), ("limit", "100")]);
-            if let Some(after) = &starting_after {
-                f.push(("starting_after".into(), after.clone()));
-            }
-            let page = self
-                .call(
-                    "list_intents",
-                    reqwest::Method::GET,
-                    "/v1/payment_intents",
-                    &f,
-                    None,
-                )
-                .await?;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            if let Some(found) = data.iter().map(intent).find(|i| {
-                i.metadata.get("flint_payment_id").map(String::as_str) == Some(payment_id)
-            }) {
-                return Ok(Some(found));
-            }
-            if page["has_more"] != Value::Bool(true) {
-                return Ok(None);
-            }
-            starting_after = data.last().and_then(|i| text(&i["id"]));
-        }
-        Ok(None)
+        self.walk_list(
+            "list_intents",
+            "/v1/payment_intents",
+            &[("customer", customer)],
+            |page| {
+                page.iter().map(intent).find(|i| {
+                    i.metadata.get("flint_payment_id").map(String::as_str) == Some(payment_id)
+                })
+            },
+        )
+        .await
     }
 }
 
