@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use flint_shared::config::{ErrorRates, FaultConfig};
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
-use flint_testkit::sandbox::spawn_sandbox_with;
+use flint_testkit::sandbox::spawn_sandbox;
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -22,21 +22,7 @@ const PAYMENTS: usize = 2000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_truthfully() {
     let redis = RedisServer::start();
-    let sandbox = spawn_sandbox_with(|c| {
-        c.faults = FaultConfig {
-            latency_fixed_ms: 5,
-            latency_random_ms: 20,
-            path_prefix: Some("/v1/payment_intents".into()),
-            after_commit: ErrorRates {
-                http_500: 0.05,
-                http_502: 0.0,
-                http_503: 0.02,
-            },
-            drop_after_commit_rate: 0.05,
-            ..Default::default()
-        };
-    })
-    .await;
+    let sandbox = spawn_sandbox().await;
 
     let api_url = fleet::api(&redis, API_KEY).await;
     let dir = tempfile::tempdir().unwrap();
@@ -51,7 +37,6 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
     );
 
     // 100 customers: most with good cards, some soft and some hard declines.
-    sandbox.reset_faults().await;
     let mut customers = Vec::new();
     for i in 0..100 {
         let card = match i % 10 {
@@ -61,6 +46,8 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
         };
         customers.push(sandbox.customer_with_card(card).await.0);
     }
+    // Every charging request: slow, and after committing now and then a 500, a 503 or a
+    // dropped connection.
     sandbox
         .set_faults(&FaultConfig {
             latency_fixed_ms: 5,
