@@ -19,8 +19,16 @@ async fn payments_list_newest_first_with_cursors_and_filters() {
         let mut b = body();
         b["customer"] = json!(if i % 2 == 0 { "cus_even" } else { "cus_odd" });
         created.push(app.create(&format!("l{i}"), &b).await.id());
-        // Distinct creation times keep the expected order unambiguous.
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        // Distinct creation times (milliseconds) keep the expected order unambiguous: the
+        // next payment is created only once the clock has moved past this one's answer.
+        let answered = std::time::SystemTime::now();
+        while std::time::SystemTime::now()
+            .duration_since(answered)
+            .unwrap_or_default()
+            < std::time::Duration::from_millis(1)
+        {
+            tokio::task::yield_now().await;
+        }
     }
     created.reverse();
     let page = app.get("/v1/off_session_payments?limit=2").await;
