@@ -6,9 +6,11 @@
 //! on Redis errors rather than ending (a worker must outlive a Redis restart):
 //!
 //! - **fetch**: `XREADGROUP … BLOCK` for as many jobs as the worker has room for (the read
-//!   itself leases them), and, every third of a lease, `XAUTOCLAIM` of jobs whose lease ran out;
+//!   itself leases them), and, every third of a lease, a reclaim pass that moves jobs whose
+//!   lease ran out to new entries (any worker then reads them);
 //! - **promote**: moves due delayed jobs to the stream in bounded batches;
-//! - **renew**: renews the leases of jobs this worker still holds, every third of a lease;
+//! - **renew**: renews the leases of jobs this worker still holds, every third of a lease (one
+//!   `XCLAIM` for all of them);
 //! - **ack**: applies handlers' outcomes in batches (one script per batch).
 //!
 //! The middleware ([`AckLayer`]) turns each handler's [`Outcome`](crate::Outcome) (or error,
@@ -37,6 +39,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::QueueConfig;
+use crate::delivery::LostLeases;
+use crate::error::QueueError;
 use crate::outcome::JobResponse;
 use crate::queue::connect;
 use crate::store::{RawJob, RawOutcome, Store};
@@ -413,55 +417,79 @@ async fn fetch<Args: DeserializeOwned + Send + 'static>(
         };
         let reclaim_due =
             reclaim_cursor != "0-0" || last_reclaim.is_none_or(|at| at.elapsed() >= reclaim_every);
-        let result = if reclaim_due {
+        if reclaim_due {
             last_reclaim = Some(Instant::now());
-            let reclaimed = ctx
+            match ctx
                 .store
-                .reclaim(&mut conn, &ctx.consumer, &reclaim_cursor, room)
-                .await;
-            match reclaimed {
-                Ok((next, jobs)) => {
-                    reclaim_cursor = next;
-                    if !jobs.is_empty() {
-                        tracing::warn!(queue = %ctx.queue(), count = jobs.len(), "reclaimed jobs whose lease ran out");
+                .reclaim(&mut conn, &ctx.consumer, &reclaim_cursor, RECLAIM_BATCH)
+                .await
+            {
+                Ok(reclaimed) => {
+                    reclaim_cursor = reclaimed.cursor;
+                    if reclaimed.moved > 0 {
+                        tracing::warn!(queue = %ctx.queue(), count = reclaimed.moved, "took over jobs whose lease ran out");
                     }
-                    Ok(jobs)
+                    if reclaimed.dead > 0 {
+                        tracing::error!(queue = %ctx.queue(), count = reclaimed.dead, "dead-lettered jobs whose lease ran out too often in a row");
+                    }
+                    continue;
                 }
                 Err(e) => {
                     reclaim_cursor = "0-0".to_owned();
-                    Err(e)
+                    if handle_error(&mut ctx, &mut conn, &mut backoff, e).await {
+                        return;
+                    }
+                    continue;
                 }
             }
-        } else {
-            // Stop does not wait out a long blocking read. Should jobs arrive for a read
-            // dropped here, they stay leased to this consumer and another worker reclaims them
-            // after the lease: delayed, never lost.
-            let mut stop = ctx.stop.clone();
-            tokio::select! {
-                read = ctx.store.read_new(&mut conn, &ctx.consumer, room) => read,
-                _ = stop.wait_for(|stop| *stop) => return,
-            }
+        }
+        // Stop does not wait out a long blocking read. Should jobs arrive for a read dropped
+        // here, they stay leased to this consumer and another worker reclaims them after the
+        // lease: delayed, never lost.
+        let mut stop = ctx.stop.clone();
+        let read = tokio::select! {
+            read = ctx.store.read_new(&mut conn, &ctx.consumer, room) => read,
+            _ = stop.wait_for(|stop| *stop) => return,
         };
-        match result {
+        match read {
             Ok(jobs) => {
                 backoff = self::backoff();
                 for job in jobs {
                     deliver(&ctx, &tx, job);
                 }
             }
-            Err(e) if e.to_string().contains("NOGROUP") => {
-                tracing::warn!(queue = %ctx.queue(), "consumer group missing (redis lost its data?); recreating it");
-                if let Err(e) = ctx.store.ensure_group(&mut conn).await {
-                    tracing::warn!(queue = %ctx.queue(), error = %e, "cannot recreate the consumer group");
-                }
-            }
             Err(e) => {
-                let wait = backoff.next().unwrap_or(Duration::from_secs(2));
-                tracing::warn!(queue = %ctx.queue(), error = %e, retry_in_ms = wait.as_millis() as u64, "fetch failed");
-                if ctx.pause(wait).await {
+                if handle_error(&mut ctx, &mut conn, &mut backoff, e).await {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Jobs moved per reclaim pass.
+const RECLAIM_BATCH: usize = 100;
+
+/// A failed fetch or reclaim: a lost consumer group (Redis lost its data) is recreated at
+/// once; anything else waits out the backoff. Returns whether the worker is stopping.
+async fn handle_error(
+    ctx: &mut Ctx,
+    conn: &mut ConnectionManager,
+    backoff: &mut impl Iterator<Item = Duration>,
+    e: QueueError,
+) -> bool {
+    match e {
+        QueueError::Redis(ref re) if re.code() == Some("NOGROUP") => {
+            tracing::warn!(queue = %ctx.queue(), "consumer group missing (redis lost its data?); recreating it");
+            if let Err(e) = ctx.store.ensure_group(conn).await {
+                tracing::warn!(queue = %ctx.queue(), error = %e, "cannot recreate the consumer group");
+            }
+            false
+        }
+        e => {
+            let wait = backoff.next().unwrap_or(Duration::from_secs(2));
+            tracing::warn!(queue = %ctx.queue(), error = %e, retry_in_ms = wait.as_millis() as u64, "fetch failed");
+            ctx.pause(wait).await
         }
     }
 }
@@ -473,6 +501,7 @@ fn deliver<Args: DeserializeOwned>(ctx: &Ctx, tx: &mpsc::Sender<Task<Args>>, job
         Ok(args) => {
             let task = TaskBuilder::new(args)
                 .task_id(TaskId::from_string(job.id.clone()))
+                .data(LostLeases(job.lost_leases))
                 .build();
             if tx.try_send(task).is_err() {
                 // Only this task sends, after reserving room; a full channel means the worker
@@ -543,20 +572,33 @@ async fn renew(mut ctx: Ctx) {
         return;
     };
     let every = ctx.store.config.lease / 3;
+    // Entries whose lease this worker lost, reported once each.
+    let mut lost = std::collections::HashSet::new();
     loop {
         if ctx.pause(every).await {
             return;
         }
-        let entries: Vec<String> = ctx
+        let entries: Vec<(String, String)> = ctx
             .shared
             .inflight()
             .values()
-            .map(|j| j.entry_id.clone())
+            .map(|j| (j.entry_id.clone(), j.id.clone()))
             .collect();
+        lost.retain(|entry| entries.iter().any(|(e, _)| e == entry));
         for chunk in entries.chunks(500) {
-            if let Err(e) = ctx.store.extend(&mut conn, &ctx.consumer, chunk).await {
-                tracing::warn!(queue = %ctx.queue(), error = %e, "renewing leases failed; will retry");
-                break;
+            let ids: Vec<String> = chunk.iter().map(|(e, _)| e.clone()).collect();
+            match ctx.store.renew(&mut conn, &ctx.consumer, &ids).await {
+                Ok(renewed) => {
+                    for (entry, job) in chunk {
+                        if !renewed.contains(entry) && lost.insert(entry.clone()) {
+                            tracing::warn!(queue = %ctx.queue(), job_id = %job, "lease lost: another worker runs this job now; this run's outcome will be ignored");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(queue = %ctx.queue(), error = %e, "renewing leases failed; will retry");
+                    break;
+                }
             }
         }
     }
@@ -593,7 +635,7 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
         }
         let mut backoff = backoff();
         loop {
-            match ctx.store.ack(&mut conn, &ctx.consumer, &batch).await {
+            match ctx.store.ack(&mut conn, &batch).await {
                 Ok(_) => break,
                 Err(e) => {
                     // Acks are retried until they land: a lost ack would re-run a finished job.

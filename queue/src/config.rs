@@ -22,6 +22,10 @@ pub struct QueueConfig {
     /// A consumer (one per worker process) that holds no job and has not read for this long
     /// is removed from the group, so exited processes leave nothing behind.
     pub consumer_idle_limit: Duration,
+    /// A job whose lease runs out more often than this in a row (it crashes or stalls every
+    /// worker that runs it) is dead-lettered with the reason instead of being run again. The
+    /// handler sees the count ([`crate::LostLeases`]) and may give up sooner.
+    pub max_lost_leases: u32,
 }
 
 impl QueueConfig {
@@ -34,6 +38,7 @@ impl QueueConfig {
             promote_batch: 1000,
             dead_letters_max: 100_000,
             consumer_idle_limit: Duration::from_secs(600),
+            max_lost_leases: 5,
         }
     }
 
@@ -54,6 +59,11 @@ impl QueueConfig {
 
     pub fn with_dead_letters_max(mut self, max: usize) -> Self {
         self.dead_letters_max = max.max(1);
+        self
+    }
+
+    pub fn with_max_lost_leases(mut self, max: u32) -> Self {
+        self.max_lost_leases = max;
         self
     }
 

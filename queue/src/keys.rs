@@ -3,13 +3,14 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:stream` | stream, group `workers` | ready and leased jobs: fields `id`, `p` (payload) |
+//! | `flint:{q}:stream` | stream, group `workers` | ready and leased jobs: fields `id`, `p` (payload), `n` (deliveries in a row whose lease ran out, when any) |
 //! | `flint:{q}:ids` | hash | job id → `1` for every live job (ready, leased or delayed): push dedup; `again` when something changed for a live job after it may have looked, so it runs once more, at once, when acknowledged |
 //! | `flint:{q}:delayed` | sorted set | job id → due time (ms) |
 //! | `flint:{q}:delayed_data` | hash | job id → payload of a delayed job |
 //! | `flint:{q}:dead` | stream (capped) | dead letters: `id`, `p`, `reason`, `at` |
 //!
 //! A finished job leaves nothing: its stream entry is deleted and its id removed from `ids`.
+//! The layout is written only by the Lua in [`crate::lua`].
 
 /// The consumer group all workers of a queue read through.
 pub const GROUP: &str = "workers";
@@ -33,6 +34,12 @@ impl Keys {
             delayed_data: key("delayed_data"),
             dead: key("dead"),
         }
+    }
+
+    /// The keys of the job operations in [`crate::lua::LIBRARY`], in the order `fq_queue`
+    /// expects them: a script that moves jobs passes these as four consecutive `KEYS`.
+    pub fn job_keys(&self) -> [&str; 4] {
+        [&self.stream, &self.ids, &self.delayed, &self.delayed_data]
     }
 
     /// All keys, in the order the scripts expect them.

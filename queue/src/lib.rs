@@ -20,17 +20,26 @@
 //!
 //! - At least once: a fetched job is leased; a worker that dies loses its leases after
 //!   [`QueueConfig::lease`] and another worker runs the jobs. Live workers renew their leases.
+//!   A lease is the stream entry itself: a job whose lease ran out is moved to a new entry, so
+//!   the worker that lost it can neither renew nor acknowledge it any more, and acknowledging a
+//!   batch needs one `XACK` to know which entries are still this worker's.
+//! - Bounded redelivery: a job whose lease runs out more than
+//!   [`QueueConfig::max_lost_leases`] times in a row is dead-lettered with the reason; its
+//!   handler sees the count so far ([`LostLeases`]).
 //! - Idempotent push by job id while the job is live ([`Pushed::Duplicate`]).
 //! - Explicit outcomes ([`Outcome`]): complete, retry at a time, or dead-letter. The backend
 //!   never retries on its own; a handler error dead-letters the job with the error as reason.
 //! - Nothing left behind: a finished job's entry and id are deleted; dead letters are capped.
 //! - Workers survive Redis restarts and lost connections: they log, back off and reconnect.
-//! - All keys of a queue share one hash tag (see [`keys`]).
+//! - All keys of a queue share one hash tag (see [`keys`]); the layout of a job is written only
+//!   by the Lua in [`lua`], which other scripts include to move jobs atomically with their data.
 
 mod backend;
 mod config;
+mod delivery;
 mod error;
 pub mod keys;
+pub mod lua;
 pub mod metrics;
 mod outcome;
 mod queue;
@@ -38,6 +47,7 @@ mod store;
 
 pub use backend::{AckLayer, AckService, RedisBackend};
 pub use config::QueueConfig;
+pub use delivery::LostLeases;
 pub use error::QueueError;
 pub use outcome::{JobResponse, Outcome};
 pub use queue::{NewJob, Pushed, Queue, Replayed};

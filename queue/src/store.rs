@@ -6,9 +6,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
-use crate::QueueError;
 use crate::config::QueueConfig;
 use crate::keys::{GROUP, Keys};
+use crate::{QueueError, lua};
 
 /// A job as stored: its id and its encoded payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub struct RawJob {
     pub entry_id: String,
     pub id: String,
     pub payload: Vec<u8>,
+    /// Deliveries in a row before this one whose lease ran out.
+    pub lost_leases: u32,
 }
 
 /// What a worker decided about one leased job.
@@ -32,7 +34,7 @@ struct Scripts {
     push: Script,
     ack: Script,
     promote: Script,
-    extend: Script,
+    reclaim: Script,
     release: Script,
     replay: Script,
     stats: Script,
@@ -67,12 +69,12 @@ impl Store {
     pub fn new(config: QueueConfig) -> Store {
         let keys = Keys::new(&config.name);
         let scripts = Scripts {
-            push: Script::new(include_str!("lua/push.lua")),
-            ack: Script::new(include_str!("lua/ack.lua")),
-            promote: Script::new(include_str!("lua/promote.lua")),
-            extend: Script::new(include_str!("lua/extend.lua")),
-            release: Script::new(include_str!("lua/release.lua")),
-            replay: Script::new(include_str!("lua/replay.lua")),
+            push: lua::script(include_str!("lua/push.lua")),
+            ack: lua::script(include_str!("lua/ack.lua")),
+            promote: lua::script(include_str!("lua/promote.lua")),
+            reclaim: lua::script(include_str!("lua/reclaim.lua")),
+            release: lua::script(include_str!("lua/release.lua")),
+            replay: lua::script(include_str!("lua/replay.lua")),
             stats: Script::new(include_str!("lua/stats.lua")),
             prune: Script::new(include_str!("lua/prune.lua")),
         };
@@ -110,8 +112,8 @@ impl Store {
             return Ok(Vec::new());
         }
         let mut invocation = self.scripts.push.prepare_invoke();
-        for key in &self.keys.all()[..4] {
-            invocation.key(*key);
+        for key in self.keys.job_keys() {
+            invocation.key(key);
         }
         invocation.arg(now_ms());
         for (id, due_ms, payload) in jobs {
@@ -121,11 +123,11 @@ impl Store {
         Ok(created.into_iter().map(|c| c == 1).collect())
     }
 
-    /// Records outcomes; returns how many were applied (not already finished elsewhere).
+    /// Records outcomes; returns how many were applied (the rest were of entries this worker
+    /// no longer holds).
     pub async fn ack(
         &self,
         conn: &mut ConnectionManager,
-        consumer: &str,
         outcomes: &[(RawJob, RawOutcome)],
     ) -> Result<u64, QueueError> {
         if outcomes.is_empty() {
@@ -135,21 +137,17 @@ impl Store {
         for key in self.keys.all() {
             invocation.key(key);
         }
-        invocation
-            .arg(now_ms())
-            .arg(self.config.dead_letters_max)
-            .arg(consumer);
+        invocation.arg(now_ms()).arg(self.config.dead_letters_max);
         for (job, outcome) in outcomes {
             invocation.arg(&job.entry_id).arg(&job.id);
             match outcome {
-                RawOutcome::Complete => invocation.arg("c").arg("").arg(""),
-                RawOutcome::RetryAtMs(at) => {
-                    invocation.arg("r").arg(*at).arg(job.payload.as_slice())
-                }
-                RawOutcome::Dead(reason) => {
-                    invocation.arg("x").arg(reason).arg(job.payload.as_slice())
-                }
+                RawOutcome::Complete => invocation.arg("c").arg(""),
+                RawOutcome::RetryAtMs(at) => invocation.arg("r").arg(*at),
+                RawOutcome::Dead(reason) => invocation.arg("x").arg(reason),
             };
+            // Every outcome carries the payload: a job marked to run again is re-added with it
+            // whatever it reported.
+            invocation.arg(job.payload.as_slice());
         }
         Ok(invocation.invoke_async(conn).await?)
     }
@@ -160,8 +158,8 @@ impl Store {
         conn: &mut ConnectionManager,
     ) -> Result<(u64, Option<u64>), QueueError> {
         let mut invocation = self.scripts.promote.prepare_invoke();
-        for key in &self.keys.all()[..4] {
-            invocation.key(*key);
+        for key in self.keys.job_keys() {
+            invocation.key(key);
         }
         let (moved, next): (u64, i64) = invocation
             .arg(now_ms())
@@ -171,21 +169,29 @@ impl Store {
         Ok((moved, u64::try_from(next).ok()))
     }
 
-    pub async fn extend(
+    /// Renews the leases of `entries` (this worker's); returns those it still holds. One
+    /// `XCLAIM` to itself: an entry is only ever pending for the worker that read it (a lease
+    /// that runs out is taken over by moving the job to a new entry, see [`Store::reclaim`]),
+    /// so claiming cannot take an entry from another worker, and one that was moved away is
+    /// no longer pending and is left out.
+    pub async fn renew(
         &self,
         conn: &mut ConnectionManager,
         consumer: &str,
         entries: &[String],
-    ) -> Result<u64, QueueError> {
+    ) -> Result<Vec<String>, QueueError> {
         if entries.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
-        let mut invocation = self.scripts.extend.prepare_invoke();
-        invocation.key(&self.keys.stream).arg(consumer);
-        for entry in entries {
-            invocation.arg(entry);
-        }
-        Ok(invocation.invoke_async(conn).await?)
+        Ok(redis::cmd("XCLAIM")
+            .arg(&self.keys.stream)
+            .arg(GROUP)
+            .arg(consumer)
+            .arg(0)
+            .arg(entries)
+            .arg("JUSTID")
+            .query_async(conn)
+            .await?)
     }
 
     pub async fn release(
@@ -198,12 +204,16 @@ impl Store {
             return Ok(0);
         }
         let mut invocation = self.scripts.release.prepare_invoke();
-        invocation.key(&self.keys.stream).arg(consumer);
+        for key in self.keys.job_keys() {
+            invocation.key(key);
+        }
+        invocation.arg(consumer);
         for job in jobs {
             invocation
                 .arg(&job.entry_id)
                 .arg(&job.id)
-                .arg(job.payload.as_slice());
+                .arg(job.payload.as_slice())
+                .arg(job.lost_leases);
         }
         Ok(invocation.invoke_async(conn).await?)
     }
@@ -218,7 +228,11 @@ impl Store {
         for key in self.keys.all() {
             invocation.key(key);
         }
-        Ok(invocation.arg(dead_entry_id).invoke_async(conn).await?)
+        Ok(invocation
+            .arg(dead_entry_id)
+            .arg(now_ms())
+            .invoke_async(conn)
+            .await?)
     }
 
     pub async fn stats(&self, conn: &mut ConnectionManager) -> Result<QueueStats, QueueError> {
@@ -295,33 +309,36 @@ impl Store {
         }
     }
 
-    /// `XAUTOCLAIM`: jobs whose lease ran out (their worker died or stalled), now leased to
-    /// `consumer`. Scans the pending list from `cursor` (`0-0` for the start); returns the
-    /// cursor to continue from (`0-0` once the scan has wrapped around).
+    /// Takes over up to `count` jobs whose lease ran out (their worker died or stalled) by
+    /// moving each to a new ready entry, scanning the pending list from `cursor` (`0-0` for the
+    /// start). Returns the cursor to continue from (`0-0` once the scan has wrapped around) and
+    /// how many jobs were moved and how many dead-lettered (lease lost too often).
     pub async fn reclaim(
         &self,
         conn: &mut ConnectionManager,
         consumer: &str,
         cursor: &str,
         count: usize,
-    ) -> Result<(String, Vec<RawJob>), QueueError> {
-        let reply: Value = redis::cmd("XAUTOCLAIM")
-            .arg(&self.keys.stream)
-            .arg(GROUP)
+    ) -> Result<Reclaimed, QueueError> {
+        let mut invocation = self.scripts.reclaim.prepare_invoke();
+        for key in self.keys.all() {
+            invocation.key(key);
+        }
+        let (cursor, moved, dead): (String, u64, u64) = invocation
             .arg(consumer)
             .arg(self.config.lease_ms())
             .arg(cursor)
-            .arg("COUNT")
             .arg(count)
-            .query_async(conn)
+            .arg(self.config.max_lost_leases)
+            .arg(now_ms())
+            .arg(self.config.dead_letters_max)
+            .invoke_async(conn)
             .await?;
-        let mut parts = as_array(reply)?.into_iter();
-        match (parts.next(), parts.next()) {
-            (Some(next), Some(entries)) => Ok((as_string(next)?, parse_entries(entries)?)),
-            _ => Err(QueueError::Protocol(
-                "XAUTOCLAIM reply without cursor and entries".into(),
-            )),
-        }
+        Ok(Reclaimed {
+            cursor,
+            moved,
+            dead,
+        })
     }
 
     /// Dead letters, newest first: `(dead letter id, job id, reason, dead at ms)`.
@@ -364,6 +381,15 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// What one reclaim pass did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Where the next pass continues (`0-0`: the scan wrapped around).
+    pub cursor: String,
+    pub moved: u64,
+    pub dead: u64,
 }
 
 /// A job that must not run again, kept for inspection and replay.
@@ -438,11 +464,16 @@ fn parse_entries(v: Value) -> Result<Vec<RawJob>, QueueError> {
             .remove("id")
             .map(|v| String::from_utf8_lossy(&v).into_owned());
         let payload = fields.remove("p");
+        let lost_leases = fields
+            .remove("n")
+            .and_then(|n| std::str::from_utf8(&n).ok()?.parse().ok())
+            .unwrap_or(0);
         if let (Some(id), Some(payload)) = (job_id, payload) {
             jobs.push(RawJob {
                 entry_id,
                 id,
                 payload,
+                lost_leases,
             });
         }
     }

@@ -5,7 +5,11 @@
 //! - `GET /__sandbox/faults`, `POST /__sandbox/faults` (JSON [`FaultConfig`], missing fields take
 //!   their defaults, unknown fields are refused)
 //! - `POST /__sandbox/reset`: back to the faults the sandbox started with.
-//! - `GET /__sandbox/stats`: `{"rate_limited": n}`, requests the rate limiter refused.
+//! - `GET /__sandbox/stats`: `{"requests": n, "rate_limited": n}`: `/v1` requests received, and
+//!   those the rate limiter refused.
+//! - `POST /__sandbox/idempotency/expire`: every account forgets its finished idempotency keys at
+//!   once, as Stripe does after its retention, so a client's handling of a forgotten key can be
+//!   tested without waiting a day. Answers `{"forgotten": n}`.
 
 use std::sync::Arc;
 
@@ -26,6 +30,20 @@ pub fn routes() -> Router<Arc<App>> {
         .route("/faults", get(get_faults).post(set_faults))
         .route("/reset", post(reset))
         .route("/stats", get(stats))
+        .route("/idempotency/expire", post(expire_idempotency))
+}
+
+async fn expire_idempotency(State(app): State<Arc<App>>) -> Json<Value> {
+    let mut forgotten = 0;
+    for (_, account) in app.accounts.values() {
+        forgotten += account
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .idempotency
+            .forget_finished();
+    }
+    tracing::info!(forgotten, "sandbox forgot its idempotency keys");
+    Json(json!({ "forgotten": forgotten }))
 }
 
 async fn get_faults(State(app): State<Arc<App>>) -> Json<FaultConfig> {

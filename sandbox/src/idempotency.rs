@@ -113,6 +113,15 @@ impl IdempotencyStore {
         }
     }
 
+    /// Forgets every finished key, as Stripe does once its retention (about 24 hours) has passed.
+    /// Keys of requests still running stay.
+    pub fn forget_finished(&mut self) -> usize {
+        let before = self.entries.len();
+        self.entries
+            .retain(|_, e| matches!(e.state, State::InFlight));
+        before - self.entries.len()
+    }
+
     #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()

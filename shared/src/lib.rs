@@ -11,6 +11,7 @@
 //! Invalid values are typed errors that name the offending field, so the HTTP edge can answer a
 //! precise 400 and the CLI a precise message without re-deriving what went wrong.
 
+pub(crate) mod codes;
 pub mod config;
 pub mod ids;
 pub mod metadata;
@@ -18,3 +19,4 @@ pub mod money;
 pub mod payment;
 pub mod processor;
 pub mod telemetry;
+pub mod time;

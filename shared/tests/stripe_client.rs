@@ -4,8 +4,13 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use flint_shared::config::{ErrorRates, FaultConfig, Secret};
+use flint_shared::ids::PaymentId;
+use flint_shared::metadata::Metadata;
+use flint_shared::payment::Purpose;
+use flint_shared::payment::decline::DeclineCode;
+use flint_shared::payment::request::{Context, InitiatedBy};
 use flint_shared::processor::stripe::{StripeClient, StripeConfig};
-use flint_shared::processor::{IntentRequest, IntentStatus, Processor, ProcessorError};
+use flint_shared::processor::{CardBrand, IntentRequest, IntentStatus, Processor, ProcessorError};
 use flint_testkit::sandbox::{KEY, TestSandbox, spawn_sandbox};
 
 fn client(sandbox: &TestSandbox) -> StripeClient {
@@ -16,17 +21,24 @@ fn client(sandbox: &TestSandbox) -> StripeClient {
     StripeClient::new(config)
 }
 
-fn request(customer: &str, payment_id: &str) -> IntentRequest {
+fn request(customer: &str, payment_id: &PaymentId) -> IntentRequest {
     IntentRequest {
+        payment_id: payment_id.clone(),
         amount_minor: 2500,
         currency: "usd".into(),
         customer: customer.into(),
         description: Some("renewal".into()),
         statement_descriptor_suffix: Some("RENEW".into()),
-        metadata: BTreeMap::from([
-            ("flint_payment_id".to_owned(), payment_id.to_owned()),
-            ("invoice_id".to_owned(), "in_1".to_owned()),
-        ]),
+        purpose: Purpose::Support,
+        initiated_by: InitiatedBy::Operator {
+            id: "alice".into(),
+            reason: Some("customer asked on the phone".into()),
+        },
+        context: Context {
+            invoice_id: Some("in_1".into()),
+            ..Context::default()
+        },
+        metadata: Metadata::new(BTreeMap::from([("plan".to_owned(), "pro".to_owned())])).unwrap(),
         confirm_with: None,
     }
 }
@@ -40,13 +52,23 @@ async fn a_saved_card_is_charged_once_per_key() {
         stripe.default_payment_method(&cus).await.unwrap(),
         Some(pm.clone())
     );
+    let id = PaymentId::generate();
     let created = stripe
-        .create_intent(&request(&cus, "osp_1"), "osp_1:create")
+        .create_intent(&request(&cus, &id), "osp_1:create")
         .await
         .unwrap();
     assert_eq!(created.status, IntentStatus::RequiresPaymentMethod);
+    // Flint's id, the audit trail and the context go with the caller's metadata.
+    assert_eq!(created.metadata["flint_payment_id"], id.as_str());
+    assert_eq!(created.metadata["flint_purpose"], "support");
+    assert_eq!(created.metadata["flint_initiated_by"], "operator:alice");
+    assert_eq!(
+        created.metadata["flint_reason"],
+        "customer asked on the phone"
+    );
+    assert_eq!(created.metadata["plan"], "pro");
     let again = stripe
-        .create_intent(&request(&cus, "osp_1"), "osp_1:create")
+        .create_intent(&request(&cus, &id), "osp_1:create")
         .await
         .unwrap();
     assert_eq!(again.id, created.id, "the same key gives the same intent");
@@ -99,7 +121,10 @@ async fn declines_and_customer_actions_carry_stripes_codes() {
     ] {
         let (cus, pm) = sandbox.customer_with_card(card).await;
         let pi = stripe
-            .create_intent(&request(&cus, card), &format!("{card}:create"))
+            .create_intent(
+                &request(&cus, &PaymentId::generate()),
+                &format!("{card}:create"),
+            )
             .await
             .unwrap();
         let err = stripe
@@ -110,8 +135,8 @@ async fn declines_and_customer_actions_carry_stripes_codes() {
             (ProcessorError::NeedsCustomer(d), true) | (ProcessorError::Declined(d), false) => d,
             other => panic!("{card}: {other:?}"),
         };
-        assert_eq!(d.code, code, "{card}");
-        assert_eq!(d.decline_code.as_deref(), decline, "{card}");
+        assert_eq!(d.code, DeclineCode::parse(code), "{card}");
+        assert_eq!(d.decline_code, decline.map(DeclineCode::parse), "{card}");
         assert_eq!(d.intent_id.as_deref(), Some(pi.id.as_str()));
         assert!(
             d.request_id
@@ -120,7 +145,10 @@ async fn declines_and_customer_actions_carry_stripes_codes() {
         );
         let after = stripe.retrieve_intent(&pi.id).await.unwrap();
         assert_eq!(after.status, IntentStatus::RequiresPaymentMethod);
-        assert_eq!(after.last_error.map(|e| e.code), Some(code.to_owned()));
+        assert_eq!(
+            after.last_error.map(|e| e.code),
+            Some(DeclineCode::parse(code))
+        );
     }
 }
 
@@ -130,7 +158,7 @@ async fn transient_failures_are_retried_with_the_same_key() {
     let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
     let stripe = client(&sandbox);
     let pi = stripe
-        .create_intent(&request(&cus, "osp_t"), "osp_t:create")
+        .create_intent(&request(&cus, &PaymentId::generate()), "osp_t:create")
         .await
         .unwrap();
     // A dropped connection after the charge: the retry with the same key gets the saved result.
@@ -179,8 +207,9 @@ async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolv
     let sandbox = spawn_sandbox().await;
     let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
     let stripe = client(&sandbox);
+    let id = PaymentId::generate();
     let pi = stripe
-        .create_intent(&request(&cus, "osp_u"), "osp_u:create")
+        .create_intent(&request(&cus, &id), "osp_u:create")
         .await
         .unwrap();
     sandbox
@@ -210,7 +239,11 @@ async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolv
     // Stripe replays the saved 500 under that key; the intent tells the truth.
     let truth = stripe.retrieve_intent(&pi.id).await.unwrap();
     assert_eq!(truth.status, IntentStatus::Succeeded);
-    let found = stripe.find_intent(&cus, "osp_u").await.unwrap().unwrap();
+    let found = stripe
+        .find_intent(&cus, id.as_str())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(found.id, pi.id);
 }
 
@@ -279,7 +312,127 @@ async fn saved_cards_are_listed_newest_first_with_their_fingerprints() {
     let saved = stripe.saved_cards(&cus).await.unwrap();
     let ids: Vec<&str> = saved.iter().map(|s| s.id.as_str()).collect();
     assert_eq!(ids, [mastercard.as_str(), visa.as_str()]);
-    assert_eq!(saved[0].card.brand, "mastercard");
+    assert_eq!(saved[0].card.brand, CardBrand::Mastercard);
     assert_eq!(saved[1].card, stripe.card(&visa).await.unwrap());
     assert_ne!(saved[0].card.fingerprint, saved[1].card.fingerprint);
+}
+
+/// The sandbox's count of `/v1` requests so far.
+async fn requests(sandbox: &TestSandbox) -> u64 {
+    sandbox.get("/__sandbox/stats").send().await.body["requests"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn stripe_should_retry_false_wins_over_the_status() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let pi = stripe
+        .create_intent(&request(&cus, &PaymentId::generate()), "osp_s:create")
+        .await
+        .unwrap();
+    // A 500 after the charge, which Stripe marks `Stripe-Should-Retry: false`: the same request
+    // would only replay it, so it is sent once, and the outcome left for reading the intent.
+    sandbox
+        .set_faults(&FaultConfig {
+            after_commit: ErrorRates {
+                http_500: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let before = requests(&sandbox).await;
+    let err = stripe
+        .confirm_intent(&pi.id, &pm, "osp_s:attempt:1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(requests(&sandbox).await - before, 1, "sent once");
+    // A 503 carries no advice: it is retried with the same key (three retries configured).
+    sandbox
+        .set_faults(&FaultConfig {
+            after_commit: ErrorRates {
+                http_503: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let before = requests(&sandbox).await;
+    let _ = stripe.confirm_intent(&pi.id, &pm, "osp_s:attempt:2").await;
+    assert_eq!(
+        requests(&sandbox).await - before,
+        4,
+        "sent once and retried three times"
+    );
+}
+
+#[tokio::test]
+async fn ids_go_into_paths_as_one_encoded_segment() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    assert!(stripe.card(&pm).await.is_ok());
+    // Unencoded, each of these would reach the saved card itself (dot segments, a query).
+    for id in [
+        format!("x/../{pm}"),
+        format!("{pm}?expand[]=customer"),
+        format!("{pm}/."),
+    ] {
+        let err = stripe.card(&id).await.unwrap_err();
+        assert!(
+            matches!(err, ProcessorError::Rejected { status: 404, .. }),
+            "{id}: {err:?}"
+        );
+    }
+    let err = stripe
+        .default_payment_method(&format!("{cus}/../../payment_methods/{pm}"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ProcessorError::Rejected { status: 404, .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_confirm_of_an_intent_that_already_succeeded_is_an_unknown_outcome_not_a_rejection() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let pi = stripe
+        .create_intent(&request(&cus, &PaymentId::generate()), "osp_v:create")
+        .await
+        .unwrap();
+    stripe
+        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1")
+        .await
+        .unwrap();
+    // Another key (the first one forgotten, say): the processor refuses, the intent is charged.
+    let err = stripe
+        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1:again")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }

@@ -6,11 +6,13 @@
 //! - [`sandbox::TestSandbox`]: the Stripe sandbox in-process on port 0, with a small HTTP
 //!   client that speaks Stripe's form encoding.
 //! - [`process`]: signals to real child processes and waiting for them with a deadline.
+//! - [`processor::ScriptedProcessor`]: a processor whose answers (and pauses) a test scripts.
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
 //!
 //! Tests never use the machine's shared Redis on 6379.
 
 pub mod process;
+pub mod processor;
 pub mod redis;
 pub mod sandbox;
 

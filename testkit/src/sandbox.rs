@@ -137,6 +137,20 @@ impl TestSandbox {
         assert_eq!(r.status(), 200);
     }
 
+    /// Makes every account forget its finished idempotency keys, as Stripe does after about a
+    /// day; returns how many were forgotten.
+    pub async fn expire_idempotency_keys(&self) -> u64 {
+        let r = self
+            .http
+            .post(format!("{}/__sandbox/idempotency/expire", self.base_url))
+            .send()
+            .await
+            .expect("idempotency control reachable");
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.expect("a JSON answer");
+        body["forgotten"].as_u64().unwrap_or(0)
+    }
+
     /// A customer with `card` (a `pm_card_*` token) attached and set as default; returns
     /// `(customer id, payment method id)`.
     pub async fn customer_with_card(&self, card: &str) -> (String, String) {

@@ -1,10 +1,13 @@
 //! `flint-worker` (startup errors are `anyhow`: they end the process with a message): apalis workers that charge saved payment methods through Flint's queue.
 //!
-//! - `pipeline`: one job = one attempt of one payment (see its docs for the steps);
+//! - [`charge`]: one job = one attempt of one payment (see its docs for the steps);
+//! - [`sweeper`]: one worker at a time proves every payment has a way forward, and restores
+//!   the job of any that has none;
 //! - this file: building the worker (queue backend, one processor client per tenant, apalis
 //!   concurrency), its `/healthz`, `/readyz` and `/metrics`, and graceful shutdown.
 
-pub mod pipeline;
+pub mod charge;
+pub mod sweeper;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -16,37 +19,121 @@ use anyhow::Context;
 use apalis::prelude::*;
 use axum::Router;
 use axum::routing::get;
-use flint_queue::{Outcome, Queue, QueueConfig};
+use charge::Pipeline;
+use charge::decide::Policy;
+use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
 use flint_shared::config::Config;
+use flint_shared::payment::job::ChargeJob;
+use flint_shared::payment::network::CardRules;
 use flint_shared::payment::store::Store;
+use flint_shared::processor::Processor;
 use flint_shared::processor::stripe::{StripeClient, StripeConfig};
-use pipeline::{ChargeJob, Pipeline};
 use tokio::net::TcpListener;
 
 /// The apalis handler. apalis drives every in-flight job inside its one worker task, so on its
 /// own all attempts of a process would run on one thread; each attempt is spawned so that they
 /// spread over the runtime's threads.
-async fn charge(job: ChargeJob, pipeline: Data<Arc<Pipeline>>) -> Outcome {
+pub async fn charge_job<P: Processor + 'static>(
+    job: ChargeJob,
+    lost: LostLeases,
+    pipeline: Data<Arc<Pipeline<P>>>,
+) -> Outcome {
     metrics::gauge!("flint_jobs_in_flight").increment(1.0);
     let pipeline = Arc::clone(&pipeline);
-    let payment_id = job.payment_id.clone();
-    let outcome = tokio::spawn(async move { pipeline.run(&job).await })
-        .await
-        .unwrap_or_else(|e| {
-            // A panic mid-attempt leaves the payment in `processing`; the job's next run
-            // continues that attempt with the same idempotency keys.
-            tracing::error!(payment_id = %payment_id, error = %e, "charge attempt panicked; it runs again");
-            Outcome::RetryAt(std::time::SystemTime::now() + Duration::from_secs(10))
-        });
+    let run = {
+        let (pipeline, job) = (Arc::clone(&pipeline), job.clone());
+        tokio::spawn(async move { pipeline.run(&job, lost).await })
+    };
+    let outcome = match run.await {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            // A bug: the payment requires attention (its attempt stays open; a resume settles
+            // it) rather than running the same panic again and again.
+            tracing::error!(payment_id = %job.payment_id, error = %e, "charge attempt panicked");
+            match pipeline.internal_error(&job, &e.to_string()).await {
+                Ok(true) => Outcome::Complete,
+                Ok(false) | Err(_) => {
+                    Outcome::RetryAt(std::time::SystemTime::now() + Duration::from_secs(10))
+                }
+            }
+        }
+    };
     metrics::gauge!("flint_jobs_in_flight").decrement(1.0);
     outcome
+}
+
+/// The retry and give-up rules of `[worker]`.
+pub fn policy(config: &Config) -> Policy {
+    let w = &config.worker;
+    Policy {
+        retry_delays: w
+            .retry_delays_ms
+            .iter()
+            .map(|ms| Duration::from_millis(*ms))
+            .collect(),
+        unknown_outcome_limit: Duration::from_secs(w.unknown_outcome_limit_secs),
+        misconfigured_limit: Duration::from_secs(w.misconfigured_limit_secs),
+        paused_expiry: Duration::from_secs(u64::from(w.paused_expiry_days) * 86_400),
+        max_lost_leases: w.max_lost_leases,
+    }
+}
+
+/// The payment store as `[enqueuer]` configures it (the API and the workers share it).
+pub fn store(config: &Config) -> anyhow::Result<Store> {
+    let client = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
+    Ok(Store::new(
+        client,
+        &config.worker.queue,
+        Duration::from_secs(config.enqueuer.idempotency_retention_secs),
+        Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
+    ))
+}
+
+/// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.
+pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>> {
+    let redis_client =
+        redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
+    let w = &config.worker;
+    let processors = config
+        .tenants
+        .iter()
+        .map(|t| {
+            let mut stripe = StripeConfig::new(
+                config.processor.api_base.clone(),
+                t.processor_secret_key.clone(),
+            );
+            stripe
+                .stripe_version
+                .clone_from(&config.processor.stripe_version);
+            stripe.timeout = Duration::from_millis(config.processor.timeout_ms);
+            stripe.max_retries = config.processor.max_network_retries;
+            let limiter = flint_shared::processor::limit::RateLimiter::new(
+                redis_client.clone(),
+                &w.queue,
+                t.processor_secret_key.expose(),
+                config.processor.rate_limit_per_second,
+                config.processor.rate_limit_burst,
+            );
+            (
+                t.id.clone(),
+                StripeClient::new(stripe).with_rate_limit(limiter),
+            )
+        })
+        .collect::<HashMap<_, _>>();
+    Ok(Pipeline::new(
+        store(config)?,
+        processors,
+        policy(config),
+        CardRules::new(redis_client, &w.queue),
+    ))
 }
 
 /// A built worker: its queue, its pipeline and its bound health/metrics listener.
 #[derive(Debug)]
 pub struct WorkerApp {
     queue: Queue,
-    pipeline: Arc<Pipeline>,
+    pipeline: Arc<Pipeline<StripeClient>>,
+    sweeper: sweeper::Sweeper,
     listener: TcpListener,
     concurrency: usize,
     grace: Duration,
@@ -56,62 +143,25 @@ impl WorkerApp {
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         flint_shared::telemetry::prometheus();
         let w = &config.worker;
-        let queue_config = QueueConfig::new(&w.queue).with_lease(Duration::from_secs(w.lease_secs));
+        let queue_config = QueueConfig::new(&w.queue)
+            .with_lease(Duration::from_secs(w.lease_secs))
+            .with_max_lost_leases(w.max_lost_leases);
         let queue = Queue::connect(config.redis.url.expose(), queue_config)
             .await
             .context("cannot reach redis")?;
-        let redis_client =
-            redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
-        let processors = config
-            .tenants
-            .iter()
-            .map(|t| {
-                let mut stripe = StripeConfig::new(
-                    config.processor.api_base.clone(),
-                    t.processor_secret_key.clone(),
-                );
-                stripe
-                    .stripe_version
-                    .clone_from(&config.processor.stripe_version);
-                stripe.timeout = Duration::from_millis(config.processor.timeout_ms);
-                stripe.max_retries = config.processor.max_network_retries;
-                let limiter = flint_shared::processor::limit::RateLimiter::new(
-                    redis_client.clone(),
-                    &w.queue,
-                    t.processor_secret_key.expose(),
-                    config.processor.rate_limit_per_second,
-                    config.processor.rate_limit_burst,
-                );
-                (
-                    t.id.clone(),
-                    StripeClient::new(stripe).with_rate_limit(limiter),
-                )
-            })
-            .collect::<HashMap<_, _>>();
-        let client = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
-        let store = Store::new(
-            client,
-            &w.queue,
-            Duration::from_secs(config.enqueuer.idempotency_retention_secs),
-            Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
+        let pipeline = Arc::new(stripe_pipeline(config)?);
+        let sweeper = sweeper::Sweeper::new(
+            store(config)?,
+            format!("sweeper-{}", flint_shared::ids::random_token(12)),
+            Duration::from_secs(w.sweep_interval_secs),
         );
-        let pipeline = Arc::new(Pipeline {
-            store,
-            processors,
-            retry_delays: w
-                .retry_delays_ms
-                .iter()
-                .map(|ms| Duration::from_millis(*ms))
-                .collect(),
-            rules: flint_shared::payment::network::CardRules::new(redis_client.clone(), &w.queue),
-            cards: quick_cache::sync::Cache::new(pipeline::CARD_CACHE_ENTRIES),
-        });
         let listener = TcpListener::bind(w.listen)
             .await
             .with_context(|| format!("cannot listen on {}", w.listen))?;
         Ok(WorkerApp {
             queue,
             pipeline,
+            sweeper,
             listener,
             concurrency: w.concurrency,
             grace: Duration::from_secs(w.shutdown_grace_secs),
@@ -164,13 +214,14 @@ impl WorkerApp {
         });
         let reporter =
             flint_queue::metrics::spawn_reporter(self.queue.clone(), Duration::from_secs(5));
+        let sweeper = tokio::spawn(self.sweeper.run(stop_rx.clone()));
         let backend = self.queue.backend::<ChargeJob>();
         let name = format!("charge-{}", backend.consumer());
         let worker = WorkerBuilder::new(name)
             .backend(backend)
             .data(self.pipeline)
             .concurrency(self.concurrency)
-            .build(charge);
+            .build(charge_job::<StripeClient>);
         let mut worker_stop = stop_rx.clone();
         let grace = self.grace;
         tokio::spawn(async move {
@@ -194,6 +245,7 @@ impl WorkerApp {
             } => tracing::warn!("grace period over; remaining attempts are released with their leases"),
         }
         reporter.abort();
+        let _ = sweeper.await;
         let _ = server.await;
         Ok(())
     }

@@ -165,7 +165,7 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Puts a stored payment into `status` with `attempts`, as a worker would.
+    /// Puts a stored payment into `status` with `attempts` (all finished), as a worker would.
     pub async fn force_status(&self, id: &str, status: &str, attempts: usize) {
         let mut conn = self.redis().await;
         let key = format!("flint:{{charges}}:pay:{id}");
@@ -177,9 +177,14 @@ impl TestApp {
             .unwrap();
         let mut payment: Value = serde_json::from_str(&data).unwrap();
         payment["status"] = json!(status);
-        payment["attempts"] = json!((1..=attempts)
-            .map(|n| json!({"number": n, "started_at": "2026-11-26T00:00:00Z", "outcome": "soft_decline"}))
-            .collect::<Vec<_>>());
+        payment["attempts"] = json!(
+            (1..=attempts)
+                .map(
+                    |n| json!({"number": n, "started_at": "2026-11-26T00:00:00Z",
+                "finished_at": "2026-11-26T00:00:01Z", "outcome": "soft_decline"})
+                )
+                .collect::<Vec<_>>()
+        );
         let version: i64 = redis::cmd("HINCRBY")
             .arg(&key)
             .arg("v")

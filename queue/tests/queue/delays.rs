@@ -146,16 +146,8 @@ async fn a_live_job_marked_again_runs_once_more_at_once_whatever_it_reported() {
         || async { (runs.count(1) == 1).then_some(()) },
     )
     .await;
-    // What the payment store's transition does when a live job must run again.
-    let mut conn = redis_conn(&redis).await;
-    let keys = flint_queue::keys::Keys::new("again");
-    let () = redis::cmd("HSET")
-        .arg(&keys.ids)
-        .arg("job-1")
-        .arg("again")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    // What a payment's resume does to its live job, through the queue's own Lua.
+    assert_eq!(run_now(&redis, "again", "job-1").await, "marked");
     poll_until(Duration::from_secs(10), "a second run", || async {
         (runs.count(1) == 2).then_some(())
     })

@@ -162,3 +162,22 @@ pub async fn keys(redis: &RedisServer) -> Vec<String> {
 pub fn job(n: u64) -> flint_queue::NewJob<Job> {
     flint_queue::NewJob::new(Job { n, work_ms: 0 }).with_id(format!("job-{n}"))
 }
+
+/// `fq_run_now` from the queue's Lua library, as a user's script calls it (a payment's resume):
+/// returns `moved`, `pushed` or `marked`.
+pub async fn run_now(redis: &RedisServer, queue: &str, job_id: &str) -> String {
+    let keys = flint_queue::keys::Keys::new(queue);
+    let payload = serde_json::to_string(&Job { n: 0, work_ms: 0 }).unwrap();
+    let mut conn = redis_conn(redis).await;
+    let script = flint_queue::lua::script("return fq_run_now(fq_queue(1), ARGV[1], ARGV[2])");
+    let mut invocation = script.prepare_invoke();
+    for key in keys.job_keys() {
+        invocation.key(key);
+    }
+    invocation
+        .arg(job_id)
+        .arg(payload)
+        .invoke_async(&mut conn)
+        .await
+        .unwrap()
+}

@@ -7,4 +7,5 @@ mod delays;
 mod drain;
 mod faults;
 mod introspection;
+mod leases;
 mod push;

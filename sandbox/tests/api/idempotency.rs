@@ -284,3 +284,31 @@ async fn a_request_whose_client_went_away_still_completes_and_its_key_replays() 
         1
     );
 }
+
+#[tokio::test]
+async fn a_forgotten_key_is_a_new_request_and_charges_again() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let params = [
+        ("amount", "2000"),
+        ("currency", "usd"),
+        ("customer", &cus),
+        ("payment_method", &pm),
+        ("confirm", "true"),
+        ("off_session", "true"),
+    ];
+    let send = || {
+        sandbox
+            .post("/v1/payment_intents")
+            .params(&params)
+            .idempotency_key("charge-forgotten")
+            .send()
+    };
+    let first = send().await;
+    assert!(sandbox.expire_idempotency_keys().await >= 1);
+    // What Stripe does a day later: the key means nothing, so the same request charges again.
+    let second = send().await;
+    assert_eq!((first.status, second.status), (200, 200));
+    assert_eq!(second.header("idempotent-replayed"), None);
+    assert_ne!(first.id(), second.id());
+}

@@ -21,6 +21,20 @@ pub struct WorkerConfig {
     pub retry_delays_ms: Vec<u64>,
     /// On SIGTERM, how long in-flight attempts may take to finish.
     pub shutdown_grace_secs: u64,
+    /// How often the sweeper (one worker at a time) checks that every payment has a way
+    /// forward.
+    pub sweep_interval_secs: u64,
+    /// How long an attempt's outcome may stay unknown (the processor unreachable, its answer
+    /// lost) before the payment requires attention.
+    pub unknown_outcome_limit_secs: u64,
+    /// How long the processor may refuse a tenant's key (401/403) before its payments require
+    /// attention.
+    pub misconfigured_limit_secs: u64,
+    /// How long a paused payment waits for the customer before it fails.
+    pub paused_expiry_days: u32,
+    /// An attempt whose worker is lost this many times in a row (crash, kill, stall past the
+    /// lease) requires attention instead of running again.
+    pub max_lost_leases: u32,
 }
 
 impl Default for WorkerConfig {
@@ -32,6 +46,11 @@ impl Default for WorkerConfig {
             lease_secs: 15,
             retry_delays_ms: vec![3_600_000, 21_600_000, 86_400_000, 259_200_000],
             shutdown_grace_secs: 25,
+            sweep_interval_secs: 60,
+            unknown_outcome_limit_secs: 86_400,
+            misconfigured_limit_secs: 3_600,
+            paused_expiry_days: 30,
+            max_lost_leases: 5,
         }
     }
 }
@@ -86,6 +105,26 @@ impl WorkerConfig {
                 "worker.retry_delays_ms",
                 "must list at least one positive delay",
             ));
+        }
+        for (key, value) in [
+            ("worker.sweep_interval_secs", self.sweep_interval_secs),
+            (
+                "worker.unknown_outcome_limit_secs",
+                self.unknown_outcome_limit_secs,
+            ),
+            (
+                "worker.misconfigured_limit_secs",
+                self.misconfigured_limit_secs,
+            ),
+            (
+                "worker.paused_expiry_days",
+                u64::from(self.paused_expiry_days),
+            ),
+            ("worker.max_lost_leases", u64::from(self.max_lost_leases)),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::invalid(key, "must be at least 1"));
+            }
         }
         Ok(())
     }

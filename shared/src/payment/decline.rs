@@ -1,8 +1,74 @@
-//! What a processor's answer means for the payment (reference: payments-domain.md §7, §6;
-//! stripe-subset.md §3.4). One exhaustive `match` per decision; codes are data, so a new code
-//! falls into `Soft` (retried within the policy's cap) rather than crashing anything.
+//! What a processor's refusal says, as types: the decline codes, the processor's and the card
+//! network's advice, and the class that decides what happens next (soft: retried on the
+//! schedule; hard: never again on this card; needs the customer: paused).
+//!
+//! Codes are data that grows over time, so each code enum has an `Other(String)` for codes
+//! Flint does not know yet; an unknown code is a soft decline (retried within the policy's cap)
+//! rather than a crash. Every known code is classified in one `match` without a catch-all arm,
+//! so adding a code means deciding its class.
 
-use crate::processor::Decline;
+use crate::codes::string_codes;
+
+string_codes! {
+    /// Stripe's card error `code` and `decline_code` values (one namespace: several codes,
+    /// such as `expired_card`, appear as both).
+    DeclineCode {
+        CardDeclined => "card_declined",
+        AuthenticationRequired => "authentication_required",
+        ExpiredCard => "expired_card",
+        IncorrectCvc => "incorrect_cvc",
+        IncorrectNumber => "incorrect_number",
+        ProcessingError => "processing_error",
+        InsufficientFunds => "insufficient_funds",
+        GenericDecline => "generic_decline",
+        DoNotHonor => "do_not_honor",
+        TryAgainLater => "try_again_later",
+        IssuerNotAvailable => "issuer_not_available",
+        CardVelocityExceeded => "card_velocity_exceeded",
+        WithdrawalCountLimitExceeded => "withdrawal_count_limit_exceeded",
+        CallIssuer => "call_issuer",
+        ReenterTransaction => "reenter_transaction",
+        /// Too many declines on this card recently: the network says wait 24 hours.
+        CardDeclineRateLimitExceeded => "card_decline_rate_limit_exceeded",
+        LostCard => "lost_card",
+        StolenCard => "stolen_card",
+        PickupCard => "pickup_card",
+        InvalidAccount => "invalid_account",
+        RestrictedCard => "restricted_card",
+        TransactionNotAllowed => "transaction_not_allowed",
+        RevocationOfAuthorization => "revocation_of_authorization",
+        RevocationOfAllAuthorizations => "revocation_of_all_authorizations",
+        Fraudulent => "fraudulent",
+        HighestRiskLevel => "highest_risk_level",
+        MerchantBlacklist => "merchant_blacklist",
+        CardNotSupported => "card_not_supported",
+        CurrencyNotSupported => "currency_not_supported",
+        DoNotTryAgain => "do_not_try_again",
+        SecurityViolation => "security_violation",
+        StopPaymentOrder => "stop_payment_order",
+    }
+}
+
+string_codes! {
+    /// Stripe's `advice_code`: how the processor suggests proceeding.
+    AdviceCode {
+        TryAgainLater => "try_again_later",
+        DoNotTryAgain => "do_not_try_again",
+        ConfirmCardData => "confirm_card_data",
+    }
+}
+
+string_codes! {
+    /// The card network's advice (`network_advice_code`): Mastercard's Merchant Advice Codes.
+    NetworkAdviceCode {
+        /// 02: cannot approve now, try again later (processors say after 72 hours).
+        TryLater => "02",
+        /// 03: do not try again (account closed).
+        DoNotTryAgain => "03",
+        /// 21: the cardholder stopped recurring payments.
+        StopRecurring => "21",
+    }
+}
 
 /// The class of a decline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,55 +91,147 @@ impl DeclineClass {
     }
 }
 
-/// Issuer or network codes that must never be retried on the same card.
-const HARD_DECLINE_CODES: &[&str] = &[
-    "lost_card",
-    "stolen_card",
-    "pickup_card",
-    "incorrect_number",
-    "invalid_account",
-    "restricted_card",
-    "transaction_not_allowed",
-    "revocation_of_authorization",
-    "revocation_of_all_authorizations",
-    "fraudulent",
-    "highest_risk_level",
-    "merchant_blacklist",
-    "card_not_supported",
-    "currency_not_supported",
-    "do_not_try_again",
-    "security_violation",
-    "stop_payment_order",
-];
-
-/// `code` values that need the customer.
-const NEEDS_CUSTOMER_CODES: &[&str] = &["authentication_required", "expired_card", "incorrect_cvc"];
-
-pub fn classify(decline: &Decline) -> DeclineClass {
-    if NEEDS_CUSTOMER_CODES.contains(&decline.code.as_str())
-        || decline
-            .decline_code
-            .as_deref()
-            .is_some_and(|c| NEEDS_CUSTOMER_CODES.contains(&c))
-    {
-        return DeclineClass::NeedsCustomer;
+impl DeclineCode {
+    /// What this code alone says; `None` when it says nothing definite (the advice decides).
+    pub fn class(&self) -> Option<DeclineClass> {
+        use DeclineCode::*;
+        match self {
+            AuthenticationRequired | ExpiredCard | IncorrectCvc => {
+                Some(DeclineClass::NeedsCustomer)
+            }
+            IncorrectNumber
+            | LostCard
+            | StolenCard
+            | PickupCard
+            | InvalidAccount
+            | RestrictedCard
+            | TransactionNotAllowed
+            | RevocationOfAuthorization
+            | RevocationOfAllAuthorizations
+            | Fraudulent
+            | HighestRiskLevel
+            | MerchantBlacklist
+            | CardNotSupported
+            | CurrencyNotSupported
+            | DoNotTryAgain
+            | SecurityViolation
+            | StopPaymentOrder => Some(DeclineClass::Hard),
+            CardDeclined
+            | ProcessingError
+            | InsufficientFunds
+            | GenericDecline
+            | DoNotHonor
+            | TryAgainLater
+            | IssuerNotAvailable
+            | CardVelocityExceeded
+            | WithdrawalCountLimitExceeded
+            | CallIssuer
+            | ReenterTransaction
+            | CardDeclineRateLimitExceeded
+            | Other(_) => None,
+        }
     }
-    if decline.code == "incorrect_number"
-        || decline
-            .decline_code
-            .as_deref()
-            .is_some_and(|c| HARD_DECLINE_CODES.contains(&c))
-    {
-        return DeclineClass::Hard;
+
+    /// Visa's category 1 ("the issuer will never approve"): never reattempted on the card.
+    pub fn is_visa_category_1(&self) -> bool {
+        use DeclineCode::*;
+        match self {
+            LostCard
+            | StolenCard
+            | PickupCard
+            | IncorrectNumber
+            | InvalidAccount
+            | RestrictedCard
+            | TransactionNotAllowed
+            | RevocationOfAuthorization
+            | RevocationOfAllAuthorizations
+            | StopPaymentOrder => true,
+            CardDeclined
+            | AuthenticationRequired
+            | ExpiredCard
+            | IncorrectCvc
+            | ProcessingError
+            | InsufficientFunds
+            | GenericDecline
+            | DoNotHonor
+            | TryAgainLater
+            | IssuerNotAvailable
+            | CardVelocityExceeded
+            | WithdrawalCountLimitExceeded
+            | CallIssuer
+            | ReenterTransaction
+            | CardDeclineRateLimitExceeded
+            | Fraudulent
+            | HighestRiskLevel
+            | MerchantBlacklist
+            | CardNotSupported
+            | CurrencyNotSupported
+            | DoNotTryAgain
+            | SecurityViolation
+            | Other(_) => false,
+        }
     }
-    match decline.advice_code.as_deref() {
-        Some("do_not_try_again") => DeclineClass::Hard,
-        Some("confirm_card_data") => DeclineClass::NeedsCustomer,
-        Some(_) | None => match decline.network_advice_code.as_deref() {
-            // Mastercard merchant advice codes: 03 (account closed) and 21 (stop recurring).
-            Some("03" | "21") => DeclineClass::Hard,
-            Some(_) | None => DeclineClass::Soft,
-        },
+}
+
+/// A card's refusal, with the codes the retry rules need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decline {
+    /// Stripe's `code` (`card_declined`, `expired_card`, `authentication_required`, …).
+    pub code: DeclineCode,
+    /// Stripe's `decline_code` (`insufficient_funds`, `lost_card`, …).
+    pub decline_code: Option<DeclineCode>,
+    pub advice_code: Option<AdviceCode>,
+    pub network_advice_code: Option<NetworkAdviceCode>,
+    pub message: String,
+    /// The failed charge (`ch_…`), when the processor made one.
+    pub charge: Option<String>,
+    /// The PaymentIntent as the decline left it.
+    pub intent_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Decline {
+    /// The most specific code: the decline code when there is one, else the error code.
+    pub fn reason(&self) -> &DeclineCode {
+        self.decline_code.as_ref().unwrap_or(&self.code)
+    }
+
+    /// The class of this decline: the needs-customer codes first, then hard codes, then the
+    /// advice of the processor and of the network; anything else is soft.
+    pub fn class(&self) -> DeclineClass {
+        let by_code = [Some(&self.code), self.decline_code.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(DeclineCode::class)
+            .min_by_key(|class| match class {
+                DeclineClass::NeedsCustomer => 0,
+                DeclineClass::Hard => 1,
+                DeclineClass::Soft => 2,
+            });
+        if let Some(class) = by_code {
+            return class;
+        }
+        match &self.advice_code {
+            Some(AdviceCode::DoNotTryAgain) => return DeclineClass::Hard,
+            Some(AdviceCode::ConfirmCardData) => return DeclineClass::NeedsCustomer,
+            Some(AdviceCode::TryAgainLater | AdviceCode::Other(_)) | None => {}
+        }
+        match &self.network_advice_code {
+            Some(NetworkAdviceCode::DoNotTryAgain | NetworkAdviceCode::StopRecurring) => {
+                DeclineClass::Hard
+            }
+            Some(NetworkAdviceCode::TryLater | NetworkAdviceCode::Other(_)) | None => {
+                DeclineClass::Soft
+            }
+        }
+    }
+
+    /// `code (decline_code)`, for timelines and logs.
+    pub fn summary(&self) -> String {
+        match &self.decline_code {
+            Some(d) => format!("{} ({d})", self.code),
+            None => format!("{} (-)", self.code),
+        }
     }
 }
 
@@ -81,10 +239,10 @@ pub fn classify(decline: &Decline) -> DeclineClass {
 mod tests {
     use super::*;
 
-    fn d(code: &str, decline_code: Option<&str>) -> Decline {
+    pub(crate) fn d(code: &str, decline_code: Option<&str>) -> Decline {
         Decline {
-            code: code.into(),
-            decline_code: decline_code.map(Into::into),
+            code: DeclineCode::parse(code),
+            decline_code: decline_code.map(DeclineCode::parse),
             advice_code: None,
             network_advice_code: None,
             message: String::new(),
@@ -113,24 +271,43 @@ mod tests {
                 NeedsCustomer,
             ),
             ("expired_card", None, NeedsCustomer),
+            ("card_declined", Some("expired_card"), NeedsCustomer),
             ("incorrect_cvc", None, NeedsCustomer),
             ("card_declined", Some("a_code_nobody_knows_yet"), Soft),
         ] {
-            assert_eq!(classify(&d(code, decline)), class, "{code}/{decline:?}");
+            assert_eq!(d(code, decline).class(), class, "{code}/{decline:?}");
         }
     }
 
     #[test]
     fn advice_codes_override_a_soft_decline_code() {
         let mut x = d("card_declined", Some("insufficient_funds"));
-        x.advice_code = Some("do_not_try_again".into());
-        assert_eq!(classify(&x), DeclineClass::Hard);
-        x.advice_code = Some("confirm_card_data".into());
-        assert_eq!(classify(&x), DeclineClass::NeedsCustomer);
+        x.advice_code = Some(AdviceCode::DoNotTryAgain);
+        assert_eq!(x.class(), DeclineClass::Hard);
+        x.advice_code = Some(AdviceCode::ConfirmCardData);
+        assert_eq!(x.class(), DeclineClass::NeedsCustomer);
         x.advice_code = None;
-        x.network_advice_code = Some("21".into());
-        assert_eq!(classify(&x), DeclineClass::Hard);
-        x.network_advice_code = Some("02".into());
-        assert_eq!(classify(&x), DeclineClass::Soft);
+        x.network_advice_code = Some(NetworkAdviceCode::StopRecurring);
+        assert_eq!(x.class(), DeclineClass::Hard);
+        x.network_advice_code = Some(NetworkAdviceCode::TryLater);
+        assert_eq!(x.class(), DeclineClass::Soft);
+    }
+
+    #[test]
+    fn codes_round_trip_as_their_strings_and_unknown_ones_are_kept() {
+        assert_eq!(DeclineCode::parse("lost_card"), DeclineCode::LostCard);
+        assert_eq!(
+            DeclineCode::parse("new_code"),
+            DeclineCode::Other("new_code".into())
+        );
+        assert_eq!(
+            serde_json::to_string(&DeclineCode::Other("new_code".into())).unwrap(),
+            "\"new_code\""
+        );
+        assert_eq!(
+            serde_json::from_str::<NetworkAdviceCode>("\"03\"").unwrap(),
+            NetworkAdviceCode::DoNotTryAgain
+        );
+        assert_eq!(d("card_declined", None).summary(), "card_declined (-)");
     }
 }

@@ -3,14 +3,18 @@
 //! - [`request`]: the create request as the API receives it, and its validation into a
 //!   [`NewPayment`] with errors that name the offending field.
 //! - [`record`]: the stored [`Payment`] with its attempts and event timeline.
+//! - [`job`]: the charge job the queue carries for a payment.
+//! - [`decline`]: decline codes and advice, and what they mean.
+//! - [`network`]: card-network retry rules per card.
 //! - [`store`]: payment records in Redis, the create script and compare-and-set transitions.
 //!
 //! States: `pending` (queued or scheduled) → `processing` → `succeeded` | `failed` |
-//! `paused` (needs the customer) | `canceled`. Transitions are compare-and-set on the stored
-//! record (see the enqueuer's and the worker's stores), so a duplicate delivery cannot move a
-//! finished payment.
+//! `paused` (needs the customer) | `canceled`, and `requires_attention` when Flint stops
+//! trying on its own and an operator must look. Transitions are compare-and-set on the stored
+//! record, so a duplicate delivery cannot move a finished payment.
 
 pub mod decline;
+pub mod job;
 pub mod network;
 pub mod record;
 pub mod request;
@@ -58,16 +62,21 @@ pub enum Status {
     /// Needs the customer (authentication, expired card, no usable method); resumable.
     Paused,
     Canceled,
+    /// Flint stopped trying on its own (an outcome that stayed unknown, a processor that kept
+    /// refusing Flint's key, an attempt that kept crashing its worker); resumable once the
+    /// cause is fixed.
+    RequiresAttention,
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Pending,
         Status::Processing,
         Status::Succeeded,
         Status::Failed,
         Status::Paused,
         Status::Canceled,
+        Status::RequiresAttention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +87,7 @@ impl Status {
             Status::Failed => "failed",
             Status::Paused => "paused",
             Status::Canceled => "canceled",
+            Status::RequiresAttention => "requires_attention",
         }
     }
 
@@ -87,6 +97,22 @@ impl Status {
 
     /// No transition leaves a finished payment.
     pub fn is_final(self) -> bool {
-        matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
+        match self {
+            Status::Succeeded | Status::Failed | Status::Canceled => true,
+            Status::Pending | Status::Processing | Status::Paused | Status::RequiresAttention => {
+                false
+            }
+        }
+    }
+
+    /// Whether a payment in this status must have a live charge job: its way forward.
+    /// (A `requires_attention` payment's way forward is an operator; a final one has none.)
+    pub fn needs_job(self) -> bool {
+        match self {
+            Status::Pending | Status::Processing | Status::Paused => true,
+            Status::Succeeded | Status::Failed | Status::Canceled | Status::RequiresAttention => {
+                false
+            }
+        }
     }
 }

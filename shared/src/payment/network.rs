@@ -1,96 +1,215 @@
-//! Card-network retry rules, per card (processor fingerprint) across all of a tenant's
-//! payments (reference: payments-domain.md §6):
+//! Card-network retry rules, per card (the processor's fingerprint) across all of a tenant's
+//! payments:
 //! - Visa category-1 declines (the card can never succeed: lost, stolen, closed, …) are never
-//!   retried on that card — `visa_category_1`;
-//! - Visa allows at most 20 reattempts per card in 30 days — `visa_20_in_30_days`;
-//! - Mastercard merchant advice codes 03 and 21 are never retried — `mastercard_advice_03`,
-//!   `mastercard_advice_21`; 02 waits 72 hours — `mastercard_advice_02`;
-//! - `card_decline_rate_limit_exceeded` waits 24 hours — `card_decline_rate_limit`.
+//!   retried on that card — [`NetworkRule::VisaCategory1`];
+//! - Visa allows at most 20 reattempts per card in 30 days — [`NetworkRule::Visa20In30Days`];
+//! - Mastercard merchant advice codes 03 and 21 are never retried; 02 waits 72 hours;
+//! - `card_decline_rate_limit_exceeded` waits 24 hours.
 //!
-//! The decision ([`block_after_decline`]) is a pure function; [`CardRules`] keeps the state in
-//! Redis under the queue's hash tag.
+//! What a decline means is a pure function ([`block_after_decline`]). The state lives in Redis
+//! under the queue's hash tag and every change is one script, because concurrent attempts on
+//! one card (two payments of the same customer, a resumed payment and a scheduled one) must
+//! neither slip past the Visa count together nor weaken each other's blocks:
+//! - [`CardRules::reserve`] checks the card's block and, for a Visa card that has declined in the
+//!   last 30 days, takes this attempt's place among the 20 reattempts in the same script
+//!   (check-then-act across two calls let two attempts both take the 20th place). A card
+//!   without a recent decline has no reattempts to count, so attempts on it reserve nothing;
+//! - [`CardRules::record`] stores what the attempt's answer says; a block only ever gets
+//!   stronger (a Mastercard 03 "never" from one attempt is not replaced by a 02 "72 hours" from
+//!   another that finished later).
 
 use std::time::Duration;
 
-use redis::AsyncCommands;
+use redis::Script;
 use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
-use crate::processor::Decline;
+use crate::codes::string_codes;
+use crate::payment::decline::{Decline, NetworkAdviceCode};
+use crate::processor::{CardBrand, CardInfo};
+use crate::time::Timestamp;
 
-const HOUR_MS: i64 = 3_600_000;
-const DAY_MS: i64 = 24 * HOUR_MS;
-const VISA_WINDOW_MS: i64 = 30 * DAY_MS;
-const VISA_MAX_REATTEMPTS: usize = 20;
+const VISA_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+const VISA_MAX_REATTEMPTS: u32 = 20;
+/// How long a "never" block is kept: longer than any card's retry story.
+const NEVER_KEPT: Duration = Duration::from_secs(400 * 24 * 3600);
 
-/// Visa category-1 decline codes (issuer will never approve).
-const VISA_CATEGORY_1: &[&str] = &[
-    "lost_card",
-    "stolen_card",
-    "pickup_card",
-    "incorrect_number",
-    "invalid_account",
-    "restricted_card",
-    "transaction_not_allowed",
-    "revocation_of_authorization",
-    "revocation_of_all_authorizations",
-];
+string_codes! {
+    /// The card-network rule behind a block (also the `rule` label of
+    /// `flint_network_rule_blocks_total`).
+    NetworkRule {
+        VisaCategory1 => "visa_category_1",
+        Visa20In30Days => "visa_20_in_30_days",
+        MastercardAdvice02 => "mastercard_advice_02",
+        MastercardAdvice03 => "mastercard_advice_03",
+        MastercardAdvice21 => "mastercard_advice_21",
+        CardDeclineRateLimit => "card_decline_rate_limit",
+    }
+}
 
 /// Why a card may not be charged now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Block {
-    Never { rule: String },
-    Until { at_ms: i64, rule: String },
+    Never { rule: NetworkRule },
+    Until { at: Timestamp, rule: NetworkRule },
 }
 
 impl Block {
-    pub fn rule(&self) -> &str {
+    pub fn rule(&self) -> &NetworkRule {
         match self {
             Block::Never { rule } | Block::Until { rule, .. } => rule,
+        }
+    }
+
+    /// As stored: `never|rule` or `until|ms|rule`.
+    fn encode(&self) -> String {
+        match self {
+            Block::Never { rule } => format!("never|{rule}"),
+            Block::Until { at, rule } => format!("until|{}|{rule}", at.unix_ms()),
+        }
+    }
+
+    fn decode(stored: &str) -> Option<Block> {
+        let mut parts = stored.splitn(3, '|');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some("never"), Some(rule), None) => Some(Block::Never {
+                rule: NetworkRule::parse(rule),
+            }),
+            (Some("until"), Some(at), Some(rule)) => Some(Block::Until {
+                at: Timestamp::from_unix_ms(at.parse().ok()?),
+                rule: NetworkRule::parse(rule),
+            }),
+            _ => None,
         }
     }
 }
 
 /// The block a decline puts on its card, if any.
-pub fn block_after_decline(brand: &str, decline: &Decline, now_ms: i64) -> Option<Block> {
-    let code = decline
-        .decline_code
-        .as_deref()
-        .unwrap_or(decline.code.as_str());
-    if brand == "visa" && (VISA_CATEGORY_1.contains(&code) || decline.code == "incorrect_number") {
+pub fn block_after_decline(brand: &CardBrand, decline: &Decline, now: Timestamp) -> Option<Block> {
+    if *brand == CardBrand::Visa
+        && (decline.reason().is_visa_category_1() || decline.code.is_visa_category_1())
+    {
         return Some(Block::Never {
-            rule: "visa_category_1".into(),
+            rule: NetworkRule::VisaCategory1,
         });
     }
-    if brand == "mastercard" {
-        match decline.network_advice_code.as_deref() {
-            Some("03") => {
+    if *brand == CardBrand::Mastercard {
+        match &decline.network_advice_code {
+            Some(NetworkAdviceCode::DoNotTryAgain) => {
                 return Some(Block::Never {
-                    rule: "mastercard_advice_03".into(),
+                    rule: NetworkRule::MastercardAdvice03,
                 });
             }
-            Some("21") => {
+            Some(NetworkAdviceCode::StopRecurring) => {
                 return Some(Block::Never {
-                    rule: "mastercard_advice_21".into(),
+                    rule: NetworkRule::MastercardAdvice21,
                 });
             }
-            Some("02") => {
+            Some(NetworkAdviceCode::TryLater) => {
                 return Some(Block::Until {
-                    at_ms: now_ms + 72 * HOUR_MS,
-                    rule: "mastercard_advice_02".into(),
+                    at: now.plus(Duration::from_secs(72 * 3600)),
+                    rule: NetworkRule::MastercardAdvice02,
                 });
             }
-            Some(_) | None => {}
+            Some(NetworkAdviceCode::Other(_)) | None => {}
         }
     }
-    if code == "card_decline_rate_limit_exceeded" {
+    if *decline.reason() == crate::payment::decline::DeclineCode::CardDeclineRateLimitExceeded {
         return Some(Block::Until {
-            at_ms: now_ms + DAY_MS,
-            rule: "card_decline_rate_limit".into(),
+            at: now.plus(Duration::from_secs(24 * 3600)),
+            rule: NetworkRule::CardDeclineRateLimit,
         });
     }
     None
+}
+
+/// Check a card's block and, for a Visa card with declines in the window, take this attempt's
+/// place among the reattempts.
+/// KEYS: block, declines (member per declined attempt, score ms), reserved (member per running
+///       reattempt, score ms)
+/// ARGV: now_ms, attempt member, visa ('1'|'0'), window_ms, max reattempts
+/// Returns '' when allowed, else the block as stored (`never|rule`, `until|ms|rule`).
+const RESERVE: &str = r"
+local now = tonumber(ARGV[1])
+local block = redis.call('GET', KEYS[1])
+if block then
+  if string.sub(block, 1, 6) == 'never|' then return block end
+  local at = tonumber(string.match(block, '^until|(%d+)|'))
+  if at and at > now then return block end
+end
+if ARGV[3] ~= '1' then return '' end
+local window = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
+local declines = redis.call('ZCARD', KEYS[2])
+if declines == 0 or redis.call('ZSCORE', KEYS[3], ARGV[2]) then return '' end
+if declines + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
+  local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  return 'until|' .. (tonumber(oldest[2]) + window) .. '|visa_20_in_30_days'
+end
+redis.call('ZADD', KEYS[3], now, ARGV[2])
+redis.call('PEXPIRE', KEYS[3], window + 86400000)
+return ''
+";
+
+/// Store what an attempt's answer says about its card.
+/// KEYS: block, declines, reserved
+/// ARGV: now_ms, attempt member, visa ('1'|'0'), window_ms, outcome ('declined'|'charged'|
+///       'not_sent'), new block ('' | `never|rule` | `until|ms|rule`), never ttl ms
+/// The attempt's reservation is released; a decline is counted. A new block is stored only if
+/// it is stronger than the card's current one: `never` beats `until`; a later `until` beats an
+/// earlier one. Returns the card's block after the change ('' for none).
+const RECORD: &str = r"
+local now = tonumber(ARGV[1])
+if ARGV[3] == '1' then
+  redis.call('ZREM', KEYS[3], ARGV[2])
+  if ARGV[5] == 'declined' then
+    redis.call('ZADD', KEYS[2], now, ARGV[2])
+    redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - tonumber(ARGV[4]))
+    redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[4]) + 86400000)
+  end
+end
+local current = redis.call('GET', KEYS[1])
+local function until_of(b)
+  if not b then return nil end
+  return tonumber(string.match(b, '^until|(%d+)|'))
+end
+local function live(b)
+  if not b then return false end
+  if string.sub(b, 1, 6) == 'never|' then return true end
+  local at = until_of(b)
+  return at ~= nil and at > now
+end
+if not live(current) then current = nil end
+local new = ARGV[6]
+if new == '' then return current or '' end
+local stronger
+if not current then
+  stronger = true
+elseif string.sub(current, 1, 6) == 'never|' then
+  stronger = false
+elseif string.sub(new, 1, 6) == 'never|' then
+  stronger = true
+else
+  stronger = until_of(new) > until_of(current)
+end
+if not stronger then return current end
+if string.sub(new, 1, 6) == 'never|' then
+  redis.call('SET', KEYS[1], new, 'PX', ARGV[7])
+else
+  redis.call('SET', KEYS[1], new, 'PX', math.max(1, until_of(new) - now))
+end
+return new
+";
+
+/// What an attempt's answer says about its card, for [`CardRules::record`].
+#[derive(Debug, Clone, Copy)]
+pub enum CardOutcome<'a> {
+    Declined(&'a Decline),
+    Charged,
+    /// Nothing was sent after all (a cancel arrived): the reservation is released.
+    NotSent,
 }
 
 #[derive(Debug)]
@@ -98,6 +217,8 @@ pub struct CardRules {
     client: redis::Client,
     conn: OnceCell<ConnectionManager>,
     prefix: String,
+    reserve: Script,
+    record: Script,
 }
 
 impl CardRules {
@@ -106,6 +227,8 @@ impl CardRules {
             client,
             conn: OnceCell::new(),
             prefix: format!("flint:{{{queue}}}:card"),
+            reserve: Script::new(RESERVE),
+            record: Script::new(RECORD),
         }
     }
 
@@ -117,115 +240,93 @@ impl CardRules {
             .clone())
     }
 
-    fn key(&self, tenant: &str, fingerprint: &str, what: &str) -> String {
+    fn keys(&self, tenant: &str, card: &CardInfo) -> [String; 3] {
         // Fingerprints are the processor's; hashed so keys never carry them verbatim.
-        let card = hex::encode(&Sha256::digest(fingerprint.as_bytes())[..12]);
-        format!("{}:{tenant}:{card}:{what}", self.prefix)
+        let hash = hex::encode(&Sha256::digest(card.fingerprint.as_bytes())[..12]);
+        ["block", "declines", "reserved"]
+            .map(|what| format!("{}:{tenant}:{hash}:{what}", self.prefix))
     }
 
-    /// The rule that blocks charging this card now, if one does.
-    pub async fn check(
+    /// The rule that forbids charging `card` now, if one does. Otherwise, when `card` is a Visa
+    /// card that declined in the last 30 days, this attempt (`attempt`, unique per payment and
+    /// attempt number) takes a place among its reattempts until [`CardRules::record`] says how
+    /// it ended. Reserving the same attempt again is allowed and counts once.
+    pub async fn reserve(
         &self,
         tenant: &str,
-        fingerprint: &str,
-        brand: &str,
-        now_ms: i64,
+        card: &CardInfo,
+        attempt: &str,
+        now: Timestamp,
     ) -> Result<Option<Block>, redis::RedisError> {
         let mut conn = self.conn().await?;
-        let stored: Option<String> = conn.get(self.key(tenant, fingerprint, "block")).await?;
-        if let Some(stored) = stored {
-            let mut parts = stored.splitn(3, '|');
-            match (parts.next(), parts.next(), parts.next()) {
-                (Some("never"), Some(rule), None) => {
-                    return Ok(Some(Block::Never {
-                        rule: rule.to_owned(),
-                    }));
-                }
-                (Some("until"), Some(at), Some(rule)) => {
-                    if let Ok(at_ms) = at.parse::<i64>()
-                        && at_ms > now_ms
-                    {
-                        return Ok(Some(Block::Until {
-                            at_ms,
-                            rule: rule.to_owned(),
-                        }));
-                    }
-                }
-                _ => {}
-            }
-        }
-        if brand == "visa" {
-            let declines = self.key(tenant, fingerprint, "declines");
-            let recent: Vec<(String, f64)> = conn
-                .zrangebyscore_withscores(&declines, now_ms - VISA_WINDOW_MS, "+inf")
-                .await?;
-            if recent.len() >= VISA_MAX_REATTEMPTS {
-                let oldest = recent.first().map_or(now_ms, |(_, at)| *at as i64);
-                return Ok(Some(Block::Until {
-                    at_ms: oldest + VISA_WINDOW_MS,
-                    rule: "visa_20_in_30_days".into(),
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Counts a decline against the card and stores the block it causes; returns that block.
-    pub async fn record_decline(
-        &self,
-        tenant: &str,
-        fingerprint: &str,
-        brand: &str,
-        decline: &Decline,
-        now_ms: i64,
-    ) -> Result<Option<Block>, redis::RedisError> {
-        let mut conn = self.conn().await?;
-        let declines = self.key(tenant, fingerprint, "declines");
-        let member = format!("{now_ms}-{}", crate::ids::random_token(6));
-        let () = redis::pipe()
-            .zadd(&declines, member, now_ms)
-            .ignore()
-            .zrembyscore(&declines, "-inf", now_ms - VISA_WINDOW_MS)
-            .ignore()
-            .pexpire(&declines, VISA_WINDOW_MS + DAY_MS)
-            .ignore()
-            .query_async(&mut conn)
+        let stored: String = self
+            .reserve
+            .key(&self.keys(tenant, card)[..])
+            .arg(now.unix_ms())
+            .arg(attempt)
+            .arg(if card.brand == CardBrand::Visa {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(window_ms())
+            .arg(VISA_MAX_REATTEMPTS)
+            .invoke_async(&mut conn)
             .await?;
-        let block = block_after_decline(brand, decline, now_ms);
-        let key = self.key(tenant, fingerprint, "block");
-        match &block {
-            Some(Block::Never { rule }) => {
-                // Kept for 13 months, longer than any card's retry story.
-                let () = conn
-                    .set_ex(key, format!("never|{rule}"), 400 * 24 * 3600)
-                    .await?;
-            }
-            Some(Block::Until { at_ms, rule }) => {
-                let ttl = Duration::from_millis(u64::try_from(at_ms - now_ms).unwrap_or(0).max(1));
-                let () = conn
-                    .pset_ex(
-                        key,
-                        format!("until|{at_ms}|{rule}"),
-                        u64::try_from(ttl.as_millis()).unwrap_or(1),
-                    )
-                    .await?;
-            }
-            None => {}
-        }
-        Ok(block)
+        Ok(Block::decode(&stored))
     }
+
+    /// Stores what attempt `attempt`'s answer says about `card`; returns the block the card
+    /// now has (the decline's own, or a stronger one already there).
+    pub async fn record(
+        &self,
+        tenant: &str,
+        card: &CardInfo,
+        attempt: &str,
+        outcome: CardOutcome<'_>,
+        now: Timestamp,
+    ) -> Result<Option<Block>, redis::RedisError> {
+        let mut conn = self.conn().await?;
+        let (kind, new) = match outcome {
+            CardOutcome::Declined(d) => ("declined", block_after_decline(&card.brand, d, now)),
+            CardOutcome::Charged => ("charged", None),
+            CardOutcome::NotSent => ("not_sent", None),
+        };
+        let stored: String = self
+            .record
+            .key(&self.keys(tenant, card)[..])
+            .arg(now.unix_ms())
+            .arg(attempt)
+            .arg(if card.brand == CardBrand::Visa {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(window_ms())
+            .arg(kind)
+            .arg(new.as_ref().map_or_else(String::new, Block::encode))
+            .arg(u64::try_from(NEVER_KEPT.as_millis()).unwrap_or(u64::MAX))
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(Block::decode(&stored))
+    }
+}
+
+fn window_ms() -> u64 {
+    u64::try_from(VISA_WINDOW.as_millis()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payment::decline::DeclineCode;
 
     fn d(code: &str, decline_code: Option<&str>, network_advice: Option<&str>) -> Decline {
         Decline {
-            code: code.into(),
-            decline_code: decline_code.map(Into::into),
+            code: DeclineCode::parse(code),
+            decline_code: decline_code.map(DeclineCode::parse),
             advice_code: None,
-            network_advice_code: network_advice.map(Into::into),
+            network_advice_code: network_advice.map(NetworkAdviceCode::parse),
             message: String::new(),
             charge: None,
             intent_id: None,
@@ -235,74 +336,84 @@ mod tests {
 
     #[test]
     fn each_network_rule_blocks_as_the_network_says() {
-        let now = 1_000_000;
-        let never = |rule: &str| Some(Block::Never { rule: rule.into() });
-        assert_eq!(
-            block_after_decline("visa", &d("card_declined", Some("lost_card"), None), now),
-            never("visa_category_1")
+        let now = Timestamp::from_unix_ms(1_000_000);
+        let (visa, mc, amex) = (
+            CardBrand::Visa,
+            CardBrand::Mastercard,
+            CardBrand::parse("amex"),
         );
-        assert_eq!(
-            block_after_decline("visa", &d("incorrect_number", None, None), now),
-            never("visa_category_1")
-        );
-        assert_eq!(
-            block_after_decline(
-                "visa",
-                &d("card_declined", Some("insufficient_funds"), None),
-                now
-            ),
-            None
-        );
-        assert_eq!(
-            block_after_decline(
-                "mastercard",
-                &d("card_declined", Some("lost_card"), None),
-                now
-            ),
-            None,
-            "a Visa rule"
-        );
-        assert_eq!(
-            block_after_decline(
-                "mastercard",
-                &d("card_declined", Some("do_not_honor"), Some("03")),
-                now
-            ),
-            never("mastercard_advice_03")
-        );
-        assert_eq!(
-            block_after_decline(
-                "mastercard",
-                &d("card_declined", Some("do_not_honor"), Some("21")),
-                now
-            ),
-            never("mastercard_advice_21")
-        );
-        assert_eq!(
-            block_after_decline(
-                "mastercard",
-                &d("card_declined", Some("insufficient_funds"), Some("02")),
-                now
-            ),
+        let never = |rule| Some(Block::Never { rule });
+        let until = |hours: u64, rule| {
             Some(Block::Until {
-                at_ms: now + 72 * HOUR_MS,
-                rule: "mastercard_advice_02".into()
+                at: now.plus(Duration::from_secs(hours * 3600)),
+                rule,
             })
-        );
-        assert_eq!(
-            block_after_decline(
-                "amex",
-                &d(
+        };
+        for (brand, decline, block) in [
+            (
+                &visa,
+                d("card_declined", Some("lost_card"), None),
+                never(NetworkRule::VisaCategory1),
+            ),
+            (
+                &visa,
+                d("incorrect_number", None, None),
+                never(NetworkRule::VisaCategory1),
+            ),
+            (
+                &visa,
+                d("card_declined", Some("insufficient_funds"), None),
+                None,
+            ),
+            // A Visa rule does not apply to Mastercard.
+            (&mc, d("card_declined", Some("lost_card"), None), None),
+            (
+                &mc,
+                d("card_declined", Some("do_not_honor"), Some("03")),
+                never(NetworkRule::MastercardAdvice03),
+            ),
+            (
+                &mc,
+                d("card_declined", Some("do_not_honor"), Some("21")),
+                never(NetworkRule::MastercardAdvice21),
+            ),
+            (
+                &mc,
+                d("card_declined", Some("insufficient_funds"), Some("02")),
+                until(72, NetworkRule::MastercardAdvice02),
+            ),
+            (
+                &amex,
+                d(
                     "card_declined",
                     Some("card_decline_rate_limit_exceeded"),
-                    None
+                    None,
                 ),
-                now
+                until(24, NetworkRule::CardDeclineRateLimit),
             ),
-            Some(Block::Until {
-                at_ms: now + DAY_MS,
-                rule: "card_decline_rate_limit".into()
-            })
-        );
+        ] {
+            assert_eq!(
+                block_after_decline(brand, &decline, now),
+                block,
+                "{brand} {decline:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn blocks_round_trip_through_their_stored_form() {
+        for block in [
+            Block::Never {
+                rule: NetworkRule::MastercardAdvice21,
+            },
+            Block::Until {
+                at: Timestamp::from_unix_ms(1_800_000_000_000),
+                rule: NetworkRule::Visa20In30Days,
+            },
+        ] {
+            assert_eq!(Block::decode(&block.encode()), Some(block));
+        }
+        assert_eq!(Block::decode(""), None);
+        assert_eq!(Block::decode("until|soon|x"), None);
     }
 }

@@ -1,23 +1,17 @@
 //! The stored payment, which is also what the API returns: the request as accepted, its
 //! status, each attempt, and the timeline of its events.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
+use super::decline::{AdviceCode, DeclineCode, NetworkAdviceCode};
+use super::network::NetworkRule;
 use super::request::{Context, InitiatedBy, NewPayment, RetryPolicy};
 use super::{Purpose, Status};
 use crate::ids::{EventId, PaymentId};
 use crate::metadata::Metadata;
-
-/// RFC 3339 (UTC, millisecond precision) of unix milliseconds.
-pub fn rfc3339(ms: i64) -> String {
-    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let at = at
-        .replace_nanosecond((at.nanosecond() / 1_000_000) * 1_000_000)
-        .unwrap_or(at);
-    at.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
-}
+use crate::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -49,6 +43,9 @@ pub enum EventKind {
     /// After a hard decline, the next attempt charges another of the customer's saved cards.
     #[serde(rename = "off_session_payment.payment_method_switched")]
     PaymentMethodSwitched,
+    /// Flint stopped trying on its own: an operator must look (see `attention`).
+    #[serde(rename = "off_session_payment.requires_attention")]
+    RequiresAttention,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,10 +54,70 @@ pub struct TimelineEvent {
     pub id: EventId,
     #[serde(rename = "type")]
     pub kind: EventKind,
-    pub created_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
     /// Why it happened, in words (a decline code, an operator's reason, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// May succeed later: retried on the schedule.
+    SoftDecline,
+    /// Never retried on this card.
+    HardDecline,
+    /// Authentication, an expired card or no card at all: the payment is paused.
+    NeedsCustomer,
+    /// The processor refused the request itself (a bug or bad data).
+    Rejected,
+    /// A card-network rule forbade charging the card; nothing was sent.
+    BlockedByNetworkRule,
+    /// A cancel was requested and the attempt is known to have made no charge.
+    Canceled,
+}
+
+impl AttemptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::SoftDecline => "soft_decline",
+            AttemptOutcome::HardDecline => "hard_decline",
+            AttemptOutcome::NeedsCustomer => "needs_customer",
+            AttemptOutcome::Rejected => "rejected",
+            AttemptOutcome::BlockedByNetworkRule => "blocked_by_network_rule",
+            AttemptOutcome::Canceled => "canceled",
+        }
+    }
+}
+
+/// Why an attempt has no definite answer yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Unanswered {
+    /// The processor could not be reached or its answer was lost; its records are read until
+    /// they say what happened.
+    UnknownOutcome,
+    /// The processor refused Flint's credentials (401/403).
+    ProcessorMisconfigured,
+}
+
+/// An attempt still waiting for a definite answer: since when, how often it was asked again,
+/// and the last reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Unresolved {
+    pub kind: Unanswered,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub since: Timestamp,
+    /// How many times the attempt was tried again without an answer.
+    pub tries: u32,
+    pub reason: String,
 }
 
 /// One attempt to charge.
@@ -68,25 +125,104 @@ pub struct TimelineEvent {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Attempt {
     pub number: u32,
-    pub started_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub started_at: Timestamp,
     #[serde(default)]
-    pub finished_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub finished_at: Option<Timestamp>,
+    /// The card charged, recorded before the attempt's first charging request: a continued
+    /// attempt charges the same card and settles what the first try did before anything else.
     #[serde(default)]
     pub payment_method: Option<String>,
-    /// `succeeded`, `soft_decline`, `hard_decline`, `needs_customer`, `unknown`, …
     #[serde(default)]
-    pub outcome: Option<String>,
+    pub outcome: Option<AttemptOutcome>,
     #[serde(default)]
-    pub decline_code: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub decline_code: Option<DeclineCode>,
     #[serde(default)]
-    pub advice_code: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub advice_code: Option<AdviceCode>,
+    /// The card network's advice (Mastercard: `02`, `03`, `21`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub network_advice_code: Option<NetworkAdviceCode>,
+    /// The card-network rule that blocked this attempt, or that the decline put on the card.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub network_rule: Option<NetworkRule>,
     #[serde(default)]
     pub processor_request_id: Option<String>,
     /// The processor's charge of this attempt (`ch_…`), when it made one: how an attempt whose
     /// answer was lost is told apart from the one before it.
     #[serde(default)]
     pub charge: Option<String>,
+    /// While the attempt has no definite answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unresolved: Option<Unresolved>,
 }
+
+impl Attempt {
+    pub fn new(number: u32, payment_method: Option<String>, now: Timestamp) -> Attempt {
+        Attempt {
+            number,
+            started_at: now,
+            finished_at: None,
+            payment_method,
+            outcome: None,
+            decline_code: None,
+            advice_code: None,
+            network_advice_code: None,
+            network_rule: None,
+            processor_request_id: None,
+            charge: None,
+            unresolved: None,
+        }
+    }
+}
+
+/// Why a payment needs an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum AttentionReason {
+    /// An attempt's outcome stayed unknown past its bound: the processor may have charged.
+    UnknownOutcome,
+    /// The processor kept refusing Flint's credentials for this tenant.
+    ProcessorMisconfigured,
+    /// The attempt stopped its worker (a crash, a kill, a stall past its lease) too often.
+    WorkerLost,
+    /// The payment's job had to be restored by the sweeper too often.
+    JobLost,
+    /// The attempt failed inside Flint (a bug); the log has the detail.
+    InternalError,
+}
+
+impl AttentionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttentionReason::UnknownOutcome => "unknown_outcome",
+            AttentionReason::ProcessorMisconfigured => "processor_misconfigured",
+            AttentionReason::WorkerLost => "worker_lost",
+            AttentionReason::JobLost => "job_lost",
+            AttentionReason::InternalError => "internal_error",
+        }
+    }
+}
+
+/// While `requires_attention`: why, in a code and in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Attention {
+    pub reason: AttentionReason,
+    pub detail: String,
+}
+
+/// How often a payment may be resumed (or retried now): every resume adds attempts and events,
+/// and a payment's record must stay bounded. A caller who needs more creates a new payment.
+pub const MAX_RESUMES: usize = 10;
+
+/// How many other saved cards one payment may fall back to after hard declines.
+pub const MAX_CARD_SWITCHES: usize = 5;
 
 /// An off-session payment (`osp_…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,10 +242,16 @@ pub struct Payment {
     pub statement_descriptor_suffix: Option<String>,
     #[cfg_attr(feature = "openapi", schema(value_type = std::collections::BTreeMap<String, String>))]
     pub metadata: Metadata,
-    pub charge_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub charge_at: Option<Timestamp>,
     pub retry_policy: RetryPolicy,
     /// When the next attempt is due, while `pending`.
-    pub next_attempt_at: Option<String>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub next_attempt_at: Option<Timestamp>,
+    /// While `paused`: when the payment fails unless it is resumed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub expires_at: Option<Timestamp>,
     /// A cancel arrived while an attempt was running: no further attempt will start.
     pub cancel_requested: bool,
     /// The processor's PaymentIntent for this payment (one per payment), once created.
@@ -118,17 +260,20 @@ pub struct Payment {
     /// Why the payment failed or is paused, in words.
     #[serde(default)]
     pub last_error: Option<String>,
+    /// While `requires_attention`: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<Attention>,
     pub attempts: Vec<Attempt>,
     pub events: Vec<TimelineEvent>,
-    pub created_at: String,
-    pub updated_at: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub updated_at: Timestamp,
 }
 
 impl Payment {
     /// A fresh `pending` payment with its `created` event.
-    pub fn create(id: PaymentId, new: NewPayment, now_ms: i64) -> Payment {
-        let now = rfc3339(now_ms);
-        let first_attempt_ms = new.charge_at_ms.unwrap_or(now_ms);
+    pub fn create(id: PaymentId, new: NewPayment, now: Timestamp) -> Payment {
         Payment {
             id,
             object: "off_session_payment".to_owned(),
@@ -145,34 +290,68 @@ impl Payment {
             description: new.description,
             statement_descriptor_suffix: new.statement_descriptor_suffix,
             metadata: new.metadata,
-            charge_at: new.charge_at_ms.map(rfc3339),
+            charge_at: new.charge_at,
             retry_policy: new.retry_policy,
-            next_attempt_at: Some(rfc3339(first_attempt_ms)),
+            next_attempt_at: Some(new.charge_at.unwrap_or(now)),
+            expires_at: None,
             cancel_requested: false,
             processor_payment_intent: None,
             last_error: None,
+            attention: None,
             attempts: Vec::new(),
             events: vec![TimelineEvent {
                 id: EventId::generate(),
                 kind: EventKind::Created,
-                created_at: now.clone(),
+                created_at: now,
                 detail: None,
             }],
-            created_at: now.clone(),
+            created_at: now,
             updated_at: now,
         }
     }
 
     /// Appends an event and stamps the update time.
-    pub fn record(&mut self, kind: EventKind, detail: Option<String>, now_ms: i64) {
-        let now = rfc3339(now_ms);
+    pub fn record(&mut self, kind: EventKind, detail: Option<String>, now: Timestamp) {
         self.events.push(TimelineEvent {
             id: EventId::generate(),
             kind,
-            created_at: now.clone(),
+            created_at: now,
             detail,
         });
         self.updated_at = now;
+    }
+
+    /// The attempt that has started and not ended: a continuation finishes it before any new
+    /// attempt starts.
+    pub fn open_attempt(&self) -> Option<&Attempt> {
+        self.attempts.last().filter(|a| a.finished_at.is_none())
+    }
+
+    pub fn open_attempt_mut(&mut self) -> Option<&mut Attempt> {
+        self.attempts.last_mut().filter(|a| a.finished_at.is_none())
+    }
+
+    /// The end of the retry window: `retry_policy.window_hours` after `charge_at` (or creation).
+    pub fn window_end(&self) -> Timestamp {
+        self.charge_at
+            .unwrap_or(self.created_at)
+            .plus(Duration::from_secs(
+                u64::from(self.retry_policy.window_hours) * 3600,
+            ))
+    }
+
+    /// How often the payment was resumed (or retried now) by a caller.
+    pub fn resumes(&self) -> usize {
+        self.count(EventKind::Resumed)
+    }
+
+    /// How often the payment fell back to another saved card.
+    pub fn card_switches(&self) -> usize {
+        self.count(EventKind::PaymentMethodSwitched)
+    }
+
+    fn count(&self, kind: EventKind) -> usize {
+        self.events.iter().filter(|e| e.kind == kind).count()
     }
 }
 
@@ -181,28 +360,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timestamps_are_utc_rfc3339_with_milliseconds() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_800_000_000_123), "2027-01-15T08:00:00.123Z");
-    }
-
-    #[test]
     fn a_created_payment_is_pending_with_its_created_event_and_round_trips() {
+        let now = Timestamp::from_unix_ms(1_800_000_000_000);
         let req: super::super::CreatePaymentRequest = serde_json::from_value(serde_json::json!({
             "customer": "cus_1", "amount": {"value": 2000, "currency": "eur"}, "purpose": "repeat_purchase",
             "initiated_by": {"type": "service", "id": "shop"}, "metadata": {"order": "42"}
         }))
         .unwrap();
-        let p = Payment::create(
-            PaymentId::generate(),
-            req.validate(1_800_000_000_000).unwrap(),
-            1_800_000_000_000,
-        );
+        let p = Payment::create(PaymentId::generate(), req.validate(now).unwrap(), now);
         assert_eq!(p.status, Status::Pending);
         assert_eq!(p.events.len(), 1);
         assert_eq!(p.events[0].kind, EventKind::Created);
+        assert_eq!(p.next_attempt_at, Some(now));
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(json["events"][0]["type"], "off_session_payment.created");
+        assert_eq!(json["created_at"], "2027-01-15T08:00:00Z");
         assert_eq!(
             json["amount"],
             serde_json::json!({"value": 2000, "currency": "eur"})
@@ -213,5 +385,9 @@ mod tests {
         );
         let back: Payment = serde_json::from_value(json).unwrap();
         assert_eq!(back, p);
+        assert_eq!(
+            p.window_end(),
+            now.plus(Duration::from_secs(14 * 24 * 3600))
+        );
     }
 }

@@ -7,14 +7,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Purpose;
-use crate::metadata::Metadata;
+use crate::metadata::{MAX_KEYS, Metadata};
 use crate::money::{Currency, Money};
+use crate::processor::stripe::metadata::{flint_metadata, reserved_key};
+use crate::time::Timestamp;
 
 /// The most a single text field may hold (ids from the caller's systems).
 const MAX_REF_CHARS: usize = 255;
+/// The most a processor id (`cus_…`, `pm_…`) may hold.
+const MAX_PROCESSOR_ID_CHARS: usize = 255;
 const MAX_DESCRIPTION_CHARS: usize = 1000;
 /// How far ahead `charge_at` may be.
-const MAX_SCHEDULE_AHEAD_SECS: i64 = 366 * 24 * 60 * 60;
+const MAX_SCHEDULE_AHEAD_SECS: u64 = 366 * 24 * 60 * 60;
 /// Attempts and window the default retry policy allows.
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 4;
 pub const DEFAULT_WINDOW_HOURS: u32 = 14 * 24;
@@ -152,8 +156,8 @@ pub struct NewPayment {
     pub description: Option<String>,
     pub statement_descriptor_suffix: Option<String>,
     pub metadata: Metadata,
-    /// Unix milliseconds of the first attempt.
-    pub charge_at_ms: Option<i64>,
+    /// When the first attempt is due (now when `None`).
+    pub charge_at: Option<Timestamp>,
     pub retry_policy: RetryPolicy,
 }
 
@@ -196,11 +200,38 @@ fn optional_reference(param: &str, value: Option<&String>) -> Result<(), Validat
     value.map_or(Ok(()), |v| reference(param, v))
 }
 
+/// A processor's id (`cus_…`, `pm_…`): letters, digits and `_`, at most 255. Ids go into the
+/// processor's URL paths and into Redis key names, so nothing else is accepted.
+pub fn processor_id(param: &str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() {
+        return Err(ValidationError {
+            code: "parameter_missing",
+            param: param.to_owned(),
+            message: format!("{param} must not be empty"),
+        });
+    }
+    if value.len() > MAX_PROCESSOR_ID_CHARS
+        || !value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(invalid(
+            param,
+            format!(
+                "{param} must be a processor id: letters, digits and _, at most {MAX_PROCESSOR_ID_CHARS} characters"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 impl CreatePaymentRequest {
-    /// Checks every field; `now_ms` is the current time for `charge_at` bounds.
-    pub fn validate(self, now_ms: i64) -> Result<NewPayment, ValidationError> {
-        reference("customer", &self.customer)?;
-        optional_reference("payment_method", self.payment_method.as_ref())?;
+    /// Checks every field; `now` is the current time for `charge_at` bounds.
+    pub fn validate(self, now: Timestamp) -> Result<NewPayment, ValidationError> {
+        processor_id("customer", &self.customer)?;
+        if let Some(pm) = &self.payment_method {
+            processor_id("payment_method", pm)?;
+        }
         let currency = Currency::parse(&self.amount.currency).map_err(|e| ValidationError {
             code: "invalid_currency",
             param: "amount.currency".into(),
@@ -270,33 +301,23 @@ impl CreatePaymentRequest {
                 ));
             }
         }
-        let metadata = Metadata::new(self.metadata).map_err(|e| ValidationError {
-            code: "parameter_invalid",
-            param: e.param(),
-            message: e.to_string(),
-        })?;
-        let charge_at_ms = match &self.charge_at {
+        let metadata = self.checked_metadata()?;
+        let charge_at = match &self.charge_at {
             None => None,
             Some(text) => {
-                let at = time::OffsetDateTime::parse(
-                    text,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|_| {
+                let at = Timestamp::parse_rfc3339(text).ok_or_else(|| {
                     invalid(
                         "charge_at",
                         "must be an RFC 3339 time such as 2026-12-01T09:00:00Z",
                     )
                 })?;
-                let at_ms =
-                    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
-                if at_ms < now_ms - 60_000 {
+                if at < now.minus(std::time::Duration::from_secs(60)) {
                     return Err(invalid("charge_at", "must not be in the past"));
                 }
-                if at_ms > now_ms + MAX_SCHEDULE_AHEAD_SECS * 1000 {
+                if at > now.plus(std::time::Duration::from_secs(MAX_SCHEDULE_AHEAD_SECS)) {
                     return Err(invalid("charge_at", "must be at most a year ahead"));
                 }
-                Some(at_ms)
+                Some(at)
             }
         };
         let retry_policy = self.retry_policy.unwrap_or_default();
@@ -322,9 +343,39 @@ impl CreatePaymentRequest {
             description: self.description,
             statement_descriptor_suffix: self.statement_descriptor_suffix,
             metadata,
-            charge_at_ms,
+            charge_at,
             retry_policy,
         })
+    }
+
+    /// The caller's metadata within Stripe's limits, none of its keys one that Flint sets, and
+    /// room left for Flint's own keys of this payment (the processor's limit is on the sum).
+    fn checked_metadata(&self) -> Result<Metadata, ValidationError> {
+        let metadata = Metadata::new(self.metadata.clone()).map_err(|e| ValidationError {
+            code: "parameter_invalid",
+            param: e.param(),
+            message: e.to_string(),
+        })?;
+        if let Some(key) = metadata.entries().keys().find(|k| reserved_key(k)) {
+            return Err(invalid(
+                &format!("metadata[{key}]"),
+                format!(
+                    "`{key}` is set by Flint (keys starting with `flint_`, and order_id, subscription_id and invoice_id from `context`); use another key"
+                ),
+            ));
+        }
+        // Only the number of Flint's keys matters here, not the payment id in one of them.
+        let flint = flint_metadata("osp_", self.purpose, &self.initiated_by, &self.context).len();
+        let room = MAX_KEYS.saturating_sub(flint);
+        if metadata.entries().len() > room {
+            return Err(invalid(
+                "metadata",
+                format!(
+                    "metadata can have at most {room} keys for this payment: the processor allows {MAX_KEYS} and Flint adds {flint} of its own (its payment id, purpose, initiator and context)"
+                ),
+            ));
+        }
+        Ok(metadata)
     }
 }
 
@@ -332,7 +383,7 @@ impl CreatePaymentRequest {
 mod tests {
     use super::*;
 
-    const NOW: i64 = 1_800_000_000_000;
+    const NOW: Timestamp = Timestamp::from_unix_ms(1_800_000_000_000);
 
     fn base() -> CreatePaymentRequest {
         serde_json::from_value(serde_json::json!({
@@ -353,7 +404,7 @@ mod tests {
         let p = base().validate(NOW).unwrap();
         assert_eq!(p.amount.currency().code(), "usd");
         assert_eq!(p.retry_policy, RetryPolicy::default());
-        assert_eq!(p.charge_at_ms, None);
+        assert_eq!(p.charge_at, None);
     }
 
     #[test]
@@ -405,16 +456,9 @@ mod tests {
         assert!(err(r.clone()).message.contains("past"));
         r.charge_at = Some("2099-01-01T00:00:00Z".into());
         assert!(err(r.clone()).message.contains("year"));
-        let in_a_day = time::OffsetDateTime::from_unix_timestamp(NOW / 1000 + 86_400).unwrap();
-        r.charge_at = Some(
-            in_a_day
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap(),
-        );
-        assert_eq!(
-            r.validate(NOW).unwrap().charge_at_ms,
-            Some(NOW + 86_400_000)
-        );
+        let in_a_day = NOW.plus(std::time::Duration::from_secs(86_400));
+        r.charge_at = Some(in_a_day.rfc3339());
+        assert_eq!(r.validate(NOW).unwrap().charge_at, Some(in_a_day));
     }
 
     #[test]
@@ -442,10 +486,62 @@ mod tests {
         });
         assert_eq!(err(r).param, "retry_policy.window_hours");
         let mut r = base();
-        r.customer = " ".into();
+        r.customer = String::new();
         assert_eq!(err(r).code, "parameter_missing");
+        let mut r = base();
+        r.customer = " ".into();
+        assert_eq!(err(r).code, "parameter_invalid");
         let mut r = base();
         r.context.order_id = Some("x".repeat(256));
         assert_eq!(err(r).param, "context.order_id");
+    }
+
+    #[test]
+    fn processor_ids_are_letters_digits_and_underscores() {
+        for (field, value, ok) in [
+            ("customer", "cus_NffrFeUfNV2Hib", true),
+            ("customer", "cus_1/../../v1/charges", false),
+            ("customer", "cus 1", false),
+            ("customer", "cus_é", false),
+            ("payment_method", "pm_card_visa", true),
+            ("payment_method", "pm_1?expand=x", false),
+            ("payment_method", "pm_%2e%2e", false),
+            ("payment_method", "", false),
+        ] {
+            let mut r = base();
+            match field {
+                "customer" => r.customer = value.into(),
+                _ => r.payment_method = Some(value.into()),
+            }
+            match r.validate(NOW) {
+                Ok(_) => assert!(ok, "{field}={value:?} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{field}={value:?}: {e}");
+                    assert_eq!(e.param, field);
+                }
+            }
+        }
+        let mut r = base();
+        r.customer = "c".repeat(256);
+        assert_eq!(err(r).param, "customer");
+    }
+
+    #[test]
+    fn caller_metadata_leaves_room_for_flints_keys_and_may_not_use_them() {
+        let mut r = base();
+        r.context.subscription_id = Some("sub_1".into());
+        r.context.invoice_id = Some("in_1".into());
+        r.metadata = (0..46).map(|i| (format!("k{i}"), "v".into())).collect();
+        // Flint adds its id, purpose, initiator and the subscription and invoice ids: 5 keys.
+        let e = err(r.clone());
+        assert_eq!(e.param, "metadata");
+        assert!(e.message.contains("at most 45"), "{}", e.message);
+        r.metadata.remove("k0");
+        assert!(r.clone().validate(NOW).is_ok());
+        for key in ["flint_payment_id", "flint_anything", "invoice_id"] {
+            let mut r = base();
+            r.metadata.insert(key.into(), "x".into());
+            assert_eq!(err(r).param, format!("metadata[{key}]"));
+        }
     }
 }

@@ -17,6 +17,24 @@ pub mod stripe;
 use std::collections::BTreeMap;
 use std::future::Future;
 
+use crate::codes::string_codes;
+use crate::ids::PaymentId;
+use crate::metadata::Metadata;
+use crate::payment::Purpose;
+use crate::payment::request::{Context, InitiatedBy};
+
+pub use crate::payment::decline::Decline;
+
+string_codes! {
+    /// A card's brand, as the processor names it.
+    CardBrand {
+        Visa => "visa",
+        Mastercard => "mastercard",
+        Amex => "amex",
+        Discover => "discover",
+    }
+}
+
 /// A PaymentIntent's status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IntentStatus {
@@ -58,25 +76,6 @@ pub struct Intent {
     pub last_error: Option<Decline>,
 }
 
-/// A card's refusal, with the codes the retry rules need.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decline {
-    /// Stripe's `code` (`card_declined`, `expired_card`, `authentication_required`, …).
-    pub code: String,
-    /// Stripe's `decline_code` (`insufficient_funds`, `lost_card`, …).
-    pub decline_code: Option<String>,
-    /// Stripe's `advice_code` (`try_again_later`, `do_not_try_again`, `confirm_card_data`).
-    pub advice_code: Option<String>,
-    /// The card network's advice code (Mastercard `02`, `03`, `21`).
-    pub network_advice_code: Option<String>,
-    pub message: String,
-    /// The failed charge (`ch_…`), when the processor made one.
-    pub charge: Option<String>,
-    /// The PaymentIntent as the decline left it.
-    pub intent_id: Option<String>,
-    pub request_id: Option<String>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProcessorError {
     #[error("processor temporarily failed ({reason}); outcome unknown: {outcome_unknown}")]
@@ -85,10 +84,10 @@ pub enum ProcessorError {
         outcome_unknown: bool,
         request_id: Option<String>,
     },
-    #[error("declined: {} ({})", .0.code, .0.decline_code.as_deref().unwrap_or("-"))]
-    Declined(Decline),
+    #[error("declined: {}", .0.summary())]
+    Declined(Box<Decline>),
     #[error("needs the customer: {}", .0.code)]
-    NeedsCustomer(Decline),
+    NeedsCustomer(Box<Decline>),
     #[error("request rejected ({status} {code}): {message}")]
     Rejected {
         status: u16,
@@ -104,8 +103,7 @@ pub enum ProcessorError {
 /// A saved card, as the network rules need it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CardInfo {
-    /// `visa`, `mastercard`, `amex`, …
-    pub brand: String,
+    pub brand: CardBrand,
     /// The processor's stable fingerprint of the card number.
     pub fingerprint: String,
 }
@@ -118,16 +116,21 @@ pub struct SavedCard {
     pub card: CardInfo,
 }
 
-/// What to charge, for creating the payment's one PaymentIntent.
+/// What to charge, for creating the payment's one PaymentIntent: the payment as Flint knows it.
+/// How it is put on the wire (Stripe's metadata keys, for one) is the processor client's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntentRequest {
+    pub payment_id: PaymentId,
     pub amount_minor: i64,
     pub currency: String,
     pub customer: String,
     pub description: Option<String>,
     pub statement_descriptor_suffix: Option<String>,
-    /// Forwarded as `metadata[…]` (Flint adds `flint_payment_id` and the caller's context).
-    pub metadata: BTreeMap<String, String>,
+    pub purpose: Purpose,
+    pub initiated_by: InitiatedBy,
+    pub context: Context,
+    /// The caller's metadata.
+    pub metadata: Metadata,
     /// Confirm off-session with this payment method in the same request (one round trip and
     /// one rate-limit turn fewer than create, then confirm).
     pub confirm_with: Option<String>,

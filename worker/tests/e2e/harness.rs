@@ -15,7 +15,9 @@ pub struct Stack {
     pub api: String,
     pub sandbox: TestSandbox,
     pub http: reqwest::Client,
-    pub _redis: RedisServer,
+    pub redis: RedisServer,
+    /// The configuration the API and the worker were built from.
+    pub config: Config,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -28,6 +30,15 @@ impl Drop for Stack {
 }
 
 pub async fn stack(retry_delays_ms: Vec<u64>) -> Stack {
+    stack_with(retry_delays_ms, true).await
+}
+
+/// The API, Redis and the sandbox, without a worker: the test runs the charge pipeline itself.
+pub async fn api_only(retry_delays_ms: Vec<u64>) -> Stack {
+    stack_with(retry_delays_ms, false).await
+}
+
+pub async fn stack_with(retry_delays_ms: Vec<u64>, with_worker: bool) -> Stack {
     let redis = RedisServer::start();
     let sandbox = spawn_sandbox().await;
     let mut config = Config::default();
@@ -47,16 +58,19 @@ pub async fn stack(retry_delays_ms: Vec<u64>) -> Stack {
     let api = Application::build(&config).await.unwrap();
     let api_url = format!("http://{}", api.local_addr());
     tokio::spawn(api.run(std::future::pending()));
-    let worker = WorkerApp::build(&config).await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(worker.run(async {
-        let _ = stopped.await;
-    }));
+    if with_worker {
+        let worker = WorkerApp::build(&config).await.unwrap();
+        tokio::spawn(worker.run(async {
+            let _ = stopped.await;
+        }));
+    }
     Stack {
         api: api_url,
         sandbox,
         http: reqwest::Client::new(),
-        _redis: redis,
+        redis,
+        config,
         stop: Some(stop),
     }
 }

@@ -4,3 +4,5 @@ mod cards;
 mod harness;
 mod network;
 mod paths;
+mod pipelines;
+mod scenarios;

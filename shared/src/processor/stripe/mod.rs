@@ -1,22 +1,58 @@
 //! A thin Stripe client: form encoding, a pinned `Stripe-Version`, timeouts, `Request-Id`
 //! captured, and one function ([`classify`]) that maps every status and error body to a
 //! [`ProcessorError`]. Transient failures are retried here with the same idempotency key
-//! (exponential backoff with full jitter, bounded); what is still transient after that is
-//! returned for the caller to reconcile.
+//! (exponential backoff with full jitter, bounded) unless Stripe answers
+//! `Stripe-Should-Retry: false`, which wins on every status, as in Stripe's own clients; what
+//! is still transient after that is returned for the caller to reconcile.
+//!
+//! - `wire`: Stripe's answers read into the processor types, and [`classify`];
+//! - `metadata`: the keys Flint adds to a PaymentIntent, and the ones callers may not use.
+//!
+//! Every id that goes into a URL path is percent-encoded as one path segment, whatever was
+//! validated before: an id is data, never part of the route.
 //!
 //! Hand-written rather than async-stripe: about six endpoints are needed, idempotency keys must
-//! be ours, and the generated crate is ~14 MB of code (stripe-subset.md §8).
+//! be ours, and the generated crate is ~14 MB of code.
 
-use std::collections::BTreeMap;
+pub mod metadata;
+mod wire;
+
 use std::time::Duration;
 
 use backon::BackoffBuilder;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use rand::Rng;
 use serde_json::Value;
 
-use super::{
-    CardInfo, Decline, Intent, IntentRequest, IntentStatus, Processor, ProcessorError, SavedCard,
-};
+pub use wire::classify;
+
+use super::{CardInfo, Intent, IntentRequest, Processor, ProcessorError, SavedCard};
 use crate::config::Secret;
+use wire::{card_info, id_of, intent, text, transport};
+
+/// Characters left as they are in a path segment: RFC 3986 unreserved ones.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// `id` as one URL path segment.
+fn segment(id: &str) -> String {
+    // "." and ".." are dot-segments that a URL parser resolves away even when encoded this
+    // way; nothing Stripe issues looks like that, so they are sent fully escaped.
+    if id == "." || id == ".." {
+        return id.replace('.', "%2E");
+    }
+    utf8_percent_encode(id, SEGMENT).to_string()
+}
+
+/// Exponential backoff with full jitter: each wait is drawn uniformly from zero to the
+/// exponential schedule's delay. (backon's own jitter adds a random part on top of the delay,
+/// so its waits lie between one and two delays, which is not full jitter.)
+fn full_jitter(schedule: impl Iterator<Item = Duration>) -> impl Iterator<Item = Duration> {
+    schedule.map(|delay| delay.mul_f64(rand::rng().random::<f64>()))
+}
 
 /// How to reach Stripe (or the sandbox).
 #[derive(Debug, Clone)]
@@ -83,14 +119,15 @@ impl StripeClient {
         form: &[(String, String)],
         key: Option<&str>,
     ) -> Result<Value, ProcessorError> {
-        let mut backoff = backon::ExponentialBuilder::default()
-            .with_min_delay(self.config.min_backoff)
-            .with_max_delay(self.config.max_backoff)
-            .with_jitter()
-            .with_max_times(self.config.max_retries)
-            .build();
+        let mut backoff = full_jitter(
+            backon::ExponentialBuilder::default()
+                .with_min_delay(self.config.min_backoff)
+                .with_max_delay(self.config.max_backoff)
+                .with_max_times(self.config.max_retries)
+                .build(),
+        );
         loop {
-            let result = self
+            let (result, should_retry) = self
                 .call_once(endpoint, method.clone(), path, form, key)
                 .await;
             let status_class = match &result {
@@ -108,15 +145,19 @@ impl StripeClient {
             };
             metrics::counter!("flint_processor_requests_total", "endpoint" => endpoint, "status_class" => status_class).increment(1);
             match result {
-                Err(ProcessorError::Transient { ref reason, .. }) => match backoff.next() {
-                    Some(wait) => {
-                        metrics::counter!("flint_processor_retries_total", "endpoint" => endpoint)
-                            .increment(1);
-                        tracing::warn!(path, reason = %reason, retry_in_ms = wait.as_millis() as u64, "processor request failed; retrying with the same key");
-                        tokio::time::sleep(wait).await;
+                Err(ProcessorError::Transient { ref reason, .. })
+                    if should_retry != Some(false) =>
+                {
+                    match backoff.next() {
+                        Some(wait) => {
+                            metrics::counter!("flint_processor_retries_total", "endpoint" => endpoint)
+                                .increment(1);
+                            tracing::warn!(endpoint, reason = %reason, retry_in_ms = wait.as_millis() as u64, "processor request failed; retrying with the same key");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => return result,
                     }
-                    None => return result,
-                },
+                }
                 other => return other,
             }
         }
@@ -160,7 +201,7 @@ impl StripeClient {
         path: &str,
         form: &[(String, String)],
         key: Option<&str>,
-    ) -> Result<Value, ProcessorError> {
+    ) -> (Result<Value, ProcessorError>, Option<bool>) {
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
         }
@@ -186,7 +227,7 @@ impl StripeClient {
         };
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return Err(transport(&e)),
+            Err(e) => return (Err(transport(&e)), None),
         };
         let status = response.status().as_u16();
         let request_id = response
@@ -198,132 +239,24 @@ impl StripeClient {
             .headers()
             .get("stripe-should-retry")
             .and_then(|v| v.to_str().ok())
-            .map(|v| v == "true");
+            .and_then(|v| match v {
+                "true" => Some(true),
+                "false" => Some(false),
+                _ => None,
+            });
         let body: Value = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            Err(e) => return Err(transport(&e)),
+            Err(e) => return (Err(transport(&e)), should_retry),
         };
         answered();
         if (200..300).contains(&status) {
-            Ok(body)
+            (Ok(body), should_retry)
         } else {
-            Err(classify(status, should_retry, request_id, &body))
+            (
+                Err(classify(status, should_retry, request_id, &body)),
+                should_retry,
+            )
         }
-    }
-}
-
-/// A failure to get any answer. Before the request left (connect), nothing happened; after,
-/// the outcome is unknown.
-fn transport(e: &reqwest::Error) -> ProcessorError {
-    ProcessorError::Transient {
-        reason: if e.is_timeout() {
-            "timeout".to_owned()
-        } else {
-            format!("network: {e}")
-        },
-        outcome_unknown: !e.is_connect(),
-        request_id: None,
-    }
-}
-
-fn text(v: &Value) -> Option<String> {
-    v.as_str().map(str::to_owned)
-}
-
-fn decline(error: &Value, request_id: Option<String>) -> Decline {
-    Decline {
-        code: text(&error["code"]).unwrap_or_else(|| "card_declined".to_owned()),
-        decline_code: text(&error["decline_code"]),
-        advice_code: text(&error["advice_code"]),
-        network_advice_code: text(&error["network_advice_code"]),
-        message: text(&error["message"]).unwrap_or_default(),
-        charge: text(&error["charge"]),
-        intent_id: text(&error["payment_intent"]["id"]),
-        request_id,
-    }
-}
-
-/// Every HTTP status and error body, mapped to what the caller should do next.
-pub fn classify(
-    status: u16,
-    should_retry: Option<bool>,
-    request_id: Option<String>,
-    body: &Value,
-) -> ProcessorError {
-    let error = &body["error"];
-    let code = text(&error["code"]).unwrap_or_default();
-    let message = text(&error["message"]).unwrap_or_else(|| format!("HTTP {status}"));
-    // The key was used before with other parameters (a payment method resolved differently
-    // when a dead worker's attempt is continued): that first request reached the processor
-    // and may have charged, so this is an unknown outcome to settle by reading the intent,
-    // never a rejection.
-    if text(&error["type"]).as_deref() == Some("idempotency_error") {
-        return ProcessorError::Transient {
-            reason: format!("{status} idempotency_error: {message}"),
-            outcome_unknown: true,
-            request_id,
-        };
-    }
-    match status {
-        402 => {
-            let d = decline(error, request_id);
-            match d.code.as_str() {
-                "authentication_required" | "expired_card" => ProcessorError::NeedsCustomer(d),
-                _ => ProcessorError::Declined(d),
-            }
-        }
-        401 | 403 => ProcessorError::Misconfigured { status, message },
-        // The same key is in flight, or rate limits/lock contention: the same request later
-        // gives the real answer.
-        409 | 429 => ProcessorError::Transient {
-            reason: format!("{status} {code}"),
-            outcome_unknown: false,
-            request_id,
-        },
-        // A 5xx may have taken effect (and Stripe replays a saved 500 under the same key).
-        500..=599 => ProcessorError::Transient {
-            reason: format!("{status}"),
-            outcome_unknown: true,
-            request_id,
-        },
-        _ if should_retry == Some(true) => ProcessorError::Transient {
-            reason: format!("{status} {code}"),
-            outcome_unknown: false,
-            request_id,
-        },
-        _ => ProcessorError::Rejected {
-            status,
-            code,
-            message,
-            param: text(&error["param"]),
-            request_id,
-        },
-    }
-}
-
-fn id_of(v: &Value) -> Option<String> {
-    text(v).or_else(|| text(&v["id"]))
-}
-
-fn intent(v: &Value) -> Intent {
-    let metadata = v["metadata"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    Intent {
-        id: text(&v["id"]).unwrap_or_default(),
-        status: IntentStatus::parse(v["status"].as_str().unwrap_or("")),
-        amount_minor: v["amount"].as_i64().unwrap_or(0),
-        payment_method: id_of(&v["payment_method"]),
-        latest_charge: id_of(&v["latest_charge"]),
-        metadata,
-        last_error: v["last_payment_error"]
-            .is_object()
-            .then(|| decline(&v["last_payment_error"], None)),
     }
 }
 
@@ -332,14 +265,6 @@ fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
         .collect()
-}
-
-/// Brand and fingerprint of a PaymentMethod object (its id stands in for a missing fingerprint).
-fn card_info(pm: &Value, id: &str) -> CardInfo {
-    CardInfo {
-        brand: text(&pm["card"]["brand"]).unwrap_or_else(|| "unknown".to_owned()),
-        fingerprint: text(&pm["card"]["fingerprint"]).unwrap_or_else(|| id.to_owned()),
-    }
 }
 
 impl Processor for StripeClient {
@@ -351,7 +276,7 @@ impl Processor for StripeClient {
             .call(
                 "retrieve_customer",
                 reqwest::Method::GET,
-                &format!("/v1/customers/{customer}"),
+                &format!("/v1/customers/{}", segment(customer)),
                 &[],
                 None,
             )
@@ -380,8 +305,14 @@ impl Processor for StripeClient {
         if let Some(s) = &request.statement_descriptor_suffix {
             f.push(("statement_descriptor_suffix".into(), s.clone()));
         }
-        for (k, v) in &request.metadata {
-            f.push((format!("metadata[{k}]"), v.clone()));
+        let flint = metadata::flint_metadata(
+            request.payment_id.as_str(),
+            request.purpose,
+            &request.initiated_by,
+            &request.context,
+        );
+        for (k, v) in metadata::intent_metadata(flint, request.metadata.entries()) {
+            f.push((format!("metadata[{k}]"), v));
         }
         if let Some(pm) = &request.confirm_with {
             f.push(("payment_method".into(), pm.clone()));
@@ -411,7 +342,7 @@ impl Processor for StripeClient {
             .call(
                 "confirm_intent",
                 reqwest::Method::POST,
-                &format!("/v1/payment_intents/{intent_id}/confirm"),
+                &format!("/v1/payment_intents/{}/confirm", segment(intent_id)),
                 &f,
                 Some(idempotency_key),
             )
@@ -423,7 +354,7 @@ impl Processor for StripeClient {
         let mut cards = Vec::new();
         self.walk_list(
             "list_payment_methods",
-            &format!("/v1/customers/{customer}/payment_methods"),
+            &format!("/v1/customers/{}/payment_methods", segment(customer)),
             &[("type", "card")],
             |page| {
                 cards.extend(page.iter().filter_map(|pm| {
@@ -445,7 +376,7 @@ impl Processor for StripeClient {
             .call(
                 "retrieve_payment_method",
                 reqwest::Method::GET,
-                &format!("/v1/payment_methods/{payment_method}"),
+                &format!("/v1/payment_methods/{}", segment(payment_method)),
                 &[],
                 None,
             )
@@ -458,7 +389,7 @@ impl Processor for StripeClient {
             .call(
                 "retrieve_intent",
                 reqwest::Method::GET,
-                &format!("/v1/payment_intents/{intent_id}"),
+                &format!("/v1/payment_intents/{}", segment(intent_id)),
                 &[],
                 None,
             )
@@ -478,7 +409,7 @@ impl Processor for StripeClient {
             &[("customer", customer)],
             |page| {
                 page.iter().map(intent).find(|i| {
-                    i.metadata.get("flint_payment_id").map(String::as_str) == Some(payment_id)
+                    i.metadata.get(metadata::PAYMENT_ID_KEY).map(String::as_str) == Some(payment_id)
                 })
             },
         )
@@ -486,99 +417,35 @@ impl Processor for StripeClient {
     }
 }
 
-/// Metadata for the payment's PaymentIntent: the caller's, plus Flint's id and the context,
-/// so the processor's records reconcile with Flint's.
-pub fn intent_metadata(
-    payment_id: &str,
-    context: &[(&str, Option<&String>)],
-    caller: &BTreeMap<String, String>,
-) -> BTreeMap<String, String> {
-    let mut m = caller.clone();
-    m.insert("flint_payment_id".to_owned(), payment_id.to_owned());
-    for (key, value) in context {
-        if let Some(v) = value {
-            m.insert((*key).to_owned(), (*v).clone());
-        }
-    }
-    m
-}
-
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
-    fn each_status_and_body_maps_to_what_to_do_next() {
-        let card = |code: &str, decline: &str| json!({"error": {"type": "card_error", "code": code, "decline_code": decline, "message": "m"}});
-        assert!(
-            matches!(classify(402, Some(false), None, &card("card_declined", "insufficient_funds")), ProcessorError::Declined(d) if d.decline_code.as_deref() == Some("insufficient_funds"))
+    fn ids_are_sent_as_one_path_segment() {
+        assert_eq!(segment("cus_Abc123"), "cus_Abc123");
+        assert_eq!(
+            segment("cus_1/../../v1/charges"),
+            "cus_1%2F..%2F..%2Fv1%2Fcharges"
         );
-        assert!(matches!(
-            classify(
-                402,
-                None,
-                None,
-                &card("authentication_required", "authentication_required")
-            ),
-            ProcessorError::NeedsCustomer(_)
-        ));
-        assert!(matches!(
-            classify(402, None, None, &card("expired_card", "")),
-            ProcessorError::NeedsCustomer(_)
-        ));
-        assert!(matches!(
-            classify(401, None, None, &json!({})),
-            ProcessorError::Misconfigured { status: 401, .. }
-        ));
-        assert!(matches!(
-            classify(409, Some(true), None, &json!({})),
-            ProcessorError::Transient {
-                outcome_unknown: false,
-                ..
+        assert_eq!(segment("pm_1?expand=x#y"), "pm_1%3Fexpand%3Dx%23y");
+        assert_eq!(segment(".."), "%2E%2E");
+        assert_eq!(segment("é\n"), "%C3%A9%0A");
+    }
+
+    #[test]
+    fn full_jitter_waits_between_zero_and_the_schedules_delay() {
+        let schedule = [Duration::from_millis(200), Duration::from_secs(5)];
+        let mut below_half = 0;
+        for _ in 0..1_000 {
+            for (wait, delay) in full_jitter(schedule.into_iter()).zip(schedule) {
+                assert!(wait <= delay, "{wait:?} > {delay:?}");
+                if wait < delay / 2 {
+                    below_half += 1;
+                }
             }
-        ));
-        assert!(matches!(
-            classify(429, None, None, &json!({})),
-            ProcessorError::Transient {
-                outcome_unknown: false,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(500, Some(false), None, &json!({})),
-            ProcessorError::Transient {
-                outcome_unknown: true,
-                ..
-            }
-        ));
-        assert!(matches!(
-            classify(503, None, None, &json!({})),
-            ProcessorError::Transient {
-                outcome_unknown: true,
-                ..
-            }
-        ));
-        let bad = json!({"error": {"type": "invalid_request_error", "code": "parameter_missing", "param": "amount", "message": "m"}});
-        assert!(
-            matches!(classify(400, Some(false), None, &bad), ProcessorError::Rejected { status: 400, ref param, .. } if param.as_deref() == Some("amount"))
-        );
-        assert!(matches!(
-            classify(404, None, None, &bad),
-            ProcessorError::Rejected { status: 404, .. }
-        ));
-        assert!(matches!(
-            classify(400, Some(true), None, &bad),
-            ProcessorError::Transient { .. }
-        ));
-        let reused = json!({"error": {"type": "idempotency_error", "message": "Keys for idempotent requests can only be used with the same parameters they were first used with."}});
-        assert!(matches!(
-            classify(400, None, None, &reused),
-            ProcessorError::Transient {
-                outcome_unknown: true,
-                ..
-            }
-        ));
+        }
+        // Uniform over [0, delay]: about half the waits fall below half the delay.
+        assert!((800..1_200).contains(&below_half), "{below_half}");
     }
 }

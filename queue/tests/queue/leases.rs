@@ -1,0 +1,236 @@
+//! Leases under stalls and outcomes under races: a worker whose runtime is frozen (as a stalled
+//! or stopped process is) loses its lease, the job runs elsewhere, and nothing the stalled
+//! worker reports afterwards touches it; a job that keeps losing its lease is dead-lettered;
+//! a job asked to run again while it completes runs again with its own payload.
+
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use apalis::prelude::*;
+use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
+use flint_testkit::poll_until;
+use flint_testkit::redis::RedisServer;
+use tokio::sync::{Notify, oneshot};
+
+use crate::harness::*;
+
+/// A worker on its own thread and single-threaded runtime whose handler blocks that thread
+/// until released: its fetch, renew and ack tasks freeze with it, as in a stopped process.
+struct FrozenWorker {
+    release: std_mpsc::Sender<()>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FrozenWorker {
+    fn start(redis_url: &str, config: QueueConfig, seen: Arc<Mutex<Vec<u32>>>) -> FrozenWorker {
+        let (release, gate) = std_mpsc::channel::<()>();
+        let gate = Arc::new(Mutex::new(gate));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let url = redis_url.to_owned();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let queue = Queue::connect(&url, config).await.unwrap();
+                let handler = move |_job: Job, lost: LostLeases| {
+                    let (gate, seen) = (Arc::clone(&gate), Arc::clone(&seen));
+                    async move {
+                        seen.lock().unwrap().push(lost.0);
+                        // Blocks the runtime's only thread: nothing of this worker runs.
+                        let _ = gate.lock().unwrap().recv();
+                        Outcome::Complete
+                    }
+                };
+                let worker = WorkerBuilder::new("frozen")
+                    .backend(queue.backend::<Job>())
+                    .concurrency(1)
+                    .build(handler);
+                worker
+                    .run_until(async {
+                        let _ = stopped.await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .await
+                    .unwrap();
+            });
+        });
+        FrozenWorker {
+            release,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    /// Thaws the worker (its handler completes) and stops it; its acks are flushed.
+    fn finish(mut self) {
+        for _ in 0..10 {
+            let _ = self.release.send(());
+        }
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            thread.join().unwrap();
+        }
+    }
+}
+
+fn lease_config(name: &str) -> QueueConfig {
+    QueueConfig::new(name)
+        .with_lease(Duration::from_secs(1))
+        .with_block(Duration::from_millis(200))
+}
+
+#[tokio::test]
+async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing() {
+    let redis = RedisServer::start();
+    let config = lease_config("stall");
+    let queue = queue(&redis, config.clone()).await;
+    let frozen_seen = Arc::new(Mutex::new(Vec::new()));
+    let frozen = FrozenWorker::start(&redis.url(), config.clone(), Arc::clone(&frozen_seen));
+    queue.push(job(1)).await.unwrap();
+    poll_until(Duration::from_secs(10), "the first delivery", || async {
+        (!frozen_seen.lock().unwrap().is_empty()).then_some(())
+    })
+    .await;
+
+    // A live worker takes the job over after the lease, sees the lost delivery, and schedules
+    // the job for later.
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let ran = Arc::new(Notify::new());
+    let (s, r) = (Arc::clone(&seen), Arc::clone(&ran));
+    let handler = move |_job: Job, lost: LostLeases| {
+        let (s, r) = (Arc::clone(&s), Arc::clone(&r));
+        async move {
+            s.lock().unwrap().push(lost.0);
+            r.notify_one();
+            Outcome::RetryAt(SystemTime::now() + Duration::from_secs(3600))
+        }
+    };
+    let live = WorkerBuilder::new("live")
+        .backend(queue.backend::<Job>())
+        .concurrency(1)
+        .build(handler);
+    let (stop_live, live_stopped) = oneshot::channel::<()>();
+    let live = tokio::spawn(async move {
+        live.run_until(async {
+            let _ = live_stopped.await;
+            Ok::<(), std::io::Error>(())
+        })
+        .await
+    });
+    ran.notified().await;
+    assert_eq!(*seen.lock().unwrap(), [1], "one delivery lost its lease");
+    poll_until(
+        Duration::from_secs(5),
+        "the retry to be scheduled",
+        || async { (queue.stats().await.unwrap().delayed == 1).then_some(()) },
+    )
+    .await;
+
+    // The stalled worker wakes up and reports its run complete: that entry is not its any more.
+    frozen.finish();
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.leased, stats.delayed, stats.dead),
+        (0, 0, 1, 0),
+        "the job is still scheduled"
+    );
+    let ids: Option<String> = redis::cmd("HGET")
+        .arg(flint_queue::keys::Keys::new("stall").ids)
+        .arg("job-1")
+        .query_async(&mut redis_conn(&redis).await)
+        .await
+        .unwrap();
+    assert_eq!(ids.as_deref(), Some("1"), "the job is still live");
+    let _ = stop_live.send(());
+    live.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_job_that_keeps_losing_its_lease_is_dead_lettered_with_the_reason() {
+    let redis = RedisServer::start();
+    let config = lease_config("poison").with_max_lost_leases(1);
+    let queue = queue(&redis, config.clone()).await;
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    // Each delivery freezes the worker that takes it; a third worker finds the job's lease
+    // lost twice in a row, one more than allowed.
+    let workers: Vec<FrozenWorker> = (0..3)
+        .map(|_| FrozenWorker::start(&redis.url(), config.clone(), Arc::clone(&seen)))
+        .collect();
+    queue.push(job(1)).await.unwrap();
+    let dead = poll_until(Duration::from_secs(20), "a dead letter", || async {
+        queue.dead_letters(10).await.unwrap().into_iter().next()
+    })
+    .await;
+    assert_eq!(dead.job_id, "job-1");
+    assert!(
+        dead.reason.contains("lease ran out 2 times in a row"),
+        "{}",
+        dead.reason
+    );
+    assert_eq!(*seen.lock().unwrap(), [0, 1]);
+    for w in workers {
+        w.finish();
+    }
+    let stats = queue.stats().await.unwrap();
+    assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload() {
+    let redis = RedisServer::start();
+    let queue = queue(&redis, config("again-complete")).await;
+    let started = Arc::new(Notify::new());
+    let release = Arc::new(Notify::new());
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let (s, r, n) = (
+        Arc::clone(&started),
+        Arc::clone(&release),
+        Arc::clone(&runs),
+    );
+    // The first run completes only once the job has been asked to run again.
+    let handler = move |job: Job| {
+        let (s, r, n) = (Arc::clone(&s), Arc::clone(&r), Arc::clone(&n));
+        async move {
+            let first = {
+                let mut runs = n.lock().unwrap();
+                runs.push(job.n);
+                runs.len() == 1
+            };
+            if first {
+                s.notify_one();
+                r.notified().await;
+            }
+            Outcome::Complete
+        }
+    };
+    let worker = WorkerBuilder::new("again")
+        .backend(queue.backend::<Job>())
+        .concurrency(2)
+        .build(handler);
+    tokio::spawn(async move { worker.run().await });
+    queue.push(job(7)).await.unwrap();
+    started.notified().await;
+    assert_eq!(run_now(&redis, "again-complete", "job-7").await, "marked");
+    release.notify_one();
+    poll_until(Duration::from_secs(10), "a second run", || async {
+        (runs.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *runs.lock().unwrap(),
+        [7, 7],
+        "the same job, decoded both times"
+    );
+    poll_until(Duration::from_secs(5), "the queue to empty", || async {
+        let s = queue.stats().await.unwrap();
+        (s.ready + s.leased + s.delayed == 0).then_some(s)
+    })
+    .await;
+    assert!(queue.dead_letters(10).await.unwrap().is_empty());
+}

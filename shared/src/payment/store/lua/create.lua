@@ -1,0 +1,25 @@
+-- Create a payment atomically: the tenant's idempotency claim, the record, its indexes and
+-- its charge job are written together or not at all.
+-- KEYS: idem, payment, the queue's job keys (4), live
+-- ARGV: fingerprint, payment id, record json, created_ms, idem ttl secs, due_ms, job payload,
+--       now_ms, tenant, customer digest, index prefix (`flint:{q}:idx`)
+-- Returns {'created'|'replay'|'reused', payment id}.
+local existing = redis.call('GET', KEYS[1])
+if existing then
+  local sep = string.find(existing, '|', 1, true)
+  local id = string.sub(existing, sep + 1)
+  if string.sub(existing, 1, sep - 1) ~= ARGV[1] then return {'reused', id} end
+  return {'replay', id}
+end
+local id, created, tenant, customer = ARGV[2], ARGV[4], ARGV[9], ARGV[10]
+redis.call('SET', KEYS[1], ARGV[1] .. '|' .. id, 'EX', ARGV[5])
+redis.call('HSET', KEYS[2], 'd', ARGV[3], 's', 'pending', 't', tenant, 'c', customer, 'v', 1)
+local tenant_index = ARGV[11] .. ':' .. tenant
+local customer_index = tenant_index .. ':cus:' .. customer
+redis.call('ZADD', tenant_index, created, id)
+redis.call('ZADD', tenant_index .. ':st:pending', created, id)
+redis.call('ZADD', customer_index, created, id)
+redis.call('ZADD', customer_index .. ':st:pending', created, id)
+redis.call('ZADD', KEYS[7], 0, id)
+fq_push(fq_queue(3), id, tonumber(ARGV[6]), tonumber(ARGV[8]), ARGV[7])
+return {'created', id}

@@ -1,0 +1,50 @@
+-- A page of a tenant's payments from one index, newest first, after a cursor; one round trip
+-- whatever the filter (each filter has its own index, so nothing is scanned and skipped).
+-- Entries whose record is gone (expired before the reaper removed them) are dropped from the
+-- index as they are met, so every call makes progress.
+-- KEYS: index, the tenant's index of all its payments (where a cursor's position is kept)
+-- ARGV: tenant, limit, cursor payment id ('' for the first page), payment key prefix
+--       (`flint:{q}:pay:`)
+-- Returns {'missing'} when the cursor is not one of the tenant's payments, else
+-- {'ok', has_more (0|1), record json …}.
+local limit = tonumber(ARGV[2])
+local max, cursor = '+inf', ARGV[3]
+if cursor ~= '' then
+  local score = redis.call('ZSCORE', KEYS[2], cursor)
+  if not score then return {'missing'} end
+  max = score
+end
+local out = {}
+local offset, scanned, chunk = 0, 0, limit + 1
+-- Bounded: the page, and as many dropped entries again as two pages of 100 would hold.
+local budget = limit + 1 + 200
+local ended = false
+while #out <= limit and not ended and scanned < budget do
+  local entries = redis.call('ZRANGE', KEYS[1], max, '-inf', 'BYSCORE', 'REV', 'LIMIT', offset, chunk, 'WITHSCORES')
+  ended = #entries / 2 < chunk
+  offset = offset + #entries / 2
+  for i = 1, #entries, 2 do
+    local id, score = entries[i], entries[i + 1]
+    -- Same millisecond as the cursor: members of one score come in reverse order, so those
+    -- not below the cursor's id were on earlier pages.
+    if cursor == '' or tonumber(score) < tonumber(max) or id < cursor then
+      scanned = scanned + 1
+      local record = redis.call('HMGET', ARGV[4] .. id, 'd', 't')
+      if not record[1] then
+        redis.call('ZREM', KEYS[1], id)
+        offset = offset - 1
+      elseif record[2] == ARGV[1] and #out <= limit then
+        out[#out + 1] = record[1]
+      end
+    end
+  end
+end
+local has_more = 0
+if #out > limit then
+  has_more = 1
+  out[#out] = nil
+elseif not ended then
+  -- Stopped by the budget: more may follow (the next call continues past what was dropped).
+  has_more = 1
+end
+return {'ok', tostring(has_more), unpack(out)}

@@ -1,0 +1,35 @@
+-- Compare-and-set a payment record: applies only if its version is still ARGV[1]; moves the
+-- payment between its status indexes and, when it finishes, from the live set to the reaper's.
+-- KEYS: payment, the queue's job keys (4), live, expiring
+-- ARGV: expected version, new record json, new status, payment id, created_ms,
+--       reap_at_ms (final statuses; 0 otherwise), backstop ttl secs, job action
+--       ('none' | 'unschedule' | 'now'), job payload, index prefix
+-- 'unschedule' drops a waiting delayed job; 'now' makes the job due now (see fq_run_now).
+-- Returns the new version, or false on conflict.
+local version = redis.call('HGET', KEYS[1], 'v')
+if version ~= ARGV[1] then return false end
+local id, status = ARGV[4], ARGV[3]
+local fields = redis.call('HMGET', KEYS[1], 's', 't', 'c')
+local old, tenant, customer = fields[1], fields[2], fields[3]
+local next_version = tonumber(version) + 1
+redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', status, 'v', next_version)
+if old ~= status then
+  local tenant_index = ARGV[10] .. ':' .. tenant
+  local customer_index = tenant_index .. ':cus:' .. customer
+  redis.call('ZREM', tenant_index .. ':st:' .. old, id)
+  redis.call('ZREM', customer_index .. ':st:' .. old, id)
+  redis.call('ZADD', tenant_index .. ':st:' .. status, ARGV[5], id)
+  redis.call('ZADD', customer_index .. ':st:' .. status, ARGV[5], id)
+end
+if tonumber(ARGV[6]) > 0 then
+  redis.call('ZREM', KEYS[6], id)
+  redis.call('ZADD', KEYS[7], ARGV[6], id)
+  redis.call('EXPIRE', KEYS[1], ARGV[7])
+end
+local q = fq_queue(2)
+if ARGV[8] == 'unschedule' then
+  fq_unschedule(q, id)
+elseif ARGV[8] == 'now' then
+  fq_run_now(q, id, ARGV[9])
+end
+return next_version

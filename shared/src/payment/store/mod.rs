@@ -1,0 +1,341 @@
+//! Payment records in Redis: the script that creates a payment with its job, the
+//! compare-and-set transitions the API and the workers share, listing, and the sweeper's and
+//! reaper's batches ([`sweep`]).
+//!
+//! Key scheme ([`Layout`] owns it; all keys under the charge queue's hash tag, so every script
+//! touches one slot):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper |
+//! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
+//! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
+//! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
+//! | `flint:{q}:idx:<tenant>:cus:<digest>` | sorted set | the same, per customer |
+//! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
+//! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
+//! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
+//!
+//! plus the queue's own keys, moved only through the queue's Lua ([`flint_queue::lua`]).
+//! A finished payment is forgotten after `payment_retention_days` by the reaper, record and
+//! index entries alike; the record also carries a TTL one day longer, so that it goes even if
+//! no worker runs the reaper.
+
+mod list;
+pub mod sweep;
+
+use std::time::Duration;
+
+use crate::payment::job::ChargeJob;
+use crate::payment::{Payment, Status};
+use crate::time::Timestamp;
+use flint_queue::keys::Keys as QueueKeys;
+use redis::Script;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis unavailable: {0}")]
+    Unavailable(#[from] redis::RedisError),
+    #[error("stored payment is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+    #[error("unexpected reply from redis: {0}")]
+    Reply(#[from] redis::ParsingError),
+}
+
+/// What creating a payment did.
+#[derive(Debug)]
+pub enum Created {
+    New(Payment),
+    /// Same key, same request: the payment created the first time.
+    Replay(Payment),
+    /// Same key, another request.
+    KeyReused,
+}
+
+/// A stored payment with the version its next compare-and-set must name.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    pub payment: Payment,
+    pub version: String,
+}
+
+/// What a transition does to the charge job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobAction {
+    None,
+    /// Drop a waiting delayed job (a running one finds nothing to do).
+    Unschedule,
+    /// Make the job due now, or push one, or mark the running one to run again.
+    Now,
+}
+
+impl JobAction {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobAction::None => "none",
+            JobAction::Unschedule => "unschedule",
+            JobAction::Now => "now",
+        }
+    }
+}
+
+/// The key names of the payment store: the one place that knows them.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    queue: QueueKeys,
+    /// `flint:{q}`
+    prefix: String,
+}
+
+impl Layout {
+    fn new(queue: &str) -> Layout {
+        Layout {
+            queue: QueueKeys::new(queue),
+            prefix: format!("flint:{{{queue}}}"),
+        }
+    }
+
+    fn payment(&self, id: &str) -> String {
+        format!("{}:pay:{id}", self.prefix)
+    }
+
+    /// The prefix of payment keys, for scripts that visit many payments.
+    fn payment_prefix(&self) -> String {
+        format!("{}:pay:", self.prefix)
+    }
+
+    fn idempotency(&self, tenant: &str, key: &str) -> String {
+        format!("{}:idem:{tenant}:{}", self.prefix, digest(key))
+    }
+
+    /// The prefix of every index key; scripts add `:<tenant>[:cus:<digest>][:st:<status>]`.
+    fn index_prefix(&self) -> String {
+        format!("{}:idx", self.prefix)
+    }
+
+    fn index(&self, tenant: &str, customer: Option<&str>, status: Option<Status>) -> String {
+        let mut key = format!("{}:{tenant}", self.index_prefix());
+        if let Some(c) = customer {
+            key.push_str(":cus:");
+            key.push_str(&customer_digest(c));
+        }
+        if let Some(s) = status {
+            key.push_str(":st:");
+            key.push_str(s.as_str());
+        }
+        key
+    }
+
+    fn live(&self) -> String {
+        format!("{}:live", self.prefix)
+    }
+
+    fn expiring(&self) -> String {
+        format!("{}:expiring", self.prefix)
+    }
+
+    fn sweeper_lock(&self) -> String {
+        format!("{}:sweeper", self.prefix)
+    }
+
+    fn sweeper_cursor(&self) -> String {
+        format!("{}:sweeper:cursor", self.prefix)
+    }
+}
+
+fn digest(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The customer's part of index keys: customer ids never appear in key names as they are.
+fn customer_digest(customer: &str) -> String {
+    hex::encode(&Sha256::digest(customer.as_bytes())[..16])
+}
+
+#[derive(Debug)]
+struct Scripts {
+    create: Script,
+    transition: Script,
+    list: Script,
+    sweep: Script,
+    repair: Script,
+    reap: Script,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    client: redis::Client,
+    conn: OnceCell<ConnectionManager>,
+    layout: Layout,
+    scripts: Scripts,
+    pub idempotency_ttl: Duration,
+    pub retention: Duration,
+}
+
+impl Store {
+    pub fn new(
+        client: redis::Client,
+        queue: &str,
+        idempotency_ttl: Duration,
+        retention: Duration,
+    ) -> Store {
+        Store {
+            client,
+            conn: OnceCell::new(),
+            layout: Layout::new(queue),
+            scripts: Scripts {
+                create: flint_queue::lua::script(include_str!("lua/create.lua")),
+                transition: flint_queue::lua::script(include_str!("lua/transition.lua")),
+                list: Script::new(include_str!("lua/list.lua")),
+                sweep: flint_queue::lua::script(include_str!("lua/sweep.lua")),
+                repair: flint_queue::lua::script(include_str!("lua/repair.lua")),
+                reap: Script::new(include_str!("lua/reap.lua")),
+            },
+            idempotency_ttl,
+            retention,
+        }
+    }
+
+    /// The shared reconnecting connection, made on first use (so the API starts, and
+    /// answers 503, while Redis is down).
+    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
+        let conn = self
+            .conn
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(Duration::from_secs(1)))
+                    .set_response_timeout(Some(Duration::from_secs(2)))
+                    .set_number_of_retries(1);
+                self.client.get_connection_manager_with_config(config).await
+            })
+            .await?;
+        Ok(conn.clone())
+    }
+
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn().await?;
+        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+        Ok(())
+    }
+
+    /// Creates `payment` under the tenant's idempotency key, with its job due at the payment's
+    /// `next_attempt_at`.
+    pub async fn create(
+        &self,
+        tenant: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        payment: Payment,
+        now: Timestamp,
+    ) -> Result<Created, StoreError> {
+        let mut conn = self.conn().await?;
+        let record = serde_json::to_string(&payment)?;
+        let due = payment.next_attempt_at.unwrap_or(now);
+        let job = ChargeJob::new(payment.id.clone());
+        let mut invocation = self.scripts.create.prepare_invoke();
+        invocation
+            .key(self.layout.idempotency(tenant, idempotency_key))
+            .key(self.layout.payment(payment.id.as_str()));
+        for key in self.layout.queue.job_keys() {
+            invocation.key(key);
+        }
+        let (outcome, id): (String, String) = invocation
+            .key(self.layout.live())
+            .arg(fingerprint)
+            .arg(payment.id.as_str())
+            .arg(record)
+            .arg(payment.created_at.unix_ms())
+            .arg(self.idempotency_ttl.as_secs())
+            .arg(due.unix_ms())
+            .arg(job.payload())
+            .arg(now.unix_ms())
+            .arg(tenant)
+            .arg(customer_digest(&payment.customer))
+            .arg(self.layout.index_prefix())
+            .invoke_async(&mut conn)
+            .await?;
+        match outcome.as_str() {
+            "created" => Ok(Created::New(payment)),
+            "replay" => match self.get(tenant, &id).await? {
+                Some(v) => Ok(Created::Replay(v.payment)),
+                // The first request's payment has expired (retention) while its key lives on.
+                None => Ok(Created::KeyReused),
+            },
+            _ => Ok(Created::KeyReused),
+        }
+    }
+
+    /// The tenant's payment `id`; `None` when it does not exist or belongs to someone else.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Option<Versioned>, StoreError> {
+        Ok(self
+            .get_any(id)
+            .await?
+            .and_then(|(owner, v)| (owner == tenant).then_some(v)))
+    }
+
+    /// A payment whatever its tenant (for workers), with its tenant.
+    pub async fn get_any(&self, id: &str) -> Result<Option<(String, Versioned)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
+            redis::cmd("HMGET")
+                .arg(self.layout.payment(id))
+                .arg("d")
+                .arg("t")
+                .arg("v")
+                .query_async(&mut conn)
+                .await?;
+        match (data, owner, version) {
+            (Some(d), Some(t), Some(v)) => Ok(Some((
+                t,
+                Versioned {
+                    payment: serde_json::from_str(&d)?,
+                    version: v,
+                },
+            ))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Compare-and-set: writes `payment` if the record is still at `version`, and does
+    /// `action` to its job in the same step. Returns the record's new version, or `None` when
+    /// it had moved on (re-read and decide again).
+    pub async fn transition(
+        &self,
+        version: &str,
+        payment: &Payment,
+        action: JobAction,
+        now: Timestamp,
+    ) -> Result<Option<String>, StoreError> {
+        let mut conn = self.conn().await?;
+        let reap_at = if payment.status.is_final() {
+            now.plus(self.retention).unix_ms()
+        } else {
+            0
+        };
+        let backstop = self.retention + Duration::from_secs(86_400);
+        let mut invocation = self.scripts.transition.prepare_invoke();
+        invocation.key(self.layout.payment(payment.id.as_str()));
+        for key in self.layout.queue.job_keys() {
+            invocation.key(key);
+        }
+        let applied: Option<u64> = invocation
+            .key(self.layout.live())
+            .key(self.layout.expiring())
+            .arg(version)
+            .arg(serde_json::to_string(payment)?)
+            .arg(payment.status.as_str())
+            .arg(payment.id.as_str())
+            .arg(payment.created_at.unix_ms())
+            .arg(reap_at)
+            .arg(backstop.as_secs())
+            .arg(action.as_str())
+            .arg(ChargeJob::new(payment.id.clone()).payload())
+            .arg(self.layout.index_prefix())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(applied.map(|v| v.to_string()))
+    }
+}

@@ -1,0 +1,211 @@
+//! The sweeper: proof that every payment has a way forward, and the repair when one has not.
+//!
+//! Every `[worker] sweep_interval_secs`, one worker of the fleet at a time (a Redis lock with
+//! an expiry, so a dead holder is replaced) walks the payments that are not final, in batches:
+//! a `pending`, `processing` or `paused` payment must have a live charge job (ready, leased or
+//! delayed; a paused payment's job is the one that fails it when nobody resumes it). One that
+//! has none gets its job back (an idempotent push, counted on the record), with a warning and
+//! `flint_payments_repaired_total{reason}`; one whose job had to be restored
+//! [`MAX_REPAIRS`] times already requires attention instead, so a cause that keeps losing jobs
+//! cannot loop. A healthy system repairs nothing. The walk also counts the payments waiting
+//! for an operator (`flint_payments_requiring_attention`), and the reaper forgets finished
+//! payments whose retention is over.
+//!
+//! Redis cost per tick, bounded: at most [`BATCHES_PER_TICK`] walk scripts of [`BATCH`]
+//! payments (three O(1) or O(log n) reads each), one script per repair, and at most
+//! [`REAP_CALLS_PER_TICK`] reap scripts of [`REAP_BATCH`] payments (about seven commands each).
+//! A walk longer than one tick continues where it stopped at the next tick.
+
+use std::time::Duration;
+
+use flint_shared::ids::PaymentId;
+use flint_shared::payment::Status;
+use flint_shared::payment::record::AttentionReason;
+use flint_shared::payment::store::sweep::Repair;
+use flint_shared::payment::store::{JobAction, Store, StoreError};
+use flint_shared::time::Timestamp;
+use tokio::sync::watch;
+
+use crate::charge::apply::require_attention;
+
+/// Payments walked per script call.
+pub const BATCH: usize = 500;
+/// Walk scripts per tick.
+pub const BATCHES_PER_TICK: usize = 20;
+/// Finished payments forgotten per reap script call.
+pub const REAP_BATCH: usize = 1_000;
+/// Reap script calls per tick.
+pub const REAP_CALLS_PER_TICK: usize = 200;
+/// Restores of one payment's job before it requires attention instead.
+pub const MAX_REPAIRS: u32 = 3;
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Whether this worker held the lock (another one sweeps otherwise).
+    pub swept: bool,
+    pub scanned: u64,
+    pub repaired: Vec<(String, Status)>,
+    /// Payments moved to `requires_attention` because their job kept being lost.
+    pub given_up: Vec<String>,
+    pub reaped: u64,
+    /// Set when this tick finished a whole walk: the payments requiring attention.
+    pub requiring_attention: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct Sweeper {
+    store: Store,
+    holder: String,
+    interval: Duration,
+    /// Payments requiring attention counted so far in the current walk.
+    attention_so_far: std::sync::Mutex<u64>,
+}
+
+impl Sweeper {
+    pub fn new(store: Store, holder: String, interval: Duration) -> Sweeper {
+        Sweeper {
+            store,
+            holder,
+            interval,
+            attention_so_far: std::sync::Mutex::new(0),
+        }
+    }
+
+    /// Sweeps every interval until `stop`.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(self.interval) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            if let Err(e) = self.tick(Timestamp::now()).await {
+                tracing::warn!(error = %e, "sweep failed; the next one retries");
+            }
+        }
+    }
+
+    /// One sweep, if this worker gets the lock.
+    pub async fn tick(&self, now: Timestamp) -> Result<Tick, StoreError> {
+        let ttl = (self.interval * 2).max(Duration::from_secs(30));
+        if !self.store.lock_sweeper(&self.holder, ttl).await? {
+            return Ok(Tick::default());
+        }
+        let mut tick = Tick {
+            swept: true,
+            ..Tick::default()
+        };
+        let mut cursor = self.store.sweep_cursor().await?;
+        for _ in 0..BATCHES_PER_TICK {
+            let batch = self.store.sweep_batch(cursor.as_deref(), BATCH).await?;
+            tick.scanned += batch.scanned;
+            *self
+                .attention_so_far
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) += batch.requiring_attention;
+            for (id, status) in batch.without_job {
+                self.repair(&id, status, now, &mut tick).await?;
+            }
+            cursor = batch.next;
+            if cursor.is_none() {
+                let total = std::mem::take(
+                    &mut *self
+                        .attention_so_far
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner()),
+                );
+                metrics::gauge!("flint_payments_requiring_attention").set(total as f64);
+                tick.requiring_attention = Some(total);
+                break;
+            }
+        }
+        self.store.set_sweep_cursor(cursor.as_deref()).await?;
+        for _ in 0..REAP_CALLS_PER_TICK {
+            let reaped = self.store.reap(now, REAP_BATCH).await?;
+            tick.reaped += reaped;
+            if reaped < REAP_BATCH as u64 {
+                break;
+            }
+        }
+        metrics::counter!("flint_sweeper_payments_checked_total").increment(tick.scanned);
+        if tick.reaped > 0 {
+            tracing::debug!(
+                reaped = tick.reaped,
+                "forgot finished payments past their retention"
+            );
+        }
+        Ok(tick)
+    }
+
+    async fn repair(
+        &self,
+        id: &str,
+        status: Status,
+        now: Timestamp,
+        tick: &mut Tick,
+    ) -> Result<(), StoreError> {
+        let Ok(payment_id) = PaymentId::parse(id) else {
+            return Ok(());
+        };
+        match self.store.repair(&payment_id, now, MAX_REPAIRS).await? {
+            Repair::Repaired(count) => {
+                let reason = match status {
+                    Status::Pending => "pending_without_job",
+                    Status::Processing => "processing_without_job",
+                    _ => "paused_without_job",
+                };
+                tracing::warn!(
+                    payment_id = id,
+                    status = status.as_str(),
+                    repairs = count,
+                    "payment had no charge job; its job is restored"
+                );
+                metrics::counter!("flint_payments_repaired_total", "reason" => reason).increment(1);
+                tick.repaired.push((id.to_owned(), status));
+            }
+            Repair::Exhausted(count) => {
+                if self.give_up(&payment_id, count, now).await? {
+                    tick.given_up.push(id.to_owned());
+                }
+            }
+            Repair::Healthy | Repair::Gone => {}
+        }
+        Ok(())
+    }
+
+    /// The payment's job was restored too often: it requires attention.
+    async fn give_up(
+        &self,
+        id: &PaymentId,
+        repairs: u32,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        for _ in 0..8 {
+            let Some((_, current)) = self.store.get_any(id.as_str()).await? else {
+                return Ok(false);
+            };
+            let mut p = current.payment;
+            if !p.status.needs_job() {
+                return Ok(false);
+            }
+            require_attention(
+                &mut p,
+                AttentionReason::JobLost,
+                format!("its charge job was lost and restored {repairs} times"),
+                now,
+            );
+            if self
+                .store
+                .transition(&current.version, &p, JobAction::None, now)
+                .await?
+                .is_some()
+            {
+                tracing::error!(payment_id = %id, repairs, "payment keeps losing its charge job; it requires attention");
+                metrics::counter!("flint_payments_requiring_attention_total", "reason" => AttentionReason::JobLost.as_str())
+                    .increment(1);
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

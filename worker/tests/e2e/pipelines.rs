@@ -1,0 +1,111 @@
+//! The charge pipeline driven by the test itself, for interleavings no luck would produce: a
+//! worker that stops mid-attempt and one that takes over, a handler held between its write and
+//! its acknowledgement, a processor that answers only when told.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
+use flint_shared::ids::PaymentId;
+use flint_shared::payment::Payment;
+use flint_shared::payment::job::ChargeJob;
+use flint_shared::payment::network::CardRules;
+use flint_shared::payment::store::{JobAction, Store};
+use flint_shared::processor::Processor;
+use flint_shared::processor::stripe::StripeClient;
+use flint_shared::time::Timestamp;
+use flint_testkit::processor::ScriptedProcessor;
+use flint_worker::charge::Pipeline;
+use flint_worker::charge::apply::apply_start;
+use flint_worker::charge::decide::Start;
+use tokio::sync::oneshot;
+
+use crate::harness::Stack;
+
+/// The pipeline `flint worker` builds, against the stack's Redis and sandbox.
+pub fn stripe(s: &Stack) -> Arc<Pipeline<StripeClient>> {
+    Arc::new(flint_worker::stripe_pipeline(&s.config).unwrap())
+}
+
+/// The pipeline with a scripted processor for tenant `acme`.
+pub fn scripted(s: &Stack, processor: &ScriptedProcessor) -> Arc<Pipeline<ScriptedProcessor>> {
+    Arc::new(Pipeline::new(
+        flint_worker::store(&s.config).unwrap(),
+        HashMap::from([("acme".to_owned(), processor.clone())]),
+        flint_worker::policy(&s.config),
+        CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges"),
+    ))
+}
+
+pub fn store(s: &Stack) -> Store {
+    flint_worker::store(&s.config).unwrap()
+}
+
+pub async fn queue(s: &Stack) -> Queue {
+    Queue::connect(
+        &s.redis.url(),
+        QueueConfig::new("charges").with_lease(Duration::from_secs(2)),
+    )
+    .await
+    .unwrap()
+}
+
+pub fn job(id: &str) -> ChargeJob {
+    ChargeJob::new(PaymentId::parse(id).unwrap())
+}
+
+/// A queue worker running the production handler, until the returned sender is dropped or
+/// fired.
+pub async fn worker<P: Processor + 'static>(
+    s: &Stack,
+    pipeline: Arc<Pipeline<P>>,
+) -> oneshot::Sender<()> {
+    let queue = queue(s).await;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let worker = WorkerBuilder::new("test-worker")
+        .backend(queue.backend::<ChargeJob>())
+        .data(pipeline)
+        .concurrency(4)
+        .build(flint_worker::charge_job::<P>);
+    tokio::spawn(async move {
+        worker
+            .run_until(async {
+                let _ = stopped.await;
+                Ok::<(), std::io::Error>(())
+            })
+            .await
+    });
+    stop
+}
+
+/// Puts payment `id` into its attempt 1 as a worker's start does, then lets `change` adjust the
+/// record as that worker's later writes would (its card, its intent), in one compare-and-set.
+pub async fn mid_attempt(s: &Stack, id: &str, change: impl FnOnce(&mut Payment)) {
+    let store = store(s);
+    let (_, current) = store.get_any(id).await.unwrap().unwrap();
+    let mut p = current.payment;
+    let now = Timestamp::now();
+    let number = u32::try_from(p.attempts.len()).unwrap() + 1;
+    apply_start(
+        &mut p,
+        Start::Begin(number),
+        &flint_worker::policy(&s.config),
+        now,
+    );
+    change(&mut p);
+    let written = store
+        .transition(&current.version, &p, JobAction::None, now)
+        .await
+        .unwrap();
+    assert!(
+        written.is_some(),
+        "the payment moved while the test set it up"
+    );
+}
+
+/// Runs one delivery of payment `id`'s job, as a worker whose previous delivery lost its lease.
+pub async fn deliver<P: Processor>(pipeline: &Pipeline<P>, id: &str) -> Outcome {
+    pipeline.run(&job(id), LostLeases(1)).await
+}
