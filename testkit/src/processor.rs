@@ -98,6 +98,8 @@ struct Script {
 pub struct ScriptedProcessor {
     script: Arc<Mutex<Script>>,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// The brand of a card whose details were not scripted (Visa unless set).
+    brand: Option<CardBrand>,
 }
 
 impl std::fmt::Debug for ScriptedProcessor {
@@ -130,6 +132,12 @@ macro_rules! scripted {
 impl ScriptedProcessor {
     pub fn new() -> ScriptedProcessor {
         ScriptedProcessor::default()
+    }
+
+    /// Cards whose details are not scripted are of this brand.
+    pub fn with_card_brand(mut self, brand: CardBrand) -> ScriptedProcessor {
+        self.brand = Some(brand);
+        self
     }
 
     scripted!(
@@ -234,11 +242,12 @@ impl Processor for ScriptedProcessor {
     async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
         self.record(Op::Card, payment_method, None);
         let pm = payment_method.to_owned();
+        let brand = self.brand.clone().unwrap_or(CardBrand::Visa);
         self.answer(
             |s| s.card.pop_front(),
             || {
                 Ok(CardInfo {
-                    brand: CardBrand::Visa,
+                    brand,
                     fingerprint: pm,
                 })
             },

@@ -11,10 +11,11 @@
 //! for an operator (`flint_payments_requiring_attention`), and the reaper forgets finished
 //! payments whose retention is over.
 //!
-//! Redis cost per tick, bounded: at most [`BATCHES_PER_TICK`] walk scripts of [`BATCH`]
-//! payments (three O(1) or O(log n) reads each), one script per repair, and at most
-//! [`REAP_CALLS_PER_TICK`] reap scripts of [`REAP_BATCH`] payments (about seven commands each).
-//! A walk longer than one tick continues where it stopped at the next tick.
+//! Redis cost per tick, bounded ([`Limits`]): at most 20 walk scripts of 500 payments (three
+//! O(1) or O(log n) reads each, about 1 ms of Redis per script), one script per repair, and at
+//! most 200 reap scripts of 1,000 payments (about seven commands each). A walk longer than one
+//! tick continues where it stopped at the next tick (10,000 live payments a tick: a million
+//! scheduled payments are walked in 100 ticks).
 
 use std::time::Duration;
 
@@ -28,16 +29,32 @@ use tokio::sync::watch;
 
 use crate::charge::apply::require_attention;
 
-/// Payments walked per script call.
-pub const BATCH: usize = 500;
-/// Walk scripts per tick.
-pub const BATCHES_PER_TICK: usize = 20;
-/// Finished payments forgotten per reap script call.
-pub const REAP_BATCH: usize = 1_000;
-/// Reap script calls per tick.
-pub const REAP_CALLS_PER_TICK: usize = 200;
 /// Restores of one payment's job before it requires attention instead.
 pub const MAX_REPAIRS: u32 = 3;
+
+/// How much one tick may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Payments walked per script call.
+    pub batch: usize,
+    /// Walk scripts per tick.
+    pub batches_per_tick: usize,
+    /// Finished payments forgotten per reap script call.
+    pub reap_batch: usize,
+    /// Reap script calls per tick.
+    pub reap_calls_per_tick: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            batch: 500,
+            batches_per_tick: 20,
+            reap_batch: 1_000,
+            reap_calls_per_tick: 200,
+        }
+    }
+}
 
 /// What one tick did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -58,6 +75,7 @@ pub struct Sweeper {
     store: Store,
     holder: String,
     interval: Duration,
+    limits: Limits,
     /// Payments requiring attention counted so far in the current walk.
     attention_so_far: std::sync::Mutex<u64>,
 }
@@ -68,8 +86,14 @@ impl Sweeper {
             store,
             holder,
             interval,
+            limits: Limits::default(),
             attention_so_far: std::sync::Mutex::new(0),
         }
+    }
+
+    pub fn with_limits(mut self, limits: Limits) -> Sweeper {
+        self.limits = limits;
+        self
     }
 
     /// Sweeps every interval until `stop`.
@@ -96,8 +120,11 @@ impl Sweeper {
             ..Tick::default()
         };
         let mut cursor = self.store.sweep_cursor().await?;
-        for _ in 0..BATCHES_PER_TICK {
-            let batch = self.store.sweep_batch(cursor.as_deref(), BATCH).await?;
+        for _ in 0..self.limits.batches_per_tick {
+            let batch = self
+                .store
+                .sweep_batch(cursor.as_deref(), self.limits.batch)
+                .await?;
             tick.scanned += batch.scanned;
             *self
                 .attention_so_far
@@ -120,10 +147,10 @@ impl Sweeper {
             }
         }
         self.store.set_sweep_cursor(cursor.as_deref()).await?;
-        for _ in 0..REAP_CALLS_PER_TICK {
-            let reaped = self.store.reap(now, REAP_BATCH).await?;
+        for _ in 0..self.limits.reap_calls_per_tick {
+            let reaped = self.store.reap(now, self.limits.reap_batch).await?;
             tick.reaped += reaped;
-            if reaped < REAP_BATCH as u64 {
+            if reaped < self.limits.reap_batch as u64 {
                 break;
             }
         }
@@ -152,7 +179,11 @@ impl Sweeper {
                 let reason = match status {
                     Status::Pending => "pending_without_job",
                     Status::Processing => "processing_without_job",
-                    _ => "paused_without_job",
+                    Status::Paused => "paused_without_job",
+                    Status::Succeeded
+                    | Status::Failed
+                    | Status::Canceled
+                    | Status::RequiresAttention => "other",
                 };
                 tracing::warn!(
                     payment_id = id,

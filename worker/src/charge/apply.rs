@@ -25,8 +25,8 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
         }
         Start::Expire => {
             let why = format!(
-                "not resumed within {} days of pausing",
-                policy.paused_expiry.as_secs() / 86_400
+                "not resumed within {} of pausing",
+                spoken(policy.paused_expiry)
             );
             p.status = Status::Failed;
             p.expires_at = None;
@@ -60,6 +60,15 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
             );
             Some(Next::At(now))
         }
+    }
+}
+
+/// A duration as a person reads it: `30 days`, `6 hours`, `0.3 s`.
+fn spoken(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s >= 86_400 => format!("{} days", s / 86_400),
+        s if s >= 3_600 => format!("{} hours", s / 3_600),
+        _ => format!("{} s", d.as_secs_f64()),
     }
 }
 

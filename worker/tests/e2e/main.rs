@@ -1,8 +1,11 @@
 //! Payments end to end: the enqueuer API → Redis → a charge worker → the sandbox, all real.
 
+mod bounded;
 mod cards;
+mod growth;
 mod harness;
 mod network;
 mod paths;
 mod pipelines;
 mod scenarios;
+mod sweeper;

@@ -19,7 +19,7 @@ use flint_shared::time::Timestamp;
 use flint_testkit::processor::ScriptedProcessor;
 use flint_worker::charge::Pipeline;
 use flint_worker::charge::apply::apply_start;
-use flint_worker::charge::decide::Start;
+use flint_worker::charge::decide::{Policy, Start};
 use tokio::sync::oneshot;
 
 use crate::harness::Stack;
@@ -31,10 +31,19 @@ pub fn stripe(s: &Stack) -> Arc<Pipeline<StripeClient>> {
 
 /// The pipeline with a scripted processor for tenant `acme`.
 pub fn scripted(s: &Stack, processor: &ScriptedProcessor) -> Arc<Pipeline<ScriptedProcessor>> {
+    scripted_with(s, processor, flint_worker::policy(&s.config))
+}
+
+/// The same, deciding by `policy`.
+pub fn scripted_with(
+    s: &Stack,
+    processor: &ScriptedProcessor,
+    policy: Policy,
+) -> Arc<Pipeline<ScriptedProcessor>> {
     Arc::new(Pipeline::new(
         flint_worker::store(&s.config).unwrap(),
         HashMap::from([("acme".to_owned(), processor.clone())]),
-        flint_worker::policy(&s.config),
+        policy,
         CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges"),
     ))
 }

@@ -1,0 +1,208 @@
+//! Nothing retries forever, and everything stuck is visible: an outcome that stays unknown, a
+//! processor that keeps refusing Flint's key, an attempt that keeps stopping its worker, and a
+//! bug in an attempt all end in `requires_attention` with the reason, resumable once the cause
+//! is fixed; a paused payment nobody resumes fails when it expires.
+
+use std::time::Duration;
+
+use apalis::prelude::Data;
+use flint_queue::{LostLeases, Outcome};
+use flint_shared::payment::decline::{Decline, DeclineCode};
+use flint_shared::processor::{Intent, IntentStatus, ProcessorError};
+use flint_testkit::processor::{Op, ScriptedProcessor};
+use flint_worker::charge::decide::Policy;
+use serde_json::json;
+
+use crate::harness::*;
+use crate::pipelines::{self, deliver};
+
+/// Bounds that the second look at an attempt is always past (the first look always happens).
+fn impatient() -> Policy {
+    Policy {
+        retry_delays: vec![Duration::from_millis(100)],
+        unknown_outcome_limit: Duration::ZERO,
+        misconfigured_limit: Duration::ZERO,
+        paused_expiry: Duration::from_millis(300),
+        max_lost_leases: 3,
+    }
+}
+
+fn unknown() -> ProcessorError {
+    ProcessorError::Transient {
+        reason: "timeout".into(),
+        outcome_unknown: true,
+        request_id: None,
+    }
+}
+
+fn succeeded() -> Intent {
+    Intent {
+        id: "pi_1".into(),
+        status: IntentStatus::Succeeded,
+        amount_minor: 2500,
+        payment_method: Some("pm_1".into()),
+        latest_charge: Some("ch_1".into()),
+        metadata: Default::default(),
+        last_error: None,
+    }
+}
+
+#[tokio::test]
+async fn an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_it() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let processor = ScriptedProcessor::new();
+    // The charge's answer is lost, and the processor cannot be read either, twice.
+    processor
+        .create_intent(Err(unknown()))
+        .find_intent(Err(unknown()))
+        .find_intent(Err(unknown()));
+    let pipeline = pipelines::scripted_with(&s, &processor, impatient());
+    assert!(matches!(deliver(&pipeline, &id).await, Outcome::RetryAt(_)));
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "processing");
+    assert_eq!(p["attempts"][0]["unresolved"]["tries"], 1);
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "requires_attention", "{p:#}");
+    assert_eq!(p["attention"]["reason"], "unknown_outcome");
+    assert!(
+        p["attempts"][0]["finished_at"].is_null(),
+        "the attempt stays open"
+    );
+    let listed = s
+        .http
+        .get(format!(
+            "{}/v1/off_session_payments?status=requires_attention",
+            s.api
+        ))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    assert_eq!(listed["data"][0]["id"], id.as_str(), "visible to operators");
+
+    // The processor is back: a resume settles the open attempt from its records.
+    processor.find_intent(Ok(Some(succeeded())));
+    let resumed = s
+        .post(&format!("/v1/off_session_payments/{id}/resume"), json!({}))
+        .await;
+    assert_eq!(resumed["status"], "pending", "{resumed:#}");
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "succeeded", "{p:#}");
+    assert_eq!(p["attempts"].as_array().unwrap().len(), 1);
+    assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1, "sent once");
+}
+
+#[tokio::test]
+async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let processor = ScriptedProcessor::new();
+    processor
+        .create_intent(Err(unknown()))
+        .find_intent(Err(unknown()))
+        .find_intent(Err(unknown()));
+    let pipeline = pipelines::scripted_with(&s, &processor, impatient());
+    deliver(&pipeline, &id).await;
+    deliver(&pipeline, &id).await;
+    assert_eq!(s.payment(&id).await["status"], "requires_attention");
+    let canceled = s
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled["cancel_requested"], true, "{canceled:#}");
+    // It had not charged: canceled, without another charge.
+    processor.find_intent(Ok(None));
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "canceled", "{p:#}");
+    assert_eq!(p["attempts"][0]["outcome"], "canceled");
+    assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1);
+}
+
+#[tokio::test]
+async fn a_processor_that_keeps_refusing_the_key_makes_the_payment_require_attention() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let refused = || ProcessorError::Misconfigured {
+        status: 401,
+        message: "Invalid API Key provided".into(),
+    };
+    let processor = ScriptedProcessor::new();
+    processor.card(Err(refused())).card(Err(refused()));
+    let pipeline = pipelines::scripted_with(&s, &processor, impatient());
+    assert!(matches!(deliver(&pipeline, &id).await, Outcome::RetryAt(_)));
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "requires_attention", "{p:#}");
+    assert_eq!(p["attention"]["reason"], "processor_misconfigured");
+    assert!(processor.calls_of(Op::CreateIntent).is_empty());
+}
+
+#[tokio::test]
+async fn an_attempt_that_keeps_stopping_its_worker_requires_attention() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let processor = ScriptedProcessor::new();
+    let pipeline = pipelines::scripted_with(&s, &processor, impatient());
+    let outcome = pipeline.run(&pipelines::job(&id), LostLeases(3)).await;
+    assert_eq!(outcome, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "requires_attention", "{p:#}");
+    assert_eq!(p["attention"]["reason"], "worker_lost");
+    assert!(processor.calls().is_empty(), "nothing was sent");
+}
+
+#[tokio::test]
+async fn a_bug_in_an_attempt_makes_the_payment_require_attention_not_loop() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    // Nothing scripted for the charge: the processor panics inside the attempt.
+    let processor = ScriptedProcessor::new();
+    let pipeline = pipelines::scripted_with(&s, &processor, impatient());
+    let outcome =
+        flint_worker::charge_job(pipelines::job(&id), LostLeases(0), Data::new(pipeline)).await;
+    assert_eq!(outcome, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "requires_attention", "{p:#}");
+    assert_eq!(p["attention"]["reason"], "internal_error");
+    assert!(
+        p["attempts"][0]["finished_at"].is_null(),
+        "a resume settles it"
+    );
+}
+
+#[tokio::test]
+async fn a_paused_payment_nobody_resumes_fails_when_it_expires() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let processor = ScriptedProcessor::new();
+    processor.create_intent(Err(ProcessorError::NeedsCustomer(Box::new(Decline {
+        code: DeclineCode::AuthenticationRequired,
+        decline_code: Some(DeclineCode::AuthenticationRequired),
+        advice_code: None,
+        network_advice_code: None,
+        message: "This payment requires authentication.".into(),
+        charge: None,
+        intent_id: Some("pi_1".into()),
+        request_id: None,
+    }))));
+    // Through the queue: the paused payment's job waits for its expiry, and fails it then.
+    let _worker =
+        pipelines::worker(&s, pipelines::scripted_with(&s, &processor, impatient())).await;
+    let p = s.settles(&id, &["paused"]).await;
+    assert!(p["expires_at"].is_string(), "{p:#}");
+    let p = s.settles(&id, &["failed"]).await;
+    assert!(
+        p["last_error"]
+            .as_str()
+            .unwrap()
+            .starts_with("not resumed within"),
+        "{p:#}"
+    );
+    assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1);
+}
