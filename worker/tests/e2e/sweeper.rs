@@ -194,7 +194,7 @@ async fn a_payment_that_keeps_losing_its_job_requires_attention() {
     delete_job(&s, &id).await;
     let tick = sweeper.tick(Timestamp::now()).await.unwrap();
     assert!(tick.repaired.is_empty());
-    assert_eq!(tick.given_up, [id.clone()]);
+    assert_eq!(tick.given_up, std::slice::from_ref(&id));
     let p = s.payment(&id).await;
     assert_eq!(p["status"], "requires_attention", "{p:#}");
     assert_eq!(p["attention"]["reason"], "job_lost");
