@@ -48,10 +48,17 @@ use crate::store::{RawJob, RawOutcome, Store};
 /// Acks applied per script call.
 const ACK_BATCH: usize = 256;
 
+/// The stream entry a task was delivered from: its lease, and what its outcome acknowledges.
+/// Outcomes are matched to entries, never to job ids: a worker may hold a job's new entry (it
+/// took the job over after its own lease on the old one ran out) while a run of the old one is
+/// still finishing, and that run's outcome must not acknowledge the new entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry(String);
+
 /// State shared by the backend's tasks and its middleware.
 #[derive(Debug)]
 pub struct Shared {
-    /// Jobs fetched by this worker and not yet acknowledged, by job id.
+    /// Jobs fetched by this worker and not yet acknowledged, by stream entry id.
     inflight: Mutex<HashMap<String, RawJob>>,
     acks: mpsc::UnboundedSender<(RawJob, RawOutcome)>,
     queue: String,
@@ -62,14 +69,14 @@ impl Shared {
         self.inflight.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn finish(&self, job_id: &str, outcome: RawOutcome) {
-        let job = self.inflight().get(job_id).cloned();
+    fn finish(&self, entry: &str, outcome: RawOutcome) {
+        let job = self.inflight().get(entry).cloned();
         match job {
             Some(job) => {
                 let _ = self.acks.send((job, outcome));
             }
             None => {
-                tracing::error!(queue = %self.queue, job_id, "outcome for a job this worker does not hold")
+                tracing::error!(queue = %self.queue, entry, "outcome for a job this worker does not hold")
             }
         }
     }
@@ -216,8 +223,8 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
                 if let Some(mut rx) = rx {
                     rx.close();
                     while let Ok(task) = rx.try_recv() {
-                        if let Some(id) = task.task_id()
-                            && let Some(job) = shared.inflight().remove(&id.to_string())
+                        if let Some(Entry(entry)) = task.data().get::<Entry>()
+                            && let Some(job) = shared.inflight().remove(entry)
                         {
                             unstarted.push(job);
                         }
@@ -311,7 +318,7 @@ where
     }
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
-        let job_id = task.task_id().map(ToString::to_string);
+        let entry = task.data().get::<Entry>().cloned();
         let shared = Arc::clone(&self.shared);
         let fut = self.inner.call(task);
         Box::pin(async move {
@@ -320,8 +327,8 @@ where
                 Ok(response) => response.outcome().into(),
                 Err(e) => RawOutcome::Dead(format!("handler failed: {e}")),
             };
-            if let Some(id) = job_id {
-                shared.finish(&id, outcome);
+            if let Some(Entry(entry)) = entry {
+                shared.finish(&entry, outcome);
             }
             result
         })
@@ -496,12 +503,15 @@ async fn handle_error(
 
 /// Hands one fetched job to the worker, or dead-letters it when it cannot be decoded.
 fn deliver<Args: DeserializeOwned>(ctx: &Ctx, tx: &mpsc::Sender<Task<Args>>, job: RawJob) {
-    ctx.shared.inflight().insert(job.id.clone(), job.clone());
+    ctx.shared
+        .inflight()
+        .insert(job.entry_id.clone(), job.clone());
     match serde_json::from_slice::<Args>(&job.payload) {
         Ok(args) => {
             let task = TaskBuilder::new(args)
                 .task_id(TaskId::from_string(job.id.clone()))
                 .data(LostLeases(job.lost_leases))
+                .data(Entry(job.entry_id.clone()))
                 .build();
             if tx.try_send(task).is_err() {
                 // Only this task sends, after reserving room; a full channel means the worker
@@ -512,7 +522,7 @@ fn deliver<Args: DeserializeOwned>(ctx: &Ctx, tx: &mpsc::Sender<Task<Args>>, job
         Err(e) => {
             tracing::error!(queue = %ctx.queue(), job_id = %job.id, error = %e, "undecodable job dead-lettered");
             ctx.shared.finish(
-                &job.id,
+                &job.entry_id,
                 RawOutcome::Dead(format!("undecodable payload: {e}")),
             );
         }
@@ -571,7 +581,7 @@ async fn renew(mut ctx: Ctx) {
     let Some(mut conn) = ctx.connect(Duration::ZERO).await else {
         return;
     };
-    let every = ctx.store.config.lease / 3;
+    let every = ctx.store.config.renew_interval();
     // Entries whose lease this worker lost, reported once each.
     let mut lost = std::collections::HashSet::new();
     loop {
@@ -584,6 +594,8 @@ async fn renew(mut ctx: Ctx) {
             .values()
             .map(|j| (j.entry_id.clone(), j.id.clone()))
             .collect();
+        // An entry id per job run: a job taken over by this very worker has two (the old one
+        // lost), and only the new one can still be renewed.
         lost.retain(|entry| entries.iter().any(|(e, _)| e == entry));
         for chunk in entries.chunks(500) {
             let ids: Vec<String> = chunk.iter().map(|(e, _)| e.clone()).collect();
@@ -636,7 +648,17 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
         let mut backoff = backoff();
         loop {
             match ctx.store.ack(&mut conn, &batch).await {
-                Ok(_) => break,
+                Ok(applied) => {
+                    let stale = (batch.len() as u64).saturating_sub(applied);
+                    if stale > 0 {
+                        // Runs that finished after their lease ran out; the job's new holder
+                        // reports for it.
+                        tracing::warn!(queue = %ctx.queue(), stale, "outcomes of jobs this worker no longer held were ignored");
+                        metrics::counter!("flint_queue_stale_outcomes_total", "queue" => ctx.queue().to_owned())
+                            .increment(stale);
+                    }
+                    break;
+                }
                 Err(e) => {
                     // Acks are retried until they land: a lost ack would re-run a finished job.
                     let wait = backoff.next().unwrap_or(Duration::from_secs(2));
@@ -647,15 +669,7 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
         }
         let mut inflight = ctx.shared.inflight();
         for (job, _) in batch.drain(..) {
-            // The ack may have put the job back in the stream (a retry due now, a job to run
-            // again) and this worker may already have fetched it under the same id: only the
-            // entry acknowledged is forgotten.
-            if inflight
-                .get(&job.id)
-                .is_some_and(|held| held.entry_id == job.entry_id)
-            {
-                inflight.remove(&job.id);
-            }
+            inflight.remove(&job.entry_id);
         }
     }
 }

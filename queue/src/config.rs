@@ -9,8 +9,10 @@ pub struct QueueConfig {
     /// The queue's name; part of every key (`flint:{name}:…`).
     pub name: String,
     /// How long a fetched job stays leased to its worker without renewal. A live worker renews
-    /// its leases every third of this; a dead one's jobs are reclaimed after it.
+    /// its leases every [`QueueConfig::renew_every`]; a dead one's jobs are reclaimed after it.
     pub lease: Duration,
+    /// How often a live worker renews its leases (a third of the lease unless set).
+    pub renew_every: Option<Duration>,
     /// Jobs fetched (and acknowledged) per Redis round trip.
     pub batch: usize,
     /// Longest single blocking read; bounds how late a shutdown or a due delayed job is noticed.
@@ -33,6 +35,7 @@ impl QueueConfig {
         QueueConfig {
             name: name.into(),
             lease: Duration::from_secs(15),
+            renew_every: None,
             batch: 64,
             block: Duration::from_secs(1),
             promote_batch: 1000,
@@ -44,6 +47,11 @@ impl QueueConfig {
 
     pub fn with_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
+        self
+    }
+
+    pub fn with_renew_every(mut self, every: Duration) -> Self {
+        self.renew_every = Some(every);
         self
     }
 
@@ -70,6 +78,10 @@ impl QueueConfig {
     pub fn with_consumer_idle_limit(mut self, limit: Duration) -> Self {
         self.consumer_idle_limit = limit;
         self
+    }
+
+    pub(crate) fn renew_interval(&self) -> Duration {
+        self.renew_every.unwrap_or(self.lease / 3)
     }
 
     pub(crate) fn lease_ms(&self) -> u64 {

@@ -15,8 +15,14 @@
 -- the batch: about four commands per batch instead of per job.
 local q = fq_queue(1)
 local now = tonumber(ARGV[1])
-local entries = {}
-for i = 3, #ARGV, 5 do entries[#entries + 1] = ARGV[i] end
+-- One outcome per entry (the first, should an entry come twice).
+local entries, first = {}, {}
+for i = 3, #ARGV, 5 do
+  if not first[ARGV[i]] then
+    first[ARGV[i]] = i
+    entries[#entries + 1] = ARGV[i]
+  end
+end
 if #entries == 0 then return 0 end
 local acked = redis.call('XACK', q.stream, 'workers', unpack(entries))
 local held = {}
@@ -27,22 +33,25 @@ local mine, ids = {}, {}
 for k = 1, #entries do
   if held[k] then
     mine[#mine + 1] = entries[k]
-    ids[#ids + 1] = ARGV[3 + (k - 1) * 5 + 1]
+    ids[#ids + 1] = ARGV[first[entries[k]] + 1]
   end
 end
 if #mine == 0 then return 0 end
 local marks = redis.call('HMGET', q.ids, unpack(ids))
-local finished = {}
+-- A job id is live in at most one entry, so it appears here at most once; should it not, the
+-- job stays live (never finished after being re-added in this batch).
+local finished, readded = {}, {}
 local m = 0
 for k = 1, #entries do
   if held[k] then
     m = m + 1
-    local i = 3 + (k - 1) * 5
+    local i = first[entries[k]]
     local id, kind, arg, payload = ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
     if kind ~= 'x' and marks[m] == 'again' then
       -- Asked to run now while it was live (it may have finished without seeing why).
       redis.call('HSET', q.ids, id, 1)
       fq_append(q, id, payload)
+      readded[id] = true
     elseif kind == 'c' then
       finished[#finished + 1] = id
     elseif kind == 'r' then
@@ -52,6 +61,7 @@ for k = 1, #entries do
         redis.call('ZADD', q.delayed, arg, id)
         redis.call('HSET', q.delayed_data, id, payload)
       end
+      readded[id] = true
     else
       redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[2], '*', 'id', id, 'p', payload, 'reason', arg, 'at', ARGV[1])
       finished[#finished + 1] = id
@@ -59,5 +69,9 @@ for k = 1, #entries do
   end
 end
 redis.call('XDEL', q.stream, unpack(mine))
-if #finished > 0 then redis.call('HDEL', q.ids, unpack(finished)) end
+local gone = {}
+for _, id in ipairs(finished) do
+  if not readded[id] then gone[#gone + 1] = id end
+end
+if #gone > 0 then redis.call('HDEL', q.ids, unpack(gone)) end
 return #mine

@@ -11,26 +11,27 @@ local claimed = redis.call('XAUTOCLAIM', q.stream, 'workers', ARGV[1], ARGV[2], 
   'COUNT', ARGV[4])
 local moved, dead = 0, 0
 local max_lost = tonumber(ARGV[5])
-for _, entry in ipairs(claimed[2]) do
-  local eid, fields = entry[1], entry[2]
+local function take_over(eid, fields)
   redis.call('XACK', q.stream, 'workers', eid)
   redis.call('XDEL', q.stream, eid)
-  if fields then
-    local job = {}
-    for i = 1, #fields, 2 do job[fields[i]] = fields[i + 1] end
-    if job.id and job.p then
-      local lost = (tonumber(job.n) or 0) + 1
-      if lost > max_lost then
-        redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[7], '*', 'id', job.id, 'p', job.p,
-          'reason', 'its lease ran out ' .. lost .. ' times in a row: the job crashes or stalls its worker',
-          'at', ARGV[6])
-        redis.call('HDEL', q.ids, job.id)
-        dead = dead + 1
-      else
-        fq_append(q, job.id, job.p, lost)
-        moved = moved + 1
-      end
-    end
+  if not fields then return end
+  local job = {}
+  for i = 1, #fields, 2 do job[fields[i]] = fields[i + 1] end
+  if not (job.id and job.p) then return end
+  local lost = (tonumber(job.n) or 0) + 1
+  if lost > max_lost then
+    redis.call('XADD', KEYS[5], 'MAXLEN', ARGV[7], '*', 'id', job.id, 'p', job.p,
+      'reason', 'its lease ran out ' .. lost .. ' times in a row: the job crashes or stalls its worker',
+      'at', ARGV[6])
+    redis.call('HDEL', q.ids, job.id)
+    dead = dead + 1
+  else
+    fq_append(q, job.id, job.p, lost)
+    moved = moved + 1
   end
+end
+for _, entry in ipairs(claimed[2]) do
+  -- (Before Redis 7, a deleted entry comes back as nil.)
+  if entry then take_over(entry[1], entry[2]) end
 end
 return {claimed[1], moved, dead}

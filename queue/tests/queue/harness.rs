@@ -181,3 +181,24 @@ pub async fn run_now(redis: &RedisServer, queue: &str, job_id: &str) -> String {
         .await
         .unwrap()
 }
+
+/// The process's Prometheus recorder, installed on first use, for metrics that background
+/// tasks of any thread record.
+pub fn global_metrics() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .install_recorder()
+            .expect("no other global recorder in the queue tests")
+    })
+}
+
+/// A counter's value in the process's recorder (0 when it was never recorded).
+pub fn counter(name_and_labels: &str) -> u64 {
+    global_metrics()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -65,11 +65,16 @@ impl FrozenWorker {
         }
     }
 
-    /// Thaws the worker (its handler completes) and stops it; its acks are flushed.
-    fn finish(mut self) {
+    /// Lets the frozen handlers complete.
+    fn thaw(&self) {
         for _ in 0..10 {
             let _ = self.release.send(());
         }
+    }
+
+    /// Thaws the worker and stops it.
+    fn finish(mut self) {
+        self.thaw();
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -132,7 +137,17 @@ async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing()
     )
     .await;
 
-    // The stalled worker wakes up and reports its run complete: that entry is not its any more.
+    // The stalled worker wakes up and reports its run complete: that entry is not its any more,
+    // and the outcome is ignored (counted as stale).
+    let stale = r#"flint_queue_stale_outcomes_total{queue="stall"}"#;
+    let before = counter(stale);
+    frozen.thaw();
+    poll_until(
+        Duration::from_secs(10),
+        "the late outcome to be fenced",
+        || async { (counter(stale) > before).then_some(()) },
+    )
+    .await;
     frozen.finish();
     let stats = queue.stats().await.unwrap();
     assert_eq!(
@@ -233,4 +248,64 @@ async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload
     })
     .await;
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run() {
+    let redis = RedisServer::start();
+    // Renewals far apart: the worker's own reclaim takes the job over after the lease, while
+    // its first run is still going, and fetches it again.
+    let config = lease_config("self-takeover").with_renew_every(Duration::from_secs(3600));
+    let queue = queue(&redis, config).await;
+    let runs = Arc::new(Mutex::new(Vec::new()));
+    let release_first = Arc::new(Notify::new());
+    let (n, r) = (Arc::clone(&runs), Arc::clone(&release_first));
+    let handler = move |_job: Job, lost: LostLeases| {
+        let (n, r) = (Arc::clone(&n), Arc::clone(&r));
+        async move {
+            let run = {
+                let mut runs = n.lock().unwrap();
+                runs.push(lost.0);
+                runs.len()
+            };
+            if run == 1 {
+                // The first run outlives its lease, then reports done.
+                r.notified().await;
+                Outcome::Complete
+            } else {
+                // The run that holds the job now schedules it for later.
+                Outcome::RetryAt(SystemTime::now() + Duration::from_secs(3600))
+            }
+        }
+    };
+    let worker = WorkerBuilder::new("self")
+        .backend(queue.backend::<Job>())
+        .concurrency(2)
+        .build(handler);
+    tokio::spawn(async move { worker.run().await });
+    queue.push(job(1)).await.unwrap();
+    poll_until(Duration::from_secs(10), "the second run", || async {
+        (runs.lock().unwrap().len() == 2).then_some(())
+    })
+    .await;
+    poll_until(Duration::from_secs(5), "the retry scheduled", || async {
+        (queue.stats().await.unwrap().delayed == 1).then_some(())
+    })
+    .await;
+    let stale = r#"flint_queue_stale_outcomes_total{queue="self-takeover"}"#;
+    let before = counter(stale);
+    release_first.notify_one();
+    poll_until(
+        Duration::from_secs(10),
+        "the first run's outcome fenced",
+        || async { (counter(stale) > before).then_some(()) },
+    )
+    .await;
+    assert_eq!(*runs.lock().unwrap(), [0, 1]);
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.ready, stats.leased, stats.delayed),
+        (0, 0, 1),
+        "the job is still scheduled: the old run's 'done' did not finish it"
+    );
 }
