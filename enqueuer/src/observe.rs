@@ -48,11 +48,11 @@ pub async fn healthz() -> &'static str {
 pub async fn readyz(State(app): State<Arc<App>>) -> Response {
     match app.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("redis unreachable: {e}"),
-        )
-            .into_response(),
+        Err(e) => {
+            // The detail is for the log; an unauthenticated probe learns only the state.
+            tracing::warn!(error = %e, "not ready: redis unreachable");
+            (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response()
+        }
     }
 }
 

@@ -11,7 +11,13 @@ use flint_shared::payment::decline::DeclineCode;
 use flint_shared::payment::request::{Context, InitiatedBy};
 use flint_shared::processor::stripe::{StripeClient, StripeConfig};
 use flint_shared::processor::{CardBrand, IntentRequest, IntentStatus, Processor, ProcessorError};
+use flint_shared::time::Timestamp;
 use flint_testkit::sandbox::{KEY, TestSandbox, spawn_sandbox};
+
+/// A send deadline no request of these tests reaches.
+fn soon() -> Timestamp {
+    Timestamp::now().plus(Duration::from_secs(60))
+}
 
 fn client(sandbox: &TestSandbox) -> StripeClient {
     let mut config = StripeConfig::new(sandbox.base_url.clone(), Secret::new(KEY));
@@ -54,7 +60,7 @@ async fn a_saved_card_is_charged_once_per_key() {
     );
     let id = PaymentId::generate();
     let created = stripe
-        .create_intent(&request(&cus, &id), "osp_1:create")
+        .create_intent(&request(&cus, &id), "osp_1:create", soon())
         .await
         .unwrap();
     assert_eq!(created.status, IntentStatus::RequiresPaymentMethod);
@@ -68,19 +74,19 @@ async fn a_saved_card_is_charged_once_per_key() {
     );
     assert_eq!(created.metadata["plan"], "pro");
     let again = stripe
-        .create_intent(&request(&cus, &id), "osp_1:create")
+        .create_intent(&request(&cus, &id), "osp_1:create", soon())
         .await
         .unwrap();
     assert_eq!(again.id, created.id, "the same key gives the same intent");
     let confirmed = stripe
-        .confirm_intent(&created.id, &pm, "osp_1:attempt:1")
+        .confirm_intent(&created.id, &pm, "osp_1:attempt:1", soon())
         .await
         .unwrap();
     assert_eq!(confirmed.status, IntentStatus::Succeeded);
     assert!(confirmed.latest_charge.is_some());
     assert_eq!(confirmed.metadata["invoice_id"], "in_1");
     let replayed = stripe
-        .confirm_intent(&created.id, &pm, "osp_1:attempt:1")
+        .confirm_intent(&created.id, &pm, "osp_1:attempt:1", soon())
         .await
         .unwrap();
     assert_eq!(
@@ -124,11 +130,12 @@ async fn declines_and_customer_actions_carry_stripes_codes() {
             .create_intent(
                 &request(&cus, &PaymentId::generate()),
                 &format!("{card}:create"),
+                soon(),
             )
             .await
             .unwrap();
         let err = stripe
-            .confirm_intent(&pi.id, &pm, &format!("{card}:1"))
+            .confirm_intent(&pi.id, &pm, &format!("{card}:1"), soon())
             .await
             .unwrap_err();
         let d = match (&err, expect_customer) {
@@ -158,7 +165,11 @@ async fn transient_failures_are_retried_with_the_same_key() {
     let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
     let stripe = client(&sandbox);
     let pi = stripe
-        .create_intent(&request(&cus, &PaymentId::generate()), "osp_t:create")
+        .create_intent(
+            &request(&cus, &PaymentId::generate()),
+            "osp_t:create",
+            soon(),
+        )
         .await
         .unwrap();
     // A dropped connection after the charge: the retry with the same key gets the saved result.
@@ -187,7 +198,7 @@ async fn transient_failures_are_retried_with_the_same_key() {
         sandbox.reset_faults().await;
     };
     let (confirmed, ()) = tokio::join!(
-        stripe.confirm_intent(&pi.id, &pm, "osp_t:attempt:1"),
+        stripe.confirm_intent(&pi.id, &pm, "osp_t:attempt:1", soon()),
         fault_off
     );
     let confirmed = confirmed.unwrap();
@@ -209,7 +220,7 @@ async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolv
     let stripe = client(&sandbox);
     let id = PaymentId::generate();
     let pi = stripe
-        .create_intent(&request(&cus, &id), "osp_u:create")
+        .create_intent(&request(&cus, &id), "osp_u:create", soon())
         .await
         .unwrap();
     sandbox
@@ -222,7 +233,7 @@ async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolv
         })
         .await;
     let err = stripe
-        .confirm_intent(&pi.id, &pm, "osp_u:attempt:1")
+        .confirm_intent(&pi.id, &pm, "osp_u:attempt:1", soon())
         .await
         .unwrap_err();
     assert!(
@@ -330,7 +341,11 @@ async fn stripe_should_retry_false_wins_over_the_status() {
     let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
     let stripe = client(&sandbox);
     let pi = stripe
-        .create_intent(&request(&cus, &PaymentId::generate()), "osp_s:create")
+        .create_intent(
+            &request(&cus, &PaymentId::generate()),
+            "osp_s:create",
+            soon(),
+        )
         .await
         .unwrap();
     // A 500 after the charge, which Stripe marks `Stripe-Should-Retry: false`: the same request
@@ -346,7 +361,7 @@ async fn stripe_should_retry_false_wins_over_the_status() {
         .await;
     let before = requests(&sandbox).await;
     let err = stripe
-        .confirm_intent(&pi.id, &pm, "osp_s:attempt:1")
+        .confirm_intent(&pi.id, &pm, "osp_s:attempt:1", soon())
         .await
         .unwrap_err();
     assert!(
@@ -371,7 +386,9 @@ async fn stripe_should_retry_false_wins_over_the_status() {
         })
         .await;
     let before = requests(&sandbox).await;
-    let _ = stripe.confirm_intent(&pi.id, &pm, "osp_s:attempt:2").await;
+    let _ = stripe
+        .confirm_intent(&pi.id, &pm, "osp_s:attempt:2", soon())
+        .await;
     assert_eq!(
         requests(&sandbox).await - before,
         4,
@@ -413,16 +430,20 @@ async fn a_confirm_of_an_intent_that_already_succeeded_is_an_unknown_outcome_not
     let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
     let stripe = client(&sandbox);
     let pi = stripe
-        .create_intent(&request(&cus, &PaymentId::generate()), "osp_v:create")
+        .create_intent(
+            &request(&cus, &PaymentId::generate()),
+            "osp_v:create",
+            soon(),
+        )
         .await
         .unwrap();
     stripe
-        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1")
+        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1", soon())
         .await
         .unwrap();
     // Another key (the first one forgotten, say): the processor refuses, the intent is charged.
     let err = stripe
-        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1:again")
+        .confirm_intent(&pi.id, &pm, "osp_v:attempt:1:again", soon())
         .await
         .unwrap_err();
     assert!(
@@ -434,5 +455,112 @@ async fn a_confirm_of_an_intent_that_already_succeeded_is_an_unknown_outcome_not
             }
         ),
         "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_sent_after_the_attempts_time_to_send() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, pm) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let pi = stripe
+        .create_intent(
+            &request(&cus, &PaymentId::generate()),
+            "osp_w:create",
+            soon(),
+        )
+        .await
+        .unwrap();
+    let before = requests(&sandbox).await;
+    let past = Timestamp::now();
+    let err = stripe
+        .confirm_intent(&pi.id, &pm, "osp_w:attempt:1", past)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(requests(&sandbox).await, before, "not sent");
+    // A deadline that passes before a retry stops it: the first try is sent (answered 503
+    // after 200 ms), the retries are not, and whether the first took effect is unknown.
+    sandbox
+        .set_faults(&FaultConfig {
+            latency_fixed_ms: 200,
+            after_commit: ErrorRates {
+                http_503: 1.0,
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .await;
+    let before = requests(&sandbox).await;
+    let until = Timestamp::now().plus(Duration::from_millis(100));
+    let err = stripe
+        .confirm_intent(&pi.id, &pm, "osp_w:attempt:2", until)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        requests(&sandbox).await - before,
+        1,
+        "sent once, not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_search_that_stops_before_the_end_of_a_long_list_does_not_answer_not_found() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, _) = sandbox.customer_with_card("pm_card_visa").await;
+    let stripe = client(&sandbox);
+    let older = PaymentId::generate();
+    stripe
+        .create_intent(&request(&cus, &older), "osp_old:create", soon())
+        .await
+        .unwrap();
+    // 2,000 newer intents (usage billing, say) stand between the search and the oldest one.
+    for n in 0..2_000 {
+        let r = sandbox
+            .post("/v1/payment_intents")
+            .params(&[("amount", "100"), ("currency", "usd"), ("customer", &cus)])
+            .idempotency_key(&format!("usage-{n}"))
+            .send()
+            .await;
+        assert_eq!(r.status, 200);
+    }
+    let err = stripe.find_intent(&cus, older.as_str()).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ProcessorError::Transient {
+                outcome_unknown: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A payment that is not there, in a list seen to its end, is simply not found.
+    let (short, _) = sandbox.customer_with_card("pm_card_visa").await;
+    assert_eq!(
+        stripe
+            .find_intent(&short, PaymentId::generate().as_str())
+            .await
+            .unwrap(),
+        None
     );
 }

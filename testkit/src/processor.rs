@@ -14,6 +14,7 @@ use std::time::Duration;
 use flint_shared::processor::{
     CardBrand, CardInfo, Intent, IntentRequest, Processor, ProcessorError, SavedCard,
 };
+use flint_shared::time::Timestamp;
 use tokio::sync::{Notify, Semaphore};
 
 /// A point a scripted call stops at: the test learns it was reached and decides when it
@@ -62,6 +63,9 @@ pub struct Call {
     /// The customer, payment method or intent the call was about.
     pub subject: String,
     pub idempotency_key: Option<String>,
+    /// Whether a charging request was actually sent: one that reaches its gate after its
+    /// `send_until` is refused by the client, as the real one refuses, and has no effect.
+    pub sent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,12 +167,42 @@ impl ScriptedProcessor {
         self.calls().into_iter().filter(|c| c.op == op).collect()
     }
 
-    fn record(&self, op: Op, subject: &str, key: Option<&str>) {
-        self.calls.lock().unwrap().push(Call {
+    fn record(&self, op: Op, subject: &str, key: Option<&str>) -> usize {
+        let mut calls = self.calls.lock().unwrap();
+        calls.push(Call {
             op,
             subject: subject.to_owned(),
             idempotency_key: key.map(str::to_owned),
+            sent: true,
         });
+        calls.len() - 1
+    }
+
+    /// A charging request: answered as scripted, unless its gate opened after `send_until`,
+    /// when, like the real client, it is not sent at all.
+    async fn charge<T>(
+        &self,
+        call: usize,
+        take: impl FnOnce(&mut Script) -> Option<Step<Result<T, ProcessorError>>>,
+        what: String,
+        send_until: Timestamp,
+    ) -> Result<T, ProcessorError> {
+        let step = take(&mut self.script.lock().unwrap());
+        let Some(step) = step else {
+            return unexpected(what);
+        };
+        if let Some(gate) = step.gate {
+            gate.pass().await;
+        }
+        if Timestamp::now() >= send_until {
+            self.calls.lock().unwrap()[call].sent = false;
+            return Err(ProcessorError::Transient {
+                reason: "the attempt's time to send ran out".into(),
+                outcome_unknown: false,
+                request_id: None,
+            });
+        }
+        step.answer
     }
 
     async fn answer<T>(
@@ -198,7 +232,7 @@ impl Processor for ScriptedProcessor {
         &self,
         customer: &str,
     ) -> Result<Option<String>, ProcessorError> {
-        self.record(Op::DefaultPaymentMethod, customer, None);
+        let _ = self.record(Op::DefaultPaymentMethod, customer, None);
         self.answer(
             |s| s.default_payment_method.pop_front(),
             || unexpected(format!("default_payment_method({customer})")),
@@ -210,11 +244,14 @@ impl Processor for ScriptedProcessor {
         &self,
         request: &IntentRequest,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> Result<Intent, ProcessorError> {
-        self.record(Op::CreateIntent, &request.customer, Some(idempotency_key));
-        self.answer(
+        let call = self.record(Op::CreateIntent, &request.customer, Some(idempotency_key));
+        self.charge(
+            call,
             |s| s.create_intent.pop_front(),
-            || unexpected(format!("create_intent({idempotency_key})")),
+            format!("create_intent({idempotency_key})"),
+            send_until,
         )
         .await
     }
@@ -224,23 +261,26 @@ impl Processor for ScriptedProcessor {
         intent_id: &str,
         _payment_method: &str,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> Result<Intent, ProcessorError> {
-        self.record(Op::ConfirmIntent, intent_id, Some(idempotency_key));
-        self.answer(
+        let call = self.record(Op::ConfirmIntent, intent_id, Some(idempotency_key));
+        self.charge(
+            call,
             |s| s.confirm_intent.pop_front(),
-            || unexpected(format!("confirm_intent({intent_id}, {idempotency_key})")),
+            format!("confirm_intent({intent_id}, {idempotency_key})"),
+            send_until,
         )
         .await
     }
 
     async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
-        self.record(Op::SavedCards, customer, None);
+        let _ = self.record(Op::SavedCards, customer, None);
         self.answer(|s| s.saved_cards.pop_front(), || Ok(Vec::new()))
             .await
     }
 
     async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
-        self.record(Op::Card, payment_method, None);
+        let _ = self.record(Op::Card, payment_method, None);
         let pm = payment_method.to_owned();
         let brand = self.brand.clone().unwrap_or(CardBrand::Visa);
         self.answer(
@@ -256,7 +296,7 @@ impl Processor for ScriptedProcessor {
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {
-        self.record(Op::RetrieveIntent, intent_id, None);
+        let _ = self.record(Op::RetrieveIntent, intent_id, None);
         self.answer(
             |s| s.retrieve_intent.pop_front(),
             || unexpected(format!("retrieve_intent({intent_id})")),
@@ -269,7 +309,7 @@ impl Processor for ScriptedProcessor {
         customer: &str,
         payment_id: &str,
     ) -> Result<Option<Intent>, ProcessorError> {
-        self.record(Op::FindIntent, payment_id, None);
+        let _ = self.record(Op::FindIntent, payment_id, None);
         let _ = customer;
         self.answer(|s| s.find_intent.pop_front(), || Ok(None))
             .await

@@ -75,7 +75,26 @@ pub fn policy(config: &Config) -> Policy {
         misconfigured_limit: Duration::from_secs(w.misconfigured_limit_secs),
         paused_expiry: Duration::from_secs(u64::from(w.paused_expiry_days) * 86_400),
         max_lost_leases: w.max_lost_leases,
+        send_window: send_window(config),
+        request_lifetime: Duration::from_millis(config.processor.timeout_ms)
+            + REQUEST_LIFETIME_MARGIN,
     }
+}
+
+/// Added to the processor client's timeout for how long a request can still take effect.
+const REQUEST_LIFETIME_MARGIN: Duration = Duration::from_secs(30);
+
+/// Long enough for an attempt's two charging requests (create, then confirm after a lost
+/// answer), each with all its retries and their longest waits, and a minute of rate-limit
+/// turns. An attempt still sending when it closes stops and is continued later: safe, only
+/// slower.
+fn send_window(config: &Config) -> Duration {
+    let p = &config.processor;
+    let tries = u32::try_from(p.max_network_retries)
+        .unwrap_or(u32::MAX)
+        .saturating_add(1);
+    let per_try = Duration::from_millis(p.timeout_ms) + Duration::from_secs(5);
+    (per_try * tries) * 2 + Duration::from_secs(60)
 }
 
 /// The payment store as `[enqueuer]` configures it (the API and the workers share it).
@@ -191,10 +210,13 @@ impl WorkerApp {
                     async move {
                         match q.stats().await {
                             Ok(_) => (axum::http::StatusCode::OK, "ready".to_owned()),
-                            Err(e) => (
-                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                format!("redis unreachable: {e}"),
-                            ),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "not ready: redis unreachable");
+                                (
+                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                    "redis unreachable".to_owned(),
+                                )
+                            }
                         }
                     }
                 }),

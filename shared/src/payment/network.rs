@@ -207,6 +207,8 @@ return new
 #[derive(Debug, Clone, Copy)]
 pub enum CardOutcome<'a> {
     Declined(&'a Decline),
+    /// Refused without a decline to read (authentication required): counted, no block.
+    Refused,
     Charged,
     /// Nothing was sent after all (a cancel arrived): the reservation is released.
     NotSent,
@@ -289,6 +291,7 @@ impl CardRules {
         let mut conn = self.conn().await?;
         let (kind, new) = match outcome {
             CardOutcome::Declined(d) => ("declined", block_after_decline(&card.brand, d, now)),
+            CardOutcome::Refused => ("declined", None),
             CardOutcome::Charged => ("charged", None),
             CardOutcome::NotSent => ("not_sent", None),
         };

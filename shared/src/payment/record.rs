@@ -134,6 +134,12 @@ pub struct Attempt {
     /// attempt charges the same card and settles what the first try did before anything else.
     #[serde(default)]
     pub payment_method: Option<String>,
+    /// Recorded with the card: the attempt's charging requests are sent until this time only,
+    /// so once it (and a request's lifetime) has passed, the processor's records show all the
+    /// attempt did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
+    pub send_until: Option<Timestamp>,
     #[serde(default)]
     pub outcome: Option<AttemptOutcome>,
     #[serde(default)]
@@ -168,6 +174,7 @@ impl Attempt {
             started_at: now,
             finished_at: None,
             payment_method,
+            send_until: None,
             outcome: None,
             decline_code: None,
             advice_code: None,

@@ -22,6 +22,7 @@ use crate::ids::PaymentId;
 use crate::metadata::Metadata;
 use crate::payment::Purpose;
 use crate::payment::request::{Context, InitiatedBy};
+use crate::time::Timestamp;
 
 pub use crate::payment::decline::Decline;
 
@@ -137,7 +138,9 @@ pub struct IntentRequest {
 }
 
 /// A payment processor. Idempotency keys are the caller's: the same key must give the same
-/// effect however often a request is retried.
+/// effect however often a request is retried. A charging request is never sent after the
+/// `send_until` its caller gives: a worker that stalls and wakes up late cannot charge behind
+/// the back of the worker that took its attempt over.
 pub trait Processor: Send + Sync {
     /// The customer's default payment method at this moment.
     fn default_payment_method(
@@ -146,19 +149,22 @@ pub trait Processor: Send + Sync {
     ) -> impl Future<Output = Result<Option<String>, ProcessorError>> + Send;
 
     /// Creates the payment's PaymentIntent, confirmed off-session at once when the request
-    /// says `confirm_with`. A decline is an error carrying the intent's id.
+    /// says `confirm_with`. A decline is an error carrying the intent's id. Nothing is sent
+    /// after `send_until` (a transient error then says whether an earlier try went out).
     fn create_intent(
         &self,
         request: &IntentRequest,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
 
-    /// Confirms it off-session with `payment_method`.
+    /// Confirms it off-session with `payment_method`; nothing is sent after `send_until`.
     fn confirm_intent(
         &self,
         intent_id: &str,
         payment_method: &str,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
 
     /// The cards saved on the customer, newest first.

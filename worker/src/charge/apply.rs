@@ -51,8 +51,12 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
         Start::Begin(number) => {
             p.status = Status::Processing;
             p.next_attempt_at = None;
-            p.attempts
-                .push(Attempt::new(number, p.payment_method.clone(), now));
+            let mut attempt = Attempt::new(number, p.payment_method.clone(), now);
+            if attempt.payment_method.is_some() {
+                // The card is known: it is on record before the first charging request.
+                attempt.send_until = Some(now.plus(policy.send_window));
+            }
+            p.attempts.push(attempt);
             p.record(
                 EventKind::AttemptStarted,
                 Some(format!("attempt {number}")),
@@ -109,7 +113,10 @@ pub fn apply(
         Ending::NeedsCustomer(reason, _) => detail.clone().or_else(|| Some(reason.clone())),
         Ending::Rejected(reason) => Some(reason.clone()),
         Ending::Blocked(block) => Some(format!("blocked by network rule {}", block.rule())),
-        Ending::Succeeded(_) | Ending::Unanswered(..) | Ending::CanceledBeforeCharge => None,
+        Ending::Succeeded(_)
+        | Ending::Unanswered(..)
+        | Ending::NotYet(..)
+        | Ending::CanceledBeforeCharge => None,
     };
     if let Some(why) = &failed {
         p.record(EventKind::AttemptFailed, Some(why.clone()), now);

@@ -1,18 +1,24 @@
-//! One attempt's conversation with the processor, in the order that makes a second charge
-//! impossible:
+//! One attempt's conversation with the processor, in the order that makes a second charge, or
+//! a charge without a record, impossible:
 //!
 //! 1. A continued attempt whose card was recorded may have charged already: the processor's
-//!    records are read first (the intent by id, or by `metadata[flint_payment_id]`) and settle
-//!    it. Nothing else — no default-method lookup, no card rule — can end it before that, and no
-//!    request is re-sent on the strength of an idempotency key the processor may have forgotten.
+//!    records are read first (the intent by id, or by `metadata[flint_payment_id]`). What they
+//!    say is final once the attempt's send window is over (no worker sends its requests after
+//!    it, see [`flint_shared::processor::Processor`]). Before that, an earlier try's request may
+//!    still arrive: the attempt can then go on only by sending its own request with the same
+//!    idempotency key (the processor runs that key once, and a PaymentIntent charges at most
+//!    once); anything that would end it without sending (a cancel, a card rule, a card that
+//!    cannot be looked up) waits until the window is over.
 //! 2. A cancel requested meanwhile stops an attempt known to have charged nothing.
 //! 3. The card: the attempt's recorded one, else the payment's, else the customer's default.
 //! 4. The card-network rules check the card and count this attempt, in one script.
-//! 5. The card is recorded on the attempt before the first charging request.
+//! 5. The card, and a send window, are recorded before the first charging request.
 //! 6. One PaymentIntent per payment: created and confirmed in one request by the first charge
 //!    (key `<payment>:intent`), confirmed once per later attempt (key `<payment>:attempt:<n>`).
 //!    An answer that is lost is settled by reading the intent.
-//! 7. The answer is recorded against the card; a hard decline may fall back to another card.
+//! 7. The answer is recorded against the card (declines counted, blocks stored, a reservation
+//!    given back); when that cannot be stored, the attempt is asked again rather than ended
+//!    without it. A hard decline may fall back to another card.
 
 use flint_shared::payment::network::{Block, CardOutcome};
 use flint_shared::payment::record::Unanswered;
@@ -30,7 +36,7 @@ use super::reconcile::{Settled, settled};
 #[derive(Debug)]
 pub enum Step {
     Attempted(Attempted),
-    /// The payment moved on while the attempt was being prepared (nothing was charged): the
+    /// The payment moved on while the attempt was being prepared (nothing was sent): the
     /// record as re-read.
     Moved(Payment),
 }
@@ -38,7 +44,7 @@ pub enum Step {
 /// What the processor's records say about an attempt that may have been sent before.
 enum Truth {
     Ended(Box<Ending>, String),
-    /// Not charged by this attempt; its intent, when there is one.
+    /// Not charged by this attempt, as far as the records show now; its intent, if any.
     NotCharged(Option<String>),
     Unknown(Box<Ending>),
 }
@@ -57,9 +63,31 @@ fn unread(e: ProcessorError) -> Ending {
     }
 }
 
+/// The attempt's coordinates, as the steps after the settling need them.
+struct Course<'a> {
+    tenant: &'a str,
+    number: u32,
+    /// Until when an earlier try's request may still reach the processor; `None` when none
+    /// can (nothing was sent, or its window is over). Until then the attempt ends only through
+    /// its own same-key request.
+    open_until: Option<Timestamp>,
+}
+
+impl Course<'_> {
+    /// `ending`, unless it would end the attempt while it may not end without sending yet.
+    /// (An ending that asks again anyway stays as it is.)
+    fn unless_open(&self, ending: Ending, why: &str) -> Ending {
+        match (self.open_until, ending.outcome()) {
+            (Some(at), Some(_)) => Ending::NotYet(at, why.to_owned()),
+            (None, _) | (_, None) => ending,
+        }
+    }
+}
+
 impl<P: Processor> Pipeline<P> {
     /// Runs attempt `number` of `current` (`processing`, with the attempt open) to a result.
-    /// Writes the record at most once: the card, before the first charging request.
+    /// Writes the record at most once: the card and its send window, before the first charging
+    /// request.
     pub(super) async fn attempt(
         &self,
         processor: &P,
@@ -69,7 +97,9 @@ impl<P: Processor> Pipeline<P> {
         continuation: bool,
     ) -> Result<Step, StoreError> {
         let p = &current.payment;
-        let recorded = p.open_attempt().and_then(|a| a.payment_method.clone());
+        let open = p.open_attempt();
+        let recorded = open.and_then(|a| a.payment_method.clone());
+        let now = Timestamp::now();
         // The charge the intent's latest charge would be if this attempt made none.
         let previous_charge = p
             .attempts
@@ -78,30 +108,28 @@ impl<P: Processor> Pipeline<P> {
             .filter_map(|a| a.charge.clone())
             .next_back();
         let mut intent = p.processor_payment_intent.clone();
-        let mut looked_for_intent = false;
-        let attempted = |ending, method: Option<String>, intent_id| {
-            Ok(Step::Attempted(Attempted {
-                ending,
-                method,
-                intent_id,
-                card_block: None,
-            }))
+        let mut course = Course {
+            tenant,
+            number,
+            open_until: None,
         };
+        let mut looked_for_intent = false;
 
         // 1. Settle what an earlier try of this attempt did.
-        if continuation && recorded.is_some() {
+        if continuation && let Some(method) = &recorded {
             match self.truth(processor, p, previous_charge.as_ref()).await {
                 Truth::Ended(ending, pi) => {
-                    let method = recorded.clone().unwrap_or_default();
-                    let card = self.card_of(processor, tenant, &method).await.ok();
+                    let card = match self.card_of(processor, tenant, method).await {
+                        Ok(card) => card,
+                        Err(e) => return Ok(self.ended(unread(e), &recorded, intent)),
+                    };
                     return Ok(Step::Attempted(
                         self.answered(
                             processor,
-                            tenant,
+                            &course,
                             p,
-                            number,
                             *ending,
-                            method,
+                            method.clone(),
                             Some(pi),
                             card,
                         )
@@ -111,13 +139,24 @@ impl<P: Processor> Pipeline<P> {
                 Truth::NotCharged(pi) => {
                     looked_for_intent = true;
                     intent = intent.or(pi);
+                    let quiet_at = open
+                        .and_then(|a| a.send_until)
+                        .map(|until| until.plus(self.policy.request_lifetime));
+                    course.open_until = quiet_at.filter(|at| *at > now);
                 }
-                Truth::Unknown(ending) => return attempted(*ending, recorded, intent),
+                Truth::Unknown(ending) => return Ok(self.ended(*ending, &recorded, intent)),
             }
         }
-        // 2. Canceled meanwhile, and nothing charged.
+        // 2. Canceled meanwhile, and nothing charged (nor able to be any more).
         if continuation && p.cancel_requested {
-            return attempted(Ending::CanceledBeforeCharge, recorded, intent);
+            let ending = course.unless_open(
+                Ending::CanceledBeforeCharge,
+                "a cancel waits until an earlier try's requests are over",
+            );
+            if let (Ending::CanceledBeforeCharge, Some(method)) = (&ending, &recorded) {
+                self.release(processor, &course, p, method).await;
+            }
+            return Ok(self.ended(ending, &recorded, intent));
         }
         // 3. The card.
         let method = match recorded.clone().or_else(|| p.payment_method.clone()) {
@@ -125,67 +164,74 @@ impl<P: Processor> Pipeline<P> {
             None => match processor.default_payment_method(&p.customer).await {
                 Ok(Some(pm)) => pm,
                 Ok(None) => {
-                    return attempted(
+                    return Ok(self.ended(
                         Ending::NeedsCustomer(
                             "the customer has no default payment method".into(),
                             None,
                         ),
-                        None,
+                        &None,
                         intent,
-                    );
+                    ));
                 }
-                Err(e) => return attempted(Ending::of_error(e), None, intent),
+                Err(e) => return Ok(self.ended(Ending::of_error(e), &None, intent)),
             },
         };
         let card = match self.card_of(processor, tenant, &method).await {
             Ok(card) => card,
-            Err(e) => return attempted(Ending::of_error(e), Some(method), intent),
+            Err(e) => {
+                let ending = course.unless_open(
+                    Ending::of_error(e),
+                    "the card cannot be looked up while an earlier try's requests may arrive",
+                );
+                return Ok(self.ended(ending, &Some(method), intent));
+            }
         };
         // 4. The card-network rules, checked and this attempt counted in one step.
         let attempt_key = format!("{}:{number}", p.id);
-        match self
-            .rules
-            .reserve(tenant, &card, &attempt_key, Timestamp::now())
-            .await
-        {
-            Ok(Some(block)) => return attempted(Ending::Blocked(block), Some(method), intent),
+        match self.rules.reserve(tenant, &card, &attempt_key, now).await {
+            Ok(Some(block)) => {
+                let ending = course.unless_open(
+                    Ending::Blocked(block),
+                    "a card rule waits until an earlier try's requests are over",
+                );
+                if let Ending::Blocked(_) = ending {
+                    // This attempt's own earlier reservation, if it made one, is given back.
+                    self.record(&course, &p.id, &card, CardOutcome::NotSent)
+                        .await;
+                }
+                return Ok(self.ended(ending, &Some(method), intent));
+            }
             Ok(None) => {}
             Err(e) => {
-                return attempted(
+                return Ok(self.ended(
                     Ending::Unanswered(
                         Unanswered::UnknownOutcome,
                         format!("card rules unavailable: {e}"),
                     ),
-                    Some(method),
+                    &Some(method),
                     intent,
-                );
+                ));
             }
         }
-        // 5. The card is on record before anything that could charge it is sent.
-        if recorded.is_none() {
-            let moved = self.record_method(current, number, &method).await?;
-            if moved.is_some() || current.payment.cancel_requested {
+        // 5. The card and a send window are on record before anything that could charge it
+        //    is sent (a continued attempt opens a window of its own).
+        let window_open = open
+            .and_then(|a| a.send_until)
+            .is_some_and(|until| until > now && !continuation);
+        if !window_open {
+            let moved = self.open_window(current, number, &method).await?;
+            if moved.is_some() || (current.payment.cancel_requested && !continuation) {
                 // Nothing will be sent: the card's place among its reattempts is given back.
-                let released = self
-                    .rules
-                    .record(
-                        tenant,
-                        &card,
-                        &attempt_key,
-                        CardOutcome::NotSent,
-                        Timestamp::now(),
-                    )
+                self.record(&course, &current.payment.id, &card, CardOutcome::NotSent)
                     .await;
-                if let Err(e) = released {
-                    tracing::warn!(payment_id = %current.payment.id, error = %e, "could not release the card's reattempt place");
-                }
-                return match moved {
-                    Some(moved) => Ok(Step::Moved(moved)),
-                    None => attempted(Ending::CanceledBeforeCharge, Some(method), intent),
-                };
+                return Ok(match moved {
+                    Some(moved) => Step::Moved(moved),
+                    None => self.ended(Ending::CanceledBeforeCharge, &Some(method), intent),
+                });
             }
         }
         let p = &current.payment;
+        let send_until = p.open_attempt().and_then(|a| a.send_until).unwrap_or(now);
         // 6. The charge.
         let (ending, intent) = self
             .charge(
@@ -196,22 +242,24 @@ impl<P: Processor> Pipeline<P> {
                 intent,
                 looked_for_intent,
                 previous_charge.as_ref(),
+                send_until,
             )
             .await;
         // 7. What it means for the card.
         Ok(Step::Attempted(
-            self.answered(
-                processor,
-                tenant,
-                p,
-                number,
-                ending,
-                method,
-                intent,
-                Some(card),
-            )
-            .await,
+            self.answered(processor, &course, p, ending, method, intent, card)
+                .await,
         ))
+    }
+
+    /// An attempt that ends without an answer to record against a card.
+    fn ended(&self, ending: Ending, method: &Option<String>, intent: Option<String>) -> Step {
+        Step::Attempted(Attempted {
+            ending,
+            method: method.clone(),
+            intent_id: intent,
+            card_block: None,
+        })
     }
 
     async fn card_of(
@@ -249,10 +297,11 @@ impl<P: Processor> Pipeline<P> {
         }
     }
 
-    /// Puts the card on the open attempt (compare-and-set). `Some` with the record as re-read
-    /// when the payment left this attempt meanwhile; `None` when the card is recorded (the
-    /// record in `current` is then the new one, which may carry a cancel request).
-    async fn record_method(
+    /// Puts the card and a fresh send window on the open attempt (compare-and-set). `Some`
+    /// with the record as re-read when the payment left this attempt meanwhile; `None` when
+    /// they are recorded (the record in `current` is then the new one, which may carry a
+    /// cancel request).
+    async fn open_window(
         &self,
         current: &mut Versioned,
         number: u32,
@@ -265,10 +314,11 @@ impl<P: Processor> Pipeline<P> {
             if !open {
                 return Ok(Some(p));
             }
+            let now = Timestamp::now();
             if let Some(a) = p.open_attempt_mut() {
                 a.payment_method = Some(method.to_owned());
+                a.send_until = Some(now.plus(self.policy.send_window));
             }
-            let now = Timestamp::now();
             p.updated_at = now;
             if let Some(version) = self
                 .store
@@ -304,6 +354,7 @@ impl<P: Processor> Pipeline<P> {
         intent: Option<String>,
         looked_for_intent: bool,
         previous_charge: Option<&String>,
+        send_until: Timestamp,
     ) -> (Ending, Option<String>) {
         let id = p.id.as_str();
         let known = match intent {
@@ -323,7 +374,7 @@ impl<P: Processor> Pipeline<P> {
             None => {
                 let request = intent_request(p, method);
                 match processor
-                    .create_intent(&request, &format!("{id}:intent"))
+                    .create_intent(&request, &format!("{id}:intent"), send_until)
                     .await
                 {
                     Ok(intent) => {
@@ -362,7 +413,12 @@ impl<P: Processor> Pipeline<P> {
             }
         };
         let confirmed = processor
-            .confirm_intent(&intent_id, method, &format!("{id}:attempt:{number}"))
+            .confirm_intent(
+                &intent_id,
+                method,
+                &format!("{id}:attempt:{number}"),
+                send_until,
+            )
             .await;
         let ending = match confirmed {
             Ok(intent) => Ending::of_intent(intent),
@@ -385,8 +441,11 @@ impl<P: Processor> Pipeline<P> {
         (ending, Some(intent_id))
     }
 
-    /// Records the answer against the card (its decline count and the block it causes, or
-    /// that it charged) and, after a hard decline the payment allows it, picks another card.
+    /// Records the answer against the card (a decline counted with the block it causes, a
+    /// charge or anything else that ends the attempt giving its reservation back) and, after a
+    /// hard decline the payment allows it, picks another card. A decline whose record cannot
+    /// be stored is not the attempt's end: it is asked again, and the next look reads the same
+    /// decline from the processor and records it then.
     #[expect(
         clippy::too_many_arguments,
         reason = "the attempt's coordinates, each used once; a struct would only rename them"
@@ -394,51 +453,66 @@ impl<P: Processor> Pipeline<P> {
     async fn answered(
         &self,
         processor: &P,
-        tenant: &str,
+        course: &Course<'_>,
         p: &Payment,
-        number: u32,
         ending: Ending,
         method: String,
         intent_id: Option<String>,
-        card: Option<CardInfo>,
+        card: CardInfo,
     ) -> Attempted {
-        let attempt_key = format!("{}:{number}", p.id);
         let outcome = match &ending {
             Ending::Soft(d) | Ending::Hard(d) | Ending::NeedsCustomer(_, Some(d)) => {
                 Some(CardOutcome::Declined(d))
             }
+            Ending::NeedsCustomer(_, None) => Some(CardOutcome::Refused),
             Ending::Succeeded(_) => Some(CardOutcome::Charged),
-            _ => None,
+            Ending::Rejected(_) | Ending::Blocked(_) | Ending::CanceledBeforeCharge => {
+                Some(CardOutcome::NotSent)
+            }
+            // The attempt goes on: its place stays taken.
+            Ending::HardSwitch(..) | Ending::Unanswered(..) | Ending::NotYet(..) => None,
         };
         let mut card_block = None;
-        if let (Some(outcome), Some(card)) = (outcome, &card) {
+        if let Some(outcome) = outcome {
+            let counted = matches!(outcome, CardOutcome::Declined(_) | CardOutcome::Refused);
             match self
                 .rules
-                .record(tenant, card, &attempt_key, outcome, Timestamp::now())
+                .record(
+                    course.tenant,
+                    &card,
+                    &attempt_key(p, course),
+                    outcome,
+                    Timestamp::now(),
+                )
                 .await
             {
                 Ok(block) => {
                     if let Some(b) = &block {
-                        match b {
-                            Block::Never { rule } => {
-                                tracing::info!(payment_id = %p.id, rule = %rule, "network rule: this card is never retried")
-                            }
-                            Block::Until { at, rule } => {
-                                tracing::info!(payment_id = %p.id, rule = %rule, until = %at, "network rule delays the card's next attempt")
-                            }
-                        }
+                        log_block(p, b);
                     }
                     card_block = block;
                 }
+                Err(e) if counted => {
+                    tracing::warn!(payment_id = %p.id, error = %e, "could not record the decline for the card's network rules; the attempt is asked again");
+                    return Attempted {
+                        ending: Ending::Unanswered(
+                            Unanswered::UnknownOutcome,
+                            format!("the decline could not be recorded for network rules: {e}"),
+                        ),
+                        method: Some(method),
+                        intent_id,
+                        card_block: None,
+                    };
+                }
                 Err(e) => {
-                    tracing::warn!(payment_id = %p.id, error = %e, "could not record the answer for network rules")
+                    tracing::warn!(payment_id = %p.id, error = %e, "could not give back the card's reattempt place");
                 }
             }
         }
         let ending = match ending {
             Ending::Hard(d) if p.retry_policy.fallback_to_other_cards => {
                 match self
-                    .other_card(processor, tenant, p, &method, card.as_ref())
+                    .other_card(processor, course.tenant, p, &method, Some(&card))
                     .await
                 {
                     Some(next) => Ending::HardSwitch(d, next),
@@ -452,6 +526,47 @@ impl<P: Processor> Pipeline<P> {
             method: Some(method),
             intent_id,
             card_block,
+        }
+    }
+
+    /// Gives back this attempt's place among the card's reattempts (nothing was, or will be,
+    /// sent).
+    async fn release(&self, processor: &P, course: &Course<'_>, p: &Payment, method: &str) {
+        if let Ok(card) = self.card_of(processor, course.tenant, method).await {
+            self.record(course, &p.id, &card, CardOutcome::NotSent)
+                .await;
+        }
+    }
+
+    async fn record(
+        &self,
+        course: &Course<'_>,
+        id: &flint_shared::ids::PaymentId,
+        card: &CardInfo,
+        outcome: CardOutcome<'_>,
+    ) {
+        let key = format!("{id}:{}", course.number);
+        if let Err(e) = self
+            .rules
+            .record(course.tenant, card, &key, outcome, Timestamp::now())
+            .await
+        {
+            tracing::warn!(payment_id = %id, error = %e, "could not give back the card's reattempt place");
+        }
+    }
+}
+
+fn attempt_key(p: &Payment, course: &Course<'_>) -> String {
+    format!("{}:{}", p.id, course.number)
+}
+
+fn log_block(p: &Payment, block: &Block) {
+    match block {
+        Block::Never { rule } => {
+            tracing::info!(payment_id = %p.id, rule = %rule, "network rule: this card is never retried")
+        }
+        Block::Until { at, rule } => {
+            tracing::info!(payment_id = %p.id, rule = %rule, until = %at, "network rule delays the card's next attempt")
         }
     }
 }

@@ -30,6 +30,12 @@ pub struct Policy {
     pub paused_expiry: Duration,
     /// Lost leases in a row after which an attempt requires attention.
     pub max_lost_leases: u32,
+    /// How long an attempt may send its charging requests after its card is recorded (its
+    /// requests and their retries fit in it; a late worker sends nothing after it).
+    pub send_window: Duration,
+    /// How long after its last send a request can still take effect at the processor (the
+    /// client's timeout, and a margin).
+    pub request_lifetime: Duration,
 }
 
 /// A job that finds its payment `processing` re-reads it after this long: another worker is
@@ -181,6 +187,14 @@ pub fn decide(
             }
         }
         Ending::Unanswered(kind, reason) => unanswered(p, *kind, reason, policy, now),
+        Ending::NotYet(quiet_at, reason) => {
+            match unanswered(p, Unanswered::UnknownOutcome, reason, policy, now) {
+                Decision::AskAgain(at, unresolved) => {
+                    Decision::AskAgain(at.max(*quiet_at), unresolved)
+                }
+                other => other,
+            }
+        }
         Ending::CanceledBeforeCharge => Decision::Cancel,
     }
 }

@@ -5,6 +5,7 @@ use flint_shared::payment::decline::DeclineClass;
 use flint_shared::payment::network::Block;
 use flint_shared::payment::record::{AttemptOutcome, Unanswered};
 use flint_shared::processor::{Decline, Intent, IntentStatus, ProcessorError};
+use flint_shared::time::Timestamp;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ending {
@@ -19,6 +20,9 @@ pub enum Ending {
     Rejected(String),
     /// No definite answer: the same attempt is asked again later.
     Unanswered(Unanswered, String),
+    /// The attempt cannot end before this time without sending its own request: an earlier
+    /// try's request may still reach the processor until then.
+    NotYet(Timestamp, String),
     /// A card-network rule forbids charging this card now; nothing was sent.
     Blocked(Block),
     /// A cancel was requested, and this attempt is known to have made no charge.
@@ -88,6 +92,7 @@ impl Ending {
             Ending::Succeeded(_)
             | Ending::Rejected(_)
             | Ending::Unanswered(..)
+            | Ending::NotYet(..)
             | Ending::Blocked(_)
             | Ending::CanceledBeforeCharge => None,
         }
@@ -103,7 +108,7 @@ impl Ending {
             Ending::Rejected(_) => Some(AttemptOutcome::Rejected),
             Ending::Blocked(_) => Some(AttemptOutcome::BlockedByNetworkRule),
             Ending::CanceledBeforeCharge => Some(AttemptOutcome::Canceled),
-            Ending::Unanswered(..) => None,
+            Ending::Unanswered(..) | Ending::NotYet(..) => None,
         }
     }
 
@@ -117,6 +122,7 @@ impl Ending {
         let outcome = match self {
             Ending::Unanswered(Unanswered::UnknownOutcome, _) => "unknown",
             Ending::Unanswered(Unanswered::ProcessorMisconfigured, _) => "misconfigured",
+            Ending::NotYet(..) => "unknown",
             other => other.outcome().map_or("unknown", AttemptOutcome::as_str),
         };
         (outcome, class)

@@ -24,6 +24,8 @@ fn impatient() -> Policy {
         misconfigured_limit: Duration::ZERO,
         paused_expiry: Duration::from_millis(300),
         max_lost_leases: 3,
+        send_window: Duration::from_millis(200),
+        request_lifetime: Duration::ZERO,
     }
 }
 
@@ -115,8 +117,20 @@ async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
         .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
         .await;
     assert_eq!(canceled["cancel_requested"], true, "{canceled:#}");
-    // It had not charged: canceled, without another charge.
+    // The processor shows no charge, and the attempt's time to send is over (its request can
+    // no longer arrive): canceled, without another charge.
     processor.find_intent(Ok(None));
+    let p = s.payment(&id).await;
+    let send_until = flint_shared::time::Timestamp::parse_rfc3339(
+        p["attempts"][0]["send_until"].as_str().unwrap(),
+    )
+    .unwrap();
+    flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the attempt's time to send to pass",
+        || async { (flint_shared::time::Timestamp::now() > send_until).then_some(()) },
+    )
+    .await;
     assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
     let p = s.payment(&id).await;
     assert_eq!(p["status"], "canceled", "{p:#}");

@@ -306,3 +306,189 @@ async fn a_continued_attempt_settles_before_its_customer_or_its_card_can_end_it(
     assert_eq!(deliver(&stripe(&s), &next).await, Outcome::Complete);
     assert_eq!(s.payment(&next).await["status"], "failed");
 }
+
+/// Windows short enough to outlast in a test.
+fn quick_windows(s: &Stack) -> flint_worker::charge::decide::Policy {
+    flint_worker::charge::decide::Policy {
+        send_window: std::time::Duration::from_millis(1500),
+        request_lifetime: std::time::Duration::ZERO,
+        ..flint_worker::policy(&s.config)
+    }
+}
+
+#[tokio::test]
+async fn a_continued_attempt_does_not_end_while_the_first_tries_request_may_still_arrive() {
+    let s = api_only(vec![100]).await;
+    let charged = || Ok(intent(IntentStatus::Succeeded, "ch_1", None));
+
+    // Worker A's create-and-confirm is on its way (held before the processor acts on it).
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let a = ScriptedProcessor::new();
+    let in_flight = Gate::new();
+    a.create_intent_at(&in_flight, charged());
+    let pipeline_a = pipelines::scripted_with(&s, &a, quick_windows(&s));
+    let worker_a = {
+        let (pipeline, job) = (Arc::clone(&pipeline_a), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    in_flight.reached().await;
+    // A cancel arrives, and worker B, taking the job over, finds no charge yet. It may not
+    // cancel on that: A's request can still arrive within A's time to send.
+    let canceled = s
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled["cancel_requested"], true);
+    let b = ScriptedProcessor::new();
+    b.find_intent(Ok(None));
+    let pipeline_b = pipelines::scripted_with(&s, &b, quick_windows(&s));
+    assert!(matches!(
+        deliver(&pipeline_b, &id).await,
+        Outcome::RetryAt(_)
+    ));
+    assert_eq!(s.payment(&id).await["status"], "processing");
+    // A's request arrives in time and charges: the payment says so.
+    in_flight.release();
+    assert_eq!(worker_a.await.unwrap(), Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "succeeded", "charged, so not canceled: {p:#}");
+    assert!(b.calls_of(Op::CreateIntent).is_empty());
+
+    // Again, but A wakes up after its time to send: it sends nothing, and once that time is
+    // over B may cancel.
+    let id = s.pay("cus_2", Some("pm_2"), json!({})).await;
+    let a = ScriptedProcessor::new();
+    let in_flight = Gate::new();
+    a.create_intent_at(&in_flight, charged());
+    let pipeline_a = pipelines::scripted_with(&s, &a, quick_windows(&s));
+    let worker_a = {
+        let (pipeline, job) = (Arc::clone(&pipeline_a), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    in_flight.reached().await;
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    let b = ScriptedProcessor::new();
+    b.find_intent(Ok(None)).find_intent(Ok(None));
+    let pipeline_b = pipelines::scripted_with(&s, &b, quick_windows(&s));
+    assert!(matches!(
+        deliver(&pipeline_b, &id).await,
+        Outcome::RetryAt(_)
+    ));
+    let send_until = Timestamp::parse_rfc3339(
+        s.payment(&id).await["attempts"][0]["send_until"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    flint_testkit::poll_until(
+        std::time::Duration::from_secs(10),
+        "A's time to send to pass",
+        || async { (Timestamp::now() > send_until).then_some(()) },
+    )
+    .await;
+    in_flight.release();
+    assert!(matches!(worker_a.await.unwrap(), Outcome::RetryAt(_)));
+    assert!(!a.calls_of(Op::CreateIntent)[0].sent, "too late: not sent");
+    assert_eq!(deliver(&pipeline_b, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "canceled", "{p:#}");
+    assert_eq!(p["attempts"][0]["outcome"], "canceled");
+}
+
+fn mastercard_try_later() -> Decline {
+    Decline {
+        network_advice_code: Some(flint_shared::payment::decline::NetworkAdviceCode::TryLater),
+        ..soft_decline("ch_1")
+    }
+}
+
+#[tokio::test]
+async fn a_decline_whose_card_rule_cannot_be_stored_is_asked_again_not_retried_early() {
+    let s = api_only(vec![100]).await;
+    // The card rules live on a Redis of their own here, so that it can fail alone.
+    let mut rules_redis = flint_testkit::redis::RedisServer::start();
+    let processor =
+        ScriptedProcessor::new().with_card_brand(flint_shared::processor::CardBrand::Mastercard);
+    let answered = Gate::new();
+    processor.create_intent_at(
+        &answered,
+        Err(ProcessorError::Declined(Box::new(mastercard_try_later()))),
+    );
+    let pipeline = Arc::new(Pipeline::new(
+        pipelines::store(&s),
+        std::collections::HashMap::from([("acme".to_owned(), processor.clone())]),
+        flint_worker::policy(&s.config),
+        CardRules::new(redis::Client::open(rules_redis.url()).unwrap(), "charges"),
+    ));
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    let first = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    answered.reached().await;
+    // The decline (Mastercard advice 02: not again for 72 hours) comes back while the rules'
+    // Redis is down: the attempt is asked again rather than ended without the card's block.
+    rules_redis.kill();
+    answered.release();
+    assert!(matches!(first.await.unwrap(), Outcome::RetryAt(_)));
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "processing", "{p:#}");
+    rules_redis.start_again();
+    // The next look reads the same decline from the processor (its intent is known from the
+    // decline) and records it.
+    processor.retrieve_intent(Ok(intent(
+        IntentStatus::RequiresPaymentMethod,
+        "ch_1",
+        Some(mastercard_try_later()),
+    )));
+    assert!(matches!(deliver(&pipeline, &id).await, Outcome::RetryAt(_)));
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "pending", "{p:#}");
+    assert_eq!(p["attempts"][0]["network_rule"], "mastercard_advice_02");
+    let next = Timestamp::parse_rfc3339(p["next_attempt_at"].as_str().unwrap()).unwrap();
+    assert!(
+        next > Timestamp::now().plus(std::time::Duration::from_secs(71 * 3600)),
+        "the next attempt waits the network's 72 hours, not the 100 ms retry delay: {next}"
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
+    let s = api_only(vec![100]).await;
+    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let visa = flint_shared::processor::CardInfo {
+        brand: flint_shared::processor::CardBrand::Visa,
+        fingerprint: "pm_1".into(),
+    };
+    // The card has declined 19 times in 30 days: one reattempt is left.
+    for i in 0..19 {
+        rules
+            .record(
+                "acme",
+                &visa,
+                &format!("osp_old{i}:1"),
+                CardOutcome::Declined(&soft_decline("ch_x")),
+                Timestamp::now(),
+            )
+            .await
+            .unwrap();
+    }
+    let processor = ScriptedProcessor::new();
+    processor.create_intent(Err(ProcessorError::Rejected {
+        status: 400,
+        code: "parameter_invalid_integer".into(),
+        message: "bad".into(),
+        param: None,
+        request_id: None,
+    }));
+    let pipeline = pipelines::scripted(&s, &processor);
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    assert_eq!(s.payment(&id).await["status"], "failed");
+    // The refused request was no reattempt of the card: the place is free again.
+    let next = rules
+        .reserve("acme", &visa, "osp_next:1", Timestamp::now())
+        .await
+        .unwrap();
+    assert_eq!(next, None);
+}

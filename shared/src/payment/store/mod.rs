@@ -18,8 +18,9 @@
 //!
 //! plus the queue's own keys, moved only through the queue's Lua ([`flint_queue::lua`]).
 //! A finished payment is forgotten after `payment_retention_days` by the reaper, record and
-//! index entries alike; the record also carries a TTL one day longer, so that it goes even if
-//! no worker runs the reaper.
+//! index entries alike; the record also carries a TTL a week longer, so that it goes even if no
+//! worker runs the reaper for that long (its index entries are then dropped as lists meet
+//! them).
 
 mod list;
 pub mod sweep;
@@ -315,7 +316,7 @@ impl Store {
         } else {
             0
         };
-        let backstop = self.retention + Duration::from_secs(86_400);
+        let backstop = self.retention + Duration::from_secs(7 * 86_400);
         let mut invocation = self.scripts.transition.prepare_invoke();
         invocation.key(self.layout.payment(payment.id.as_str()));
         for key in self.layout.queue.job_keys() {

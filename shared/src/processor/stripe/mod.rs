@@ -28,6 +28,7 @@ pub use wire::classify;
 
 use super::{CardInfo, Intent, IntentRequest, Processor, ProcessorError, SavedCard};
 use crate::config::Secret;
+use crate::time::Timestamp;
 use wire::{card_info, id_of, intent, text, transport};
 
 /// Characters left as they are in a path segment: RFC 3986 unreserved ones.
@@ -111,14 +112,8 @@ impl StripeClient {
 
     /// Sends one request, retrying transient failures with the same key.
     /// `endpoint` names the operation for metrics (a closed set, never an id).
-    async fn call(
-        &self,
-        endpoint: &'static str,
-        method: reqwest::Method,
-        path: &str,
-        form: &[(String, String)],
-        key: Option<&str>,
-    ) -> Result<Value, ProcessorError> {
+    async fn call(&self, request: Request<'_>) -> Result<Value, ProcessorError> {
+        let endpoint = request.endpoint;
         let mut backoff = full_jitter(
             backon::ExponentialBuilder::default()
                 .with_min_delay(self.config.min_backoff)
@@ -126,10 +121,10 @@ impl StripeClient {
                 .with_max_times(self.config.max_retries)
                 .build(),
         );
+        let mut sent = false;
         loop {
-            let (result, should_retry) = self
-                .call_once(endpoint, method.clone(), path, form, key)
-                .await;
+            let (result, should_retry) = self.call_once(&request, sent).await;
+            sent = true;
             let status_class = match &result {
                 Ok(_) => "2xx",
                 Err(ProcessorError::Transient {
@@ -164,7 +159,9 @@ impl StripeClient {
     }
 
     /// Walks a Stripe list (newest first, 100 a page) until `visit` finds something in a page
-    /// or the list ends; 20 pages at most, far beyond any real customer's cards or intents.
+    /// or the list ends: `Ok(None)` only when the whole list was seen. After 20 pages (2,000
+    /// items, far beyond any real customer's cards or intents) with more to come it cannot say
+    /// "not there", so the answer is an error that leaves the outcome unknown.
     async fn walk_list<T>(
         &self,
         endpoint: &'static str,
@@ -179,31 +176,52 @@ impl StripeClient {
             if let Some(after) = &starting_after {
                 f.push(("starting_after".into(), after.clone()));
             }
-            let page = self
-                .call(endpoint, reqwest::Method::GET, path, &f, None)
-                .await?;
+            let page = self.call(Request::read(endpoint, path, &f)).await?;
             let data = page["data"].as_array().map_or(&[][..], Vec::as_slice);
             if let Some(found) = visit(data) {
                 return Ok(Some(found));
             }
             if page["has_more"] != Value::Bool(true) {
-                break;
+                return Ok(None);
             }
             starting_after = data.last().and_then(|v| text(&v["id"]));
         }
-        Ok(None)
+        Err(ProcessorError::Transient {
+            reason: format!(
+                "{path} lists more than 2,000 entries; the one looked for may be further"
+            ),
+            outcome_unknown: true,
+            request_id: None,
+        })
     }
 
     async fn call_once(
         &self,
-        endpoint: &'static str,
-        method: reqwest::Method,
-        path: &str,
-        form: &[(String, String)],
-        key: Option<&str>,
+        request: &Request<'_>,
+        sent_before: bool,
     ) -> (Result<Value, ProcessorError>, Option<bool>) {
+        let Request {
+            endpoint,
+            ref method,
+            path,
+            form,
+            key,
+            send_until,
+        } = *request;
         if let Some(limiter) = &self.limiter {
             limiter.acquire().await;
+        }
+        if send_until.is_some_and(|until| Timestamp::now() >= until) {
+            // Past the attempt's time to send (this worker was slow, or stalled): the worker
+            // that continues the attempt relies on nothing more being sent now.
+            return (
+                Err(ProcessorError::Transient {
+                    reason: "the attempt's time to send ran out".into(),
+                    outcome_unknown: sent_before,
+                    request_id: None,
+                }),
+                Some(false),
+            );
         }
         // From the request leaving to its whole answer read; the rate limit's wait is not in it.
         let started = std::time::Instant::now();
@@ -260,6 +278,49 @@ impl StripeClient {
     }
 }
 
+/// One request to Stripe, as the retry loop sends it again.
+#[derive(Debug)]
+struct Request<'a> {
+    /// The operation, for metrics (a closed set, never an id).
+    endpoint: &'static str,
+    method: reqwest::Method,
+    path: &'a str,
+    form: &'a [(String, String)],
+    key: Option<&'a str>,
+    /// Nothing is sent after this time (charging requests).
+    send_until: Option<Timestamp>,
+}
+
+impl<'a> Request<'a> {
+    fn read(endpoint: &'static str, path: &'a str, form: &'a [(String, String)]) -> Request<'a> {
+        Request {
+            endpoint,
+            method: reqwest::Method::GET,
+            path,
+            form,
+            key: None,
+            send_until: None,
+        }
+    }
+
+    fn charge(
+        endpoint: &'static str,
+        path: &'a str,
+        form: &'a [(String, String)],
+        key: &'a str,
+        send_until: Timestamp,
+    ) -> Request<'a> {
+        Request {
+            endpoint,
+            method: reqwest::Method::POST,
+            path,
+            form,
+            key: Some(key),
+            send_until: Some(send_until),
+        }
+    }
+}
+
 fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
         .iter()
@@ -273,13 +334,11 @@ impl Processor for StripeClient {
         customer: &str,
     ) -> Result<Option<String>, ProcessorError> {
         let v = self
-            .call(
+            .call(Request::read(
                 "retrieve_customer",
-                reqwest::Method::GET,
                 &format!("/v1/customers/{}", segment(customer)),
                 &[],
-                None,
-            )
+            ))
             .await?;
         if v["deleted"] == Value::Bool(true) {
             return Ok(None);
@@ -291,6 +350,7 @@ impl Processor for StripeClient {
         &self,
         request: &IntentRequest,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> Result<Intent, ProcessorError> {
         let amount = request.amount_minor.to_string();
         let mut f = form(&[
@@ -320,13 +380,13 @@ impl Processor for StripeClient {
             f.push(("off_session".into(), "true".into()));
         }
         let v = self
-            .call(
+            .call(Request::charge(
                 "create_intent",
-                reqwest::Method::POST,
                 "/v1/payment_intents",
                 &f,
-                Some(idempotency_key),
-            )
+                idempotency_key,
+                send_until,
+            ))
             .await?;
         Ok(intent(&v))
     }
@@ -336,16 +396,17 @@ impl Processor for StripeClient {
         intent_id: &str,
         payment_method: &str,
         idempotency_key: &str,
+        send_until: Timestamp,
     ) -> Result<Intent, ProcessorError> {
         let f = form(&[("payment_method", payment_method), ("off_session", "true")]);
         let v = self
-            .call(
+            .call(Request::charge(
                 "confirm_intent",
-                reqwest::Method::POST,
                 &format!("/v1/payment_intents/{}/confirm", segment(intent_id)),
                 &f,
-                Some(idempotency_key),
-            )
+                idempotency_key,
+                send_until,
+            ))
             .await?;
         Ok(intent(&v))
     }
@@ -373,26 +434,22 @@ impl Processor for StripeClient {
 
     async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
         let v = self
-            .call(
+            .call(Request::read(
                 "retrieve_payment_method",
-                reqwest::Method::GET,
                 &format!("/v1/payment_methods/{}", segment(payment_method)),
                 &[],
-                None,
-            )
+            ))
             .await?;
         Ok(card_info(&v, payment_method))
     }
 
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {
         let v = self
-            .call(
+            .call(Request::read(
                 "retrieve_intent",
-                reqwest::Method::GET,
                 &format!("/v1/payment_intents/{}", segment(intent_id)),
                 &[],
-                None,
-            )
+            ))
             .await?;
         Ok(intent(&v))
     }

@@ -26,6 +26,8 @@ fn policy() -> Policy {
         misconfigured_limit: HOUR,
         paused_expiry: 30 * 24 * HOUR,
         max_lost_leases: 5,
+        send_window: 5 * MINUTE,
+        request_lifetime: MINUTE,
     }
 }
 

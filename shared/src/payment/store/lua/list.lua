@@ -7,6 +7,15 @@
 --       (`flint:{q}:pay:`)
 -- Returns {'missing'} when the cursor is not one of the tenant's payments, else
 -- {'ok', has_more (0|1), record json …}.
+-- Whether id `a` sorts before `b` as a sorted set orders members: byte by byte. (Lua's `<` on
+-- strings follows the server's collation locale, which need not be byte order.)
+local function before(a, b)
+  for i = 1, math.min(#a, #b) do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
 local limit = tonumber(ARGV[2])
 local max, cursor = '+inf', ARGV[3]
 if cursor ~= '' then
@@ -27,7 +36,7 @@ while #out <= limit and not ended and scanned < budget do
     local id, score = entries[i], entries[i + 1]
     -- Same millisecond as the cursor: members of one score come in reverse order, so those
     -- not below the cursor's id were on earlier pages.
-    if cursor == '' or tonumber(score) < tonumber(max) or id < cursor then
+    if cursor == '' or tonumber(score) < tonumber(max) or before(id, cursor) then
       scanned = scanned + 1
       local record = redis.call('HMGET', ARGV[4] .. id, 'd', 't')
       if not record[1] then
