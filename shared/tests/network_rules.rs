@@ -3,7 +3,7 @@
 //! attempts ask at once.
 
 use flint_shared::payment::decline::{Decline, DeclineCode, NetworkAdviceCode};
-use flint_shared::payment::network::{Block, CardOutcome, CardRules, NetworkRule};
+use flint_shared::payment::network::{Block, CardOutcome, CardRules, NetworkRule, Reservation};
 use flint_shared::processor::{CardBrand, CardInfo};
 use flint_shared::time::Timestamp;
 use flint_testkit::redis::RedisServer;
@@ -65,7 +65,11 @@ async fn a_never_block_is_not_weakened_by_a_later_temporary_one() {
     };
     assert_eq!(first, Some(never.clone()));
     assert_eq!(second, Some(never.clone()), "the card's block as it stands");
-    let checked = rules.reserve("acme", &mc, "osp_c:1", at(2)).await.unwrap();
+    let checked = rules
+        .reserve("acme", &mc, "osp_c:1", at(2))
+        .await
+        .unwrap()
+        .block();
     assert_eq!(checked, Some(never));
 }
 
@@ -133,7 +137,11 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
     for i in 0..19 {
         let attempt = format!("osp_{i}:1");
         assert_eq!(
-            rules.reserve("acme", &visa, &attempt, at(i)).await.unwrap(),
+            rules
+                .reserve("acme", &visa, &attempt, at(i))
+                .await
+                .unwrap()
+                .block(),
             None
         );
         rules
@@ -145,7 +153,7 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
         rules.reserve("acme", &visa, "osp_x:1", at(100)),
         rules.reserve("acme", &visa, "osp_y:1", at(100))
     );
-    let (a, b) = (a.unwrap(), b.unwrap());
+    let (a, b) = (a.unwrap().block(), b.unwrap().block());
     assert_eq!(
         [&a, &b].iter().filter(|r| r.is_none()).count(),
         1,
@@ -158,6 +166,7 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
         .reserve("acme", &visa, "osp_x:1", at(101))
         .await
         .unwrap()
+        .block()
         .is_none()
     {
         "osp_x:1"
@@ -165,7 +174,11 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
         "osp_y:1"
     };
     assert_eq!(
-        rules.reserve("acme", &visa, winner, at(101)).await.unwrap(),
+        rules
+            .reserve("acme", &visa, winner, at(101))
+            .await
+            .unwrap()
+            .block(),
         None
     );
     // It charged: its place is free again, and the next reattempt may go.
@@ -177,7 +190,8 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
         rules
             .reserve("acme", &visa, "osp_z:1", at(103))
             .await
-            .unwrap(),
+            .unwrap()
+            .block(),
         None
     );
     // It declined instead: the twentieth decline, and the card waits for the window.
@@ -194,7 +208,8 @@ async fn visas_twenty_reattempts_admit_one_of_two_racing_for_the_last_place() {
     let block = rules
         .reserve("acme", &visa, "osp_w:1", at(105))
         .await
-        .unwrap();
+        .unwrap()
+        .block();
     assert_eq!(
         block,
         Some(Block::Until {
@@ -209,12 +224,13 @@ async fn a_visa_card_without_recent_declines_takes_any_number_of_attempts() {
     let redis = RedisServer::start();
     let rules = rules(&redis);
     let visa = card(CardBrand::Visa);
-    // Twenty payments of one customer on one card, say: none of them is a reattempt.
+    // Twenty payments of one customer on one card, say: none of them is a reattempt, and
+    // none has a place to give back.
     for i in 0..50 {
         let attempt = format!("osp_{i}:1");
         assert_eq!(
             rules.reserve("acme", &visa, &attempt, at(0)).await.unwrap(),
-            None
+            Reservation::Free
         );
     }
 }

@@ -129,7 +129,8 @@ pub fn block_after_decline(brand: &CardBrand, decline: &Decline, now: Timestamp)
 /// KEYS: block, declines (member per declined attempt, score ms), reserved (member per running
 ///       reattempt, score ms)
 /// ARGV: now_ms, attempt member, visa ('1'|'0'), window_ms, max reattempts
-/// Returns '' when allowed, else the block as stored (`never|rule`, `until|ms|rule`).
+/// Returns '' when allowed, 'reserved' when allowed and counted (the record must give the place
+/// back or keep it), else the block as stored (`never|rule`, `until|ms|rule`).
 const RESERVE: &str = r"
 local now = tonumber(ARGV[1])
 local block = redis.call('GET', KEYS[1])
@@ -138,19 +139,20 @@ if block then
   local at = tonumber(string.match(block, '^until|(%d+)|'))
   if at and at > now then return block end
 end
-if ARGV[3] ~= '1' then return '' end
+if ARGV[3] ~= '1' or redis.call('EXISTS', KEYS[2]) == 0 then return '' end
 local window = tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - window)
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - window)
 local declines = redis.call('ZCARD', KEYS[2])
-if declines == 0 or redis.call('ZSCORE', KEYS[3], ARGV[2]) then return '' end
+if declines == 0 then return '' end
+if redis.call('ZSCORE', KEYS[3], ARGV[2]) then return 'reserved' end
 if declines + redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   return 'until|' .. (tonumber(oldest[2]) + window) .. '|visa_20_in_30_days'
 end
 redis.call('ZADD', KEYS[3], now, ARGV[2])
 redis.call('PEXPIRE', KEYS[3], window + 86400000)
-return ''
+return 'reserved'
 ";
 
 /// Store what an attempt's answer says about its card.
@@ -202,6 +204,26 @@ else
 end
 return new
 ";
+
+/// What [`CardRules::reserve`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reservation {
+    /// Allowed, and nothing to give back (no reattempt is being counted on this card).
+    Free,
+    /// Allowed and counted: [`CardRules::record`] must say how the attempt ended.
+    Counted,
+    Blocked(Block),
+}
+
+impl Reservation {
+    /// The block, if the card may not be charged now.
+    pub fn block(self) -> Option<Block> {
+        match self {
+            Reservation::Blocked(block) => Some(block),
+            Reservation::Free | Reservation::Counted => None,
+        }
+    }
+}
 
 /// What an attempt's answer says about its card, for [`CardRules::record`].
 #[derive(Debug, Clone, Copy)]
@@ -259,7 +281,7 @@ impl CardRules {
         card: &CardInfo,
         attempt: &str,
         now: Timestamp,
-    ) -> Result<Option<Block>, redis::RedisError> {
+    ) -> Result<Reservation, redis::RedisError> {
         let mut conn = self.conn().await?;
         let stored: String = self
             .reserve
@@ -275,7 +297,11 @@ impl CardRules {
             .arg(VISA_MAX_REATTEMPTS)
             .invoke_async(&mut conn)
             .await?;
-        Ok(Block::decode(&stored))
+        Ok(match stored.as_str() {
+            "" => Reservation::Free,
+            "reserved" => Reservation::Counted,
+            block => Block::decode(block).map_or(Reservation::Free, Reservation::Blocked),
+        })
     }
 
     /// Stores what attempt `attempt`'s answer says about `card`; returns the block the card

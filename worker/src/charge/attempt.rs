@@ -20,7 +20,7 @@
 //!    given back); when that cannot be stored, the attempt is asked again rather than ended
 //!    without it. A hard decline may fall back to another card.
 
-use flint_shared::payment::network::{Block, CardOutcome};
+use flint_shared::payment::network::{Block, CardOutcome, Reservation};
 use flint_shared::payment::record::Unanswered;
 use flint_shared::payment::store::{JobAction, StoreError, Versioned};
 use flint_shared::payment::{Payment, Status};
@@ -71,6 +71,9 @@ struct Course<'a> {
     /// can (nothing was sent, or its window is over). Until then the attempt ends only through
     /// its own same-key request.
     open_until: Option<Timestamp>,
+    /// Whether the attempt (may have) taken a place among the card's reattempts, which its
+    /// end must give back or keep.
+    counted: bool,
 }
 
 impl Course<'_> {
@@ -112,6 +115,8 @@ impl<P: Processor> Pipeline<P> {
             tenant,
             number,
             open_until: None,
+            // An earlier try may have taken one.
+            counted: continuation,
         };
         let mut looked_for_intent = false;
 
@@ -189,7 +194,7 @@ impl<P: Processor> Pipeline<P> {
         // 4. The card-network rules, checked and this attempt counted in one step.
         let attempt_key = format!("{}:{number}", p.id);
         match self.rules.reserve(tenant, &card, &attempt_key, now).await {
-            Ok(Some(block)) => {
+            Ok(Reservation::Blocked(block)) => {
                 let ending = course.unless_open(
                     Ending::Blocked(block),
                     "a card rule waits until an earlier try's requests are over",
@@ -201,7 +206,8 @@ impl<P: Processor> Pipeline<P> {
                 }
                 return Ok(self.ended(ending, &Some(method), intent));
             }
-            Ok(None) => {}
+            Ok(Reservation::Counted) => course.counted = true,
+            Ok(Reservation::Free) => course.counted = false,
             Err(e) => {
                 return Ok(self.ended(
                     Ending::Unanswered(
@@ -222,8 +228,10 @@ impl<P: Processor> Pipeline<P> {
             let moved = self.open_window(current, number, &method).await?;
             if moved.is_some() || (current.payment.cancel_requested && !continuation) {
                 // Nothing will be sent: the card's place among its reattempts is given back.
-                self.record(&course, &current.payment.id, &card, CardOutcome::NotSent)
-                    .await;
+                if course.counted {
+                    self.record(&course, &current.payment.id, &card, CardOutcome::NotSent)
+                        .await;
+                }
                 return Ok(match moved {
                     Some(moved) => Step::Moved(moved),
                     None => self.ended(Ending::CanceledBeforeCharge, &Some(method), intent),
@@ -472,6 +480,10 @@ impl<P: Processor> Pipeline<P> {
             // The attempt goes on: its place stays taken.
             Ending::HardSwitch(..) | Ending::Unanswered(..) | Ending::NotYet(..) => None,
         };
+        // A charge, or an end without sending, has nothing to record unless a place was taken.
+        let outcome = outcome.filter(|o| {
+            course.counted || matches!(o, CardOutcome::Declined(_) | CardOutcome::Refused)
+        });
         let mut card_block = None;
         if let Some(outcome) = outcome {
             let counted = matches!(outcome, CardOutcome::Declined(_) | CardOutcome::Refused);

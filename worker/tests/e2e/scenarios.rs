@@ -490,5 +490,5 @@ async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
         .reserve("acme", &visa, "osp_next:1", Timestamp::now())
         .await
         .unwrap();
-    assert_eq!(next, None);
+    assert_eq!(next.block(), None);
 }
