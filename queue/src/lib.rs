@@ -7,11 +7,15 @@
 //! workers on Redis (no sleep-polling), and fetch and acknowledge in batches. A stream with a
 //! consumer group gives all three in single commands: `XREADGROUP … BLOCK` fetches a batch and
 //! leases it atomically (the group's pending-entries list is the lease table), `XAUTOCLAIM`
-//! takes over jobs whose lease has expired without any registry of live workers, and
-//! `XACK`/`XDEL` take many ids per call. With reliable lists the same guarantees need a
-//! per-worker in-flight list, a registry of worker heartbeats to find the dead ones, and a
-//! scan of their lists, which is what made apalis-redis slow to recover
-//! (`shared/reference/apalis-redis-1.0-findings.md`).
+//! finds jobs whose lease has expired without any registry of live workers, and `XACK`/`XDEL`
+//! take many ids per call. A job whose lease ran out is moved to a new entry rather than
+//! claimed in place, so an entry id is the lease itself: one `XACK` over a batch both
+//! acknowledges it and tells which entries the worker still held. With reliable lists the
+//! same guarantees need a per-worker in-flight list, a registry of worker heartbeats to find
+//! the dead ones, and a scan of their lists, which is what made apalis-redis 1.0 slow to
+//! recover (measured: its fetch also wedges once more than about 8,000 jobs are due at once,
+//! a Redis restart stops its workers for good, and it retries every failure 25 times whatever
+//! the job's policy).
 //! Delayed jobs wait in a sorted set and move to the stream in bounded batches (1,000 per
 //! script call), so any number due at once drains without hitting Lua's `unpack` limit.
 //! See `BENCHMARKS.md` for the measured cost per job.

@@ -1,5 +1,5 @@
 //! Stripe's test payment methods (`pm_card_*`, `tok_*`) and what each does off-session
-//! (reference: stripe-subset.md §4).
+//! (as Stripe's testing documentation lists them).
 //!
 //! The sandbox never holds a card number: a test card is its token name, a brand, the last four
 //! digits Stripe shows for it, and a behaviour. The fingerprint is derived from the canonical

@@ -1,4 +1,4 @@
-//! Stripe's idempotency layer (reference: stripe-subset.md §3.5), per account.
+//! Stripe's idempotency layer, as Stripe documents it, per account.
 //!
 //! A POST with an `Idempotency-Key` first claims the key. While it runs, the same key gets 409
 //! `idempotency_key_in_use`. Once execution has begun its response is saved, whatever it is

@@ -3,7 +3,7 @@
 //! Stripe's own `stripe-mock` is stateless: no declines, no idempotency, no test cards. Flint's
 //! exactly-once and retry guarantees can only be proven against a processor that has them, so
 //! this crate reproduces Stripe's behaviour for customers, payment methods and PaymentIntents
-//! (reference: `shared/reference/stripe-subset.md` §9) on Stripe's wire format, and adds fault
+//! on Stripe's wire format, and adds fault
 //! injection under `/__sandbox` to make the processor time out, fail, rate-limit and drop
 //! connections on demand.
 //!

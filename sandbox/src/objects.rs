@@ -1,7 +1,7 @@
 //! The sandbox's stored objects and their wire form.
 //!
 //! Objects are stored as plain structs and rendered with `to_json`, which writes every field a
-//! client reads, including Stripe's `null`s, in Stripe's shape (reference: stripe-subset.md §1–2).
+//! client reads, including Stripe's `null`s, in Stripe's shape.
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Stripe-style webhook delivery of the sandbox's events to `[sandbox] webhook_urls`.
 //!
 //! Each event is POSTed as JSON with `Stripe-Signature: t=…,v1=hex(HMAC-SHA256(secret,
-//! "t.body"))` (stripe-subset.md §5). Like Stripe's test mode, a non-2xx answer or a network
+//! "t.body"))`, as Stripe documents it. Like Stripe's test mode, a non-2xx answer or a network
 //! error is retried, three tries in all, with growing pauses; delivery is at least once and
 //! unordered across events.
 

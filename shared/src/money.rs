@@ -1,7 +1,7 @@
 //! Money: integer amounts in a currency's smallest unit, with the currency rules Stripe applies.
 //!
 //! Amounts are never floats. `amount_minor = 1000` is 10.00 USD, ¥1000, or 1.000 KWD. Which of
-//! those it is depends on the currency's decimals; Stripe's rules (reference: stripe-subset.md §7)
+//! those it is depends on the currency's decimals; Stripe's documented rules
 //! add per-currency minimums, an eight-digit maximum (twelve for IDR), a trailing zero for
 //! three-decimal currencies and whole units (multiples of 100) for ISK and UGX. [`Money::new`]
 //! checks all of them, so a `Money` value is always chargeable as far as Stripe's static rules go.
@@ -46,7 +46,7 @@ const SUPPORTED: &[&str] = &[
     "wst", "xaf", "xcd", "xof", "xpf", "yer", "zar", "zmw",
 ];
 
-/// Stripe's minimum charge per currency, in minor units (stripe-subset.md §7, converted with
+/// Stripe's minimum charge per currency, in minor units (Stripe's documented minimums, converted with
 /// each currency's decimals). Currencies not listed here have a minimum that depends on
 /// conversion into the settlement currency, which cannot be known offline; for them the only
 /// static rule is a positive amount.

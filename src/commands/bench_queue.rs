@@ -2,7 +2,7 @@
 //!
 //! Drain: worker processes (`flint bench queue-worker`) start first; then N no-op jobs are
 //! pushed in batches of 1,000 with at most 5,000 waiting at any time — apalis-redis wedges when
-//! more than about 8,000 jobs are due at once (shared/reference/apalis-redis-1.0-findings.md),
+//! more than about 8,000 jobs are due at once (Lua's `unpack` limit in its fetch script),
 //! so every system is fed the same bounded way. Throughput is N over the time from the first
 //! push to the last completion. Redis commands per job come from `INFO commandstats` over the
 //! scenario, leaving out the bench's own bookkeeping commands (GET, INCRBY, INFO, CONFIG).

@@ -87,7 +87,7 @@ async fn a_retried_job_keeps_its_id_so_pushes_stay_deduplicated() {
     worker.stop().await;
 }
 
-/// DESIGN.md: delays without wedges. 200,000 jobs due at the same instant all drain.
+/// Delays without wedges: 200,000 jobs due at the same instant all drain.
 #[tokio::test]
 async fn two_hundred_thousand_jobs_due_at_once_all_drain() {
     const N: u64 = 200_000;

@@ -1,5 +1,5 @@
 //! `/v1/payment_intents`: create (optionally confirming at once), confirm, retrieve, cancel and
-//! list, with each test card's documented off-session outcome (stripe-subset.md §1, §4).
+//! list, with each test card's documented off-session outcome.
 
 use flint_shared::money::{Currency, Money};
 use serde_json::{Value, json};

@@ -1,5 +1,5 @@
 //! The sandbox over HTTP, checked against Stripe's documented behaviour
-//! (shared/reference/stripe-subset.md). One test binary, one module per concern.
+//! (as Stripe documents it). One test binary, one module per concern.
 
 mod auth;
 mod customers;

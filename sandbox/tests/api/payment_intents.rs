@@ -19,7 +19,7 @@ async fn charge_off_session(sandbox: &TestSandbox, card: &str) -> (Answer, Strin
     (r, cus)
 }
 
-/// Every test card of stripe-subset.md §4 with its documented off-session outcome:
+/// Every Stripe test card with its documented off-session outcome:
 /// (card, HTTP status, code, decline_code, message).
 type Outcome = (
     &'static str,

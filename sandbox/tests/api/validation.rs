@@ -1,6 +1,6 @@
 use flint_testkit::sandbox::spawn_sandbox;
 
-/// (amount, currency, HTTP status, code, param) per stripe-subset.md §7.
+/// (amount, currency, HTTP status, code, param) per Stripe's documented amount rules.
 type Case = (
     &'static str,
     &'static str,

@@ -1,5 +1,5 @@
 //! The payment processor, seen from a worker: a trait so other processors can be added, and a
-//! thin Stripe client (`stripe`) for the subset in `shared/reference/stripe-subset.md`.
+//! thin Stripe client (`stripe`) for the part of Stripe's API Flint uses.
 //!
 //! Every failure is a [`ProcessorError`] that says what to do next — the charge pipeline's
 //! decision is one exhaustive `match` over it:

@@ -1,5 +1,5 @@
 //! Every test card the sandbox knows, each through the API to the end its off-session
-//! behaviour calls for (stripe-subset.md §4, payments-domain.md §7): a charge, a soft decline
+//! behaviour calls for (Stripe's documented test-card outcomes and the decline classes): a charge, a soft decline
 //! retried until the policy's attempts run out, a hard decline failed at once, or the customer
 //! needed (paused).
 
