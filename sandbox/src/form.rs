@@ -300,6 +300,11 @@ impl Params {
         }
     }
 
+    /// Whether `key` was sent as an object (`key[sub]=…`) rather than a plain value.
+    pub fn is_object(&self, key: &str) -> bool {
+        matches!(self.entries.get(key), Some(Value::Map(_)))
+    }
+
     /// A nested object such as `invoice_settings`, read with the same rules.
     pub fn nested(&mut self, key: &str) -> Result<Option<Params>, ApiError> {
         let name = self.name(key);

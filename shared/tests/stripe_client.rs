@@ -251,7 +251,7 @@ async fn a_500_after_commit_is_an_unknown_outcome_that_reading_the_intent_resolv
     let truth = stripe.retrieve_intent(&pi.id).await.unwrap();
     assert_eq!(truth.status, IntentStatus::Succeeded);
     let found = stripe
-        .find_intent(&cus, id.as_str())
+        .find_intent(&cus, id.as_str(), Timestamp::EPOCH)
         .await
         .unwrap()
         .unwrap();
@@ -543,7 +543,10 @@ async fn a_search_that_stops_before_the_end_of_a_long_list_does_not_answer_not_f
             .await;
         assert_eq!(r.status, 200);
     }
-    let err = stripe.find_intent(&cus, older.as_str()).await.unwrap_err();
+    let err = stripe
+        .find_intent(&cus, older.as_str(), Timestamp::EPOCH)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -554,11 +557,21 @@ async fn a_search_that_stops_before_the_end_of_a_long_list_does_not_answer_not_f
         ),
         "{err:?}"
     );
+    // The search looks only at intents created since the time it is given (a payment's own
+    // creation): from an hour ahead, there are none to walk, and the answer is a plain "no".
+    let ahead = Timestamp::now().plus(Duration::from_secs(3600));
+    assert_eq!(
+        stripe
+            .find_intent(&cus, older.as_str(), ahead)
+            .await
+            .unwrap(),
+        None
+    );
     // A payment that is not there, in a list seen to its end, is simply not found.
     let (short, _) = sandbox.customer_with_card("pm_card_visa").await;
     assert_eq!(
         stripe
-            .find_intent(&short, PaymentId::generate().as_str())
+            .find_intent(&short, PaymentId::generate().as_str(), Timestamp::EPOCH)
             .await
             .unwrap(),
         None

@@ -308,6 +308,7 @@ impl Processor for ScriptedProcessor {
         &self,
         customer: &str,
         payment_id: &str,
+        _created_since: Timestamp,
     ) -> Result<Option<Intent>, ProcessorError> {
         let _ = self.record(Op::FindIntent, payment_id, None);
         let _ = customer;

@@ -258,10 +258,14 @@ async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run
     let config = lease_config("self-takeover").with_renew_every(Duration::from_secs(3600));
     let queue = queue(&redis, config).await;
     let runs = Arc::new(Mutex::new(Vec::new()));
-    let release_first = Arc::new(Notify::new());
-    let (n, r) = (Arc::clone(&runs), Arc::clone(&release_first));
+    let (release_first, release_second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+    let (n, r1, r2) = (
+        Arc::clone(&runs),
+        Arc::clone(&release_first),
+        Arc::clone(&release_second),
+    );
     let handler = move |_job: Job, lost: LostLeases| {
-        let (n, r) = (Arc::clone(&n), Arc::clone(&r));
+        let (n, r1, r2) = (Arc::clone(&n), Arc::clone(&r1), Arc::clone(&r2));
         async move {
             let run = {
                 let mut runs = n.lock().unwrap();
@@ -270,10 +274,12 @@ async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run
             };
             if run == 1 {
                 // The first run outlives its lease, then reports done.
-                r.notified().await;
+                r1.notified().await;
                 Outcome::Complete
             } else {
-                // The run that holds the job now schedules it for later.
+                // The run that holds the job now schedules it for later, once the first run's
+                // outcome has come and gone.
+                r2.notified().await;
                 Outcome::RetryAt(SystemTime::now() + Duration::from_secs(3600))
             }
         }
@@ -288,10 +294,8 @@ async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run
         (runs.lock().unwrap().len() == 2).then_some(())
     })
     .await;
-    poll_until(Duration::from_secs(5), "the retry scheduled", || async {
-        (queue.stats().await.unwrap().delayed == 1).then_some(())
-    })
-    .await;
+    // Both runs are in flight in one worker. The first finishes: its "done" is for the entry
+    // it was given, which is no longer held, and must not finish the job the second run holds.
     let stale = r#"flint_queue_stale_outcomes_total{queue="self-takeover"}"#;
     let before = counter(stale);
     release_first.notify_one();
@@ -301,11 +305,22 @@ async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run
         || async { (counter(stale) > before).then_some(()) },
     )
     .await;
+    let stats = queue.stats().await.unwrap();
+    assert_eq!(
+        (stats.leased, stats.delayed),
+        (1, 0),
+        "the second run still holds the job"
+    );
+    release_second.notify_one();
+    poll_until(Duration::from_secs(5), "the retry scheduled", || async {
+        (queue.stats().await.unwrap().delayed == 1).then_some(())
+    })
+    .await;
     assert_eq!(*runs.lock().unwrap(), [0, 1]);
     let stats = queue.stats().await.unwrap();
     assert_eq!(
         (stats.ready, stats.leased, stats.delayed),
         (0, 0, 1),
-        "the job is still scheduled: the old run's 'done' did not finish it"
+        "the job is scheduled as the run that held it said"
     );
 }

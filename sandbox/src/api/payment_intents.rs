@@ -180,18 +180,65 @@ pub fn parse_retrieve(mut p: Params) -> Result<Vec<String>, ApiError> {
 #[derive(Debug)]
 pub struct ListIntents {
     customer: Option<String>,
+    /// Stripe's `created` filter: unix seconds, each bound optional (`gt`, `gte`, `lt`, `lte`,
+    /// or `created=<t>` for exactly `t`).
+    created: Created,
     limit: usize,
     starting_after: Option<String>,
     ending_before: Option<String>,
 }
 
+#[derive(Debug, Default)]
+struct Created {
+    gt: Option<i64>,
+    gte: Option<i64>,
+    lt: Option<i64>,
+    lte: Option<i64>,
+}
+
+impl Created {
+    fn keeps(&self, t: i64) -> bool {
+        self.gt.is_none_or(|b| t > b)
+            && self.gte.is_none_or(|b| t >= b)
+            && self.lt.is_none_or(|b| t < b)
+            && self.lte.is_none_or(|b| t <= b)
+    }
+}
+
+fn parse_created(p: &mut Params) -> Result<Created, ApiError> {
+    // `created=<t>` is a plain value, `created[gte]=<t>` a nested one.
+    if !p.is_object("created") {
+        return Ok(match p.integer("created")? {
+            Some(t) => Created {
+                gte: Some(t),
+                lte: Some(t),
+                ..Created::default()
+            },
+            None => Created::default(),
+        });
+    }
+    let Some(mut range) = p.nested("created")? else {
+        return Ok(Created::default());
+    };
+    let created = Created {
+        gt: range.integer("gt")?,
+        gte: range.integer("gte")?,
+        lt: range.integer("lt")?,
+        lte: range.integer("lte")?,
+    };
+    range.finish()?;
+    Ok(created)
+}
+
 pub fn parse_list(mut p: Params) -> Result<ListIntents, ApiError> {
     let customer = p.string("customer")?;
+    let created = parse_created(&mut p)?;
     let (limit, starting_after, ending_before) = list_params(&mut p)?;
     expand_list(&mut p, &[])?;
     p.finish()?;
     Ok(ListIntents {
         customer,
+        created,
         limit,
         starting_after,
         ending_before,
@@ -515,9 +562,11 @@ impl Account {
             ending_before: req.ending_before.as_deref(),
         };
         let keep = |id: &str| {
+            let intent = &self.intents[id];
             req.customer
                 .as_deref()
-                .is_none_or(|c| self.intents[id].customer.as_deref() == Some(c))
+                .is_none_or(|c| intent.customer.as_deref() == Some(c))
+                && req.created.keeps(intent.created)
         };
         let (ids, has_more) = paginate(&self.intent_order, &page, keep, "payment_intent")?;
         let data = ids

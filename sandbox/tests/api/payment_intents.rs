@@ -587,3 +587,43 @@ async fn payment_methods_of_other_customers_cannot_be_charged() {
         "nothing was created"
     );
 }
+
+#[tokio::test]
+async fn intents_list_by_creation_time_as_stripe_filters_it() {
+    let sandbox = spawn_sandbox().await;
+    let (cus, _) = sandbox.customer_with_card("pm_card_visa").await;
+    let created = sandbox
+        .post("/v1/payment_intents")
+        .params(&[("amount", "2000"), ("currency", "usd"), ("customer", &cus)])
+        .send()
+        .await;
+    let t = created.body["created"].as_i64().unwrap().to_string();
+    let later = (created.body["created"].as_i64().unwrap() + 3600).to_string();
+    let count = |params: Vec<(&'static str, String)>| {
+        let sandbox = &sandbox;
+        let cus = cus.clone();
+        async move {
+            let mut call = sandbox.get("/v1/payment_intents").param("customer", &cus);
+            for (k, v) in &params {
+                call = call.param(k, v);
+            }
+            let r = call.send().await;
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.body["data"].as_array().unwrap().len()
+        }
+    };
+    assert_eq!(count(vec![("created[gte]", t.clone())]).await, 1);
+    assert_eq!(count(vec![("created[gt]", t.clone())]).await, 0);
+    assert_eq!(count(vec![("created[gte]", later.clone())]).await, 0);
+    assert_eq!(count(vec![("created[lt]", later)]).await, 1);
+    assert_eq!(count(vec![("created", t)]).await, 1);
+    let bad = sandbox
+        .get("/v1/payment_intents")
+        .param("created[after]", "1")
+        .send()
+        .await;
+    assert_eq!(
+        (bad.status, bad.error_code()),
+        (400, Some("parameter_unknown"))
+    );
+}

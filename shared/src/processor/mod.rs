@@ -185,10 +185,12 @@ pub trait Processor: Send + Sync {
     ) -> impl Future<Output = Result<Intent, ProcessorError>> + Send;
 
     /// The customer's PaymentIntent whose `metadata[flint_payment_id]` is `payment_id`, for
-    /// reconciling a create whose answer was lost.
+    /// reconciling a create whose answer was lost. Only intents created from `created_since`
+    /// on are looked at (the payment's creation, less a margin for clocks).
     fn find_intent(
         &self,
         customer: &str,
         payment_id: &str,
+        created_since: Timestamp,
     ) -> impl Future<Output = Result<Option<Intent>, ProcessorError>> + Send;
 }

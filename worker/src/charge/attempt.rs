@@ -7,8 +7,9 @@
 //!    it, see [`flint_shared::processor::Processor`]). Before that, an earlier try's request may
 //!    still arrive: the attempt can then go on only by sending its own request with the same
 //!    idempotency key (the processor runs that key once, and a PaymentIntent charges at most
-//!    once); anything that would end it without sending (a cancel, a card rule, a card that
-//!    cannot be looked up) waits until the window is over.
+//!    once); anything that would end it without sending (a cancel, a card that cannot be
+//!    looked up) waits until the window is over. The card rules admitted the attempt when it
+//!    began, so they are not asked again then.
 //! 2. A cancel requested meanwhile stops an attempt known to have charged nothing.
 //! 3. The card: the attempt's recorded one, else the payment's, else the customer's default.
 //! 4. The card-network rules check the card and count this attempt, in one script.
@@ -43,7 +44,8 @@ pub enum Step {
 
 /// What the processor's records say about an attempt that may have been sent before.
 enum Truth {
-    Ended(Box<Ending>, String),
+    /// Settled: the ending, the intent's id and the card it was confirmed with.
+    Ended(Box<Ending>, String, Option<String>),
     /// Not charged by this attempt, as far as the records show now; its intent, if any.
     NotCharged(Option<String>),
     Unknown(Box<Ending>),
@@ -120,33 +122,27 @@ impl<P: Processor> Pipeline<P> {
         };
         let mut looked_for_intent = false;
 
-        // 1. Settle what an earlier try of this attempt did.
-        if continuation && let Some(method) = &recorded {
+        // 1. Settle what an earlier try of this attempt did. One may have sent a request when
+        //    its card is on record, and, to be safe, whenever no send window is (a record
+        //    written before windows existed, or rewritten by a binary that drops the field).
+        let may_have_sent =
+            open.is_some_and(|a| a.payment_method.is_some() || a.send_until.is_none());
+        if continuation && may_have_sent {
             match self.truth(processor, p, previous_charge.as_ref()).await {
-                Truth::Ended(ending, pi) => {
-                    let card = match self.card_of(processor, tenant, method).await {
-                        Ok(card) => card,
-                        Err(e) => return Ok(self.ended(unread(e), &recorded, intent)),
-                    };
-                    return Ok(Step::Attempted(
-                        self.answered(
-                            processor,
-                            &course,
-                            p,
-                            *ending,
-                            method.clone(),
-                            Some(pi),
-                            card,
-                        )
-                        .await,
-                    ));
+                Truth::Ended(ending, pi, used) => {
+                    let method = recorded.clone().or(used);
+                    return Ok(self
+                        .settled_ending(processor, &course, p, *ending, method, pi)
+                        .await);
                 }
                 Truth::NotCharged(pi) => {
                     looked_for_intent = true;
                     intent = intent.or(pi);
-                    let quiet_at = open
-                        .and_then(|a| a.send_until)
-                        .map(|until| until.plus(self.policy.request_lifetime));
+                    let quiet_at = open.map(|a| {
+                        a.send_until
+                            .unwrap_or_else(|| a.started_at.plus(self.policy.send_window))
+                            .plus(self.policy.request_lifetime)
+                    });
                     course.open_until = quiet_at.filter(|at| *at > now);
                 }
                 Truth::Unknown(ending) => return Ok(self.ended(*ending, &recorded, intent)),
@@ -191,32 +187,33 @@ impl<P: Processor> Pipeline<P> {
                 return Ok(self.ended(ending, &Some(method), intent));
             }
         };
-        // 4. The card-network rules, checked and this attempt counted in one step.
+        // 4. The card-network rules, checked and this attempt counted in one step. A continued
+        //    attempt whose earlier try may still reach the processor was admitted by them when
+        //    it began: it is completed with its own same-key request, not judged again (its
+        //    request is no new reattempt, and it may not end without sending yet).
         let attempt_key = format!("{}:{number}", p.id);
-        match self.rules.reserve(tenant, &card, &attempt_key, now).await {
-            Ok(Reservation::Blocked(block)) => {
-                let ending = course.unless_open(
-                    Ending::Blocked(block),
-                    "a card rule waits until an earlier try's requests are over",
-                );
-                if let Ending::Blocked(_) = ending {
+        if course.open_until.is_none() {
+            match self.rules.reserve(tenant, &card, &attempt_key, now).await {
+                Ok(Reservation::Blocked(block)) => {
                     // This attempt's own earlier reservation, if it made one, is given back.
-                    self.record(&course, &p.id, &card, CardOutcome::NotSent)
-                        .await;
+                    if course.counted {
+                        self.record(&course, &p.id, &card, CardOutcome::NotSent)
+                            .await;
+                    }
+                    return Ok(self.ended(Ending::Blocked(block), &Some(method), intent));
                 }
-                return Ok(self.ended(ending, &Some(method), intent));
-            }
-            Ok(Reservation::Counted) => course.counted = true,
-            Ok(Reservation::Free) => course.counted = false,
-            Err(e) => {
-                return Ok(self.ended(
-                    Ending::Unanswered(
-                        Unanswered::UnknownOutcome,
-                        format!("card rules unavailable: {e}"),
-                    ),
-                    &Some(method),
-                    intent,
-                ));
+                Ok(Reservation::Counted) => course.counted = true,
+                Ok(Reservation::Free) => course.counted = false,
+                Err(e) => {
+                    return Ok(self.ended(
+                        Ending::Unanswered(
+                            Unanswered::UnknownOutcome,
+                            format!("card rules unavailable: {e}"),
+                        ),
+                        &Some(method),
+                        intent,
+                    ));
+                }
             }
         }
         // 5. The card and a send window are on record before anything that could charge it
@@ -226,7 +223,12 @@ impl<P: Processor> Pipeline<P> {
             .is_some_and(|until| until > now && !continuation);
         if !window_open {
             let moved = self.open_window(current, number, &method).await?;
-            if moved.is_some() || (current.payment.cancel_requested && !continuation) {
+            // A cancel that arrived meanwhile stops the attempt if nothing can have been sent:
+            // a fresh attempt has sent nothing yet; a continued one, nothing once the earlier
+            // try's window is over. (Otherwise the attempt goes on, like one already running.)
+            let stop =
+                current.payment.cancel_requested && (!continuation || course.open_until.is_none());
+            if moved.is_some() || stop {
                 // Nothing will be sent: the card's place among its reattempts is given back.
                 if course.counted {
                     self.record(&course, &current.payment.id, &card, CardOutcome::NotSent)
@@ -255,7 +257,7 @@ impl<P: Processor> Pipeline<P> {
             .await;
         // 7. What it means for the card.
         Ok(Step::Attempted(
-            self.answered(processor, &course, p, ending, method, intent, card)
+            self.answered(processor, &course, p, ending, method, intent, Some(card))
                 .await,
         ))
     }
@@ -289,17 +291,24 @@ impl<P: Processor> Pipeline<P> {
     async fn truth(&self, processor: &P, p: &Payment, previous_charge: Option<&String>) -> Truth {
         let found = match &p.processor_payment_intent {
             Some(pi) => processor.retrieve_intent(pi).await.map(Some),
-            None => processor.find_intent(&p.customer, p.id.as_str()).await,
+            None => {
+                processor
+                    .find_intent(&p.customer, p.id.as_str(), intents_since(p))
+                    .await
+            }
         };
         match found {
-            Ok(Some(intent)) => match settled(intent, previous_charge) {
-                Settled::Ended(ending, pi) => Truth::Ended(ending, pi),
-                Settled::Unconfirmed(pi) => Truth::NotCharged(Some(pi)),
-                Settled::Unknown(reason) => Truth::Unknown(Box::new(Ending::Unanswered(
-                    Unanswered::UnknownOutcome,
-                    reason,
-                ))),
-            },
+            Ok(Some(intent)) => {
+                let used = intent.payment_method.clone();
+                match settled(intent, previous_charge) {
+                    Settled::Ended(ending, pi) => Truth::Ended(ending, pi, used),
+                    Settled::Unconfirmed(pi) => Truth::NotCharged(Some(pi)),
+                    Settled::Unknown(reason) => Truth::Unknown(Box::new(Ending::Unanswered(
+                        Unanswered::UnknownOutcome,
+                        reason,
+                    ))),
+                }
+            }
             Ok(None) => Truth::NotCharged(None),
             Err(e) => Truth::Unknown(Box::new(unread(e))),
         }
@@ -325,7 +334,9 @@ impl<P: Processor> Pipeline<P> {
             let now = Timestamp::now();
             if let Some(a) = p.open_attempt_mut() {
                 a.payment_method = Some(method.to_owned());
-                a.send_until = Some(now.plus(self.policy.send_window));
+                // Never earlier than a window already recorded (another worker's clock).
+                let until = now.plus(self.policy.send_window);
+                a.send_until = Some(a.send_until.map_or(until, |old| old.max(until)));
             }
             p.updated_at = now;
             if let Some(version) = self
@@ -370,7 +381,10 @@ impl<P: Processor> Pipeline<P> {
             // An earlier attempt may have created the intent without its id being recorded: its
             // key must not be used again, so look for it first.
             None if number > 1 && !looked_for_intent => {
-                match processor.find_intent(&p.customer, id).await {
+                match processor
+                    .find_intent(&p.customer, id, intents_since(p))
+                    .await
+                {
                     Ok(found) => found.map(|i| i.id),
                     Err(e) => return (unread(e), None),
                 }
@@ -395,7 +409,10 @@ impl<P: Processor> Pipeline<P> {
                         outcome_unknown: true,
                         reason,
                         ..
-                    }) => match processor.find_intent(&p.customer, id).await {
+                    }) => match processor
+                        .find_intent(&p.customer, id, intents_since(p))
+                        .await
+                    {
                         Ok(Some(found)) => match settled(found, previous_charge) {
                             Settled::Ended(ending, pi) => return (*ending, Some(pi)),
                             // Created, never confirmed: confirm it as any later attempt would.
@@ -466,7 +483,7 @@ impl<P: Processor> Pipeline<P> {
         ending: Ending,
         method: String,
         intent_id: Option<String>,
-        card: CardInfo,
+        card: Option<CardInfo>,
     ) -> Attempted {
         let outcome = match &ending {
             Ending::Soft(d) | Ending::Hard(d) | Ending::NeedsCustomer(_, Some(d)) => {
@@ -485,13 +502,15 @@ impl<P: Processor> Pipeline<P> {
             course.counted || matches!(o, CardOutcome::Declined(_) | CardOutcome::Refused)
         });
         let mut card_block = None;
-        if let Some(outcome) = outcome {
-            let counted = matches!(outcome, CardOutcome::Declined(_) | CardOutcome::Refused);
+        if let (Some(outcome), Some(card)) = (outcome, &card) {
+            // Only a decline carries a block that must not be lost; a failed record of anything
+            // else over-counts the card at worst.
+            let counted = matches!(outcome, CardOutcome::Declined(_));
             match self
                 .rules
                 .record(
                     course.tenant,
-                    &card,
+                    card,
                     &attempt_key(p, course),
                     outcome,
                     Timestamp::now(),
@@ -524,7 +543,7 @@ impl<P: Processor> Pipeline<P> {
         let ending = match ending {
             Ending::Hard(d) if p.retry_policy.fallback_to_other_cards => {
                 match self
-                    .other_card(processor, course.tenant, p, &method, Some(&card))
+                    .other_card(processor, course.tenant, p, &method, card.as_ref())
                     .await
                 {
                     Some(next) => Ending::HardSwitch(d, next),
@@ -538,6 +557,68 @@ impl<P: Processor> Pipeline<P> {
             method: Some(method),
             intent_id,
             card_block,
+        }
+    }
+
+    /// An attempt the processor's records settled. Its answer is recorded against the card
+    /// when the card can be looked up; a charge is written even when it cannot, a decline only
+    /// once the lookup either works or fails for good (the payment method is gone).
+    async fn settled_ending(
+        &self,
+        processor: &P,
+        course: &Course<'_>,
+        p: &Payment,
+        ending: Ending,
+        recorded: Option<String>,
+        intent_id: String,
+    ) -> Step {
+        let card = match &recorded {
+            Some(method) => self.card_of(processor, course.tenant, method).await,
+            None => Err(ProcessorError::Rejected {
+                status: 0,
+                code: "no_card_recorded".into(),
+                message: "the attempt recorded no card".into(),
+                param: None,
+                request_id: None,
+            }),
+        };
+        match card {
+            Ok(card) => Step::Attempted(
+                self.answered(
+                    processor,
+                    course,
+                    p,
+                    ending,
+                    recorded.unwrap_or_default(),
+                    Some(intent_id),
+                    Some(card),
+                )
+                .await,
+            ),
+            Err(ProcessorError::Transient { .. } | ProcessorError::Misconfigured { .. })
+                if !matches!(ending, Ending::Succeeded(_)) =>
+            {
+                self.ended(
+                    Ending::Unanswered(
+                        Unanswered::UnknownOutcome,
+                        "the card cannot be looked up to record the decline for network rules"
+                            .into(),
+                    ),
+                    &recorded,
+                    Some(intent_id),
+                )
+            }
+            Err(e) => {
+                if !matches!(ending, Ending::Succeeded(_)) {
+                    tracing::warn!(payment_id = %p.id, error = %e, "the card is gone: its decline is written without network rules");
+                }
+                Step::Attempted(Attempted {
+                    ending,
+                    method: recorded,
+                    intent_id: Some(intent_id),
+                    card_block: None,
+                })
+            }
         }
     }
 
@@ -566,6 +647,12 @@ impl<P: Processor> Pipeline<P> {
             tracing::warn!(payment_id = %id, error = %e, "could not give back the card's reattempt place");
         }
     }
+}
+
+/// Where a search for the payment's intent starts: its creation, less an hour for the
+/// difference between Flint's clocks and the processor's.
+fn intents_since(p: &Payment) -> Timestamp {
+    p.created_at.minus(std::time::Duration::from_secs(3600))
 }
 
 fn attempt_key(p: &Payment, course: &Course<'_>) -> String {

@@ -187,13 +187,18 @@ pub fn decide(
             }
         }
         Ending::Unanswered(kind, reason) => unanswered(p, *kind, reason, policy, now),
+        // Waiting for an earlier try's window, which is fixed and short, needs no other bound.
         Ending::NotYet(quiet_at, reason) => {
-            match unanswered(p, Unanswered::UnknownOutcome, reason, policy, now) {
-                Decision::AskAgain(at, unresolved) => {
-                    Decision::AskAgain(at.max(*quiet_at), unresolved)
-                }
-                other => other,
-            }
+            let previous = p.open_attempt().and_then(|a| a.unresolved.as_ref());
+            Decision::AskAgain(
+                (*quiet_at).max(now.plus(Duration::from_secs(1))),
+                Unresolved {
+                    kind: Unanswered::UnknownOutcome,
+                    since: previous.map_or(now, |u| u.since),
+                    tries: previous.map_or(0, |u| u.tries).saturating_add(1),
+                    reason: reason.clone(),
+                },
+            )
         }
         Ending::CanceledBeforeCharge => Decision::Cancel,
     }

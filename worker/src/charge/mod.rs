@@ -197,6 +197,11 @@ impl<P: Processor> Pipeline<P> {
             metrics::counter!("flint_network_rule_blocks_total", "rule" => block.rule().as_str().to_owned())
                 .increment(1);
         }
+        // The attempt's card and send window as this run knew them: its result holds only for
+        // them. Another worker that continued the attempt meanwhile (a new window) may have
+        // sent a request this run knows nothing of, so the result is not written over its
+        // record; the job runs again and settles the attempt from the processor's records.
+        let basis = window(&current.payment);
         for _ in 0..CAS_ROUNDS {
             let now = Timestamp::now();
             let still_ours = current.payment.status == Status::Processing
@@ -207,6 +212,10 @@ impl<P: Processor> Pipeline<P> {
             if !still_ours {
                 tracing::info!(payment_id = %current.payment.id, attempt = number, status = current.payment.status.as_str(), "the payment moved on while this attempt ran; its result is not written");
                 return Ok(outcome_of_record(&current.payment, &self.policy, now));
+            }
+            if window(&current.payment) != basis {
+                tracing::info!(payment_id = %current.payment.id, attempt = number, "another worker continued this attempt meanwhile; it is settled again");
+                return Ok(Next::At(now));
             }
             let mut p = current.payment.clone();
             let decision = decide(&p, number, &attempted, &self.policy, now);
@@ -302,6 +311,12 @@ impl<P: Processor> Pipeline<P> {
         }
         Ok(false)
     }
+}
+
+/// The open attempt's card and send window.
+fn window(p: &Payment) -> Option<(Option<String>, Option<Timestamp>)> {
+    p.open_attempt()
+        .map(|a| (a.payment_method.clone(), a.send_until))
 }
 
 fn outcome(next: Next) -> Outcome {

@@ -492,3 +492,100 @@ async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
         .unwrap();
     assert_eq!(next.block(), None);
 }
+
+#[tokio::test]
+async fn two_workers_continuing_one_attempt_around_a_cancel_never_leave_a_charge_unrecorded() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    // The first try's window is long over: its requests can no longer arrive.
+    mid_attempt(&s, &id, |p| {
+        p.attempts[0].send_until = Some(Timestamp::now().minus(std::time::Duration::from_secs(60)))
+    })
+    .await;
+    let visa = || {
+        Ok(flint_shared::processor::CardInfo {
+            brand: flint_shared::processor::CardBrand::Visa,
+            fingerprint: "fp_1".into(),
+        })
+    };
+    // B1 continues the attempt and stops at its card lookup, before it opens its own window.
+    let b1 = ScriptedProcessor::new();
+    let (b1_card, b1_send) = (Gate::new(), Gate::new());
+    b1.find_intent(Ok(None))
+        .card_at(&b1_card, visa())
+        .create_intent_at(&b1_send, Ok(intent(IntentStatus::Succeeded, "ch_1", None)));
+    let pipeline_b1 = pipelines::scripted_with(&s, &b1, quick_windows(&s));
+    let mut worker_b1 = {
+        let (pipeline, job) = (Arc::clone(&pipeline_b1), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(1)).await })
+    };
+    b1_card.reached().await;
+    // A cancel arrives; B2 takes the job over, finds no charge, decides to cancel, and stops
+    // (at its card lookup, to give the place back) before it writes.
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    let b2 = ScriptedProcessor::new();
+    let b2_card = Gate::new();
+    b2.find_intent(Ok(None)).card_at(&b2_card, visa());
+    let pipeline_b2 = pipelines::scripted_with(&s, &b2, quick_windows(&s));
+    let worker_b2 = {
+        let (pipeline, job) = (Arc::clone(&pipeline_b2), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(2)).await })
+    };
+    b2_card.reached().await;
+    // B1 goes on: it must not send once the payment was to be canceled, or if it sends, B2
+    // must not write "canceled" over the window B1 opened.
+    b1_card.release();
+    let b1_sent = tokio::select! {
+        outcome = &mut worker_b1 => { outcome.unwrap(); false }
+        () = b1_send.reached() => true,
+    };
+    b2_card.release();
+    worker_b2.await.unwrap();
+    if b1_sent {
+        b1_send.release();
+        worker_b1.await.unwrap();
+    }
+    let p = s.payment(&id).await;
+    let charged = b1.calls_of(Op::CreateIntent).iter().any(|c| c.sent);
+    assert_eq!(
+        p["status"] == "succeeded",
+        charged,
+        "Flint's status and the processor's charge disagree: {p:#}"
+    );
+    assert_eq!(p["status"], "canceled", "{p:#}");
+    assert!(!charged, "nothing was sent after the cancel");
+}
+
+#[tokio::test]
+async fn an_open_attempt_recorded_without_a_send_window_is_treated_as_possibly_sent() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    // As a worker from before send windows left it (or a binary that drops the field): a card
+    // on record, no window. Its request may still arrive until the window it would have had.
+    mid_attempt(&s, &id, |p| p.attempts[0].send_until = None).await;
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    let b = ScriptedProcessor::new();
+    b.find_intent(Ok(None)).find_intent(Ok(None));
+    let pipeline = pipelines::scripted_with(&s, &b, quick_windows(&s));
+    assert!(matches!(deliver(&pipeline, &id).await, Outcome::RetryAt(_)));
+    assert_eq!(s.payment(&id).await["status"], "processing");
+    // Once that window is over, the cancel goes through.
+    let started = Timestamp::parse_rfc3339(
+        s.payment(&id).await["attempts"][0]["started_at"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let quiet = started.plus(std::time::Duration::from_millis(1500));
+    flint_testkit::poll_until(
+        std::time::Duration::from_secs(10),
+        "the window the attempt would have had to pass",
+        || async { (Timestamp::now() > quiet).then_some(()) },
+    )
+    .await;
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    assert_eq!(s.payment(&id).await["status"], "canceled");
+    assert!(b.calls_of(Op::CreateIntent).is_empty());
+}

@@ -458,12 +458,15 @@ impl Processor for StripeClient {
         &self,
         customer: &str,
         payment_id: &str,
+        created_since: Timestamp,
     ) -> Result<Option<Intent>, ProcessorError> {
-        // A customer's intents, newest first, until the payment's own is found.
+        // The customer's intents since the payment was created, newest first, until the
+        // payment's own is found.
+        let since = created_since.unix_ms().div_euclid(1000).to_string();
         self.walk_list(
             "list_intents",
             "/v1/payment_intents",
-            &[("customer", customer)],
+            &[("customer", customer), ("created[gte]", &since)],
             |page| {
                 page.iter().map(intent).find(|i| {
                     i.metadata.get(metadata::PAYMENT_ID_KEY).map(String::as_str) == Some(payment_id)

@@ -598,3 +598,48 @@ fn applying_a_decision_records_the_attempt_and_the_timeline() {
         AttentionReason::UnknownOutcome
     );
 }
+
+#[test]
+fn an_attempt_waiting_for_an_earlier_tries_window_waits_for_it_and_no_longer() {
+    let p = policy();
+    let now = T0.plus(MINUTE);
+    let quiet = now.plus(3 * MINUTE);
+    let waiting = |payment: &Payment, quiet_at| {
+        decide(
+            payment,
+            1,
+            &attempted(Ending::NotYet(quiet_at, "a cancel waits".into()), None),
+            &p,
+            now,
+        )
+    };
+    assert_eq!(
+        waiting(&in_attempt(1), quiet),
+        Decision::AskAgain(
+            quiet,
+            Unresolved {
+                kind: Unanswered::UnknownOutcome,
+                since: now,
+                tries: 1,
+                reason: "a cancel waits".into()
+            }
+        )
+    );
+    // Even past the unknown-outcome bound: the wait is the window's, fixed and short.
+    let mut long_unknown = in_attempt(1);
+    long_unknown.attempts[0].unresolved = Some(Unresolved {
+        kind: Unanswered::UnknownOutcome,
+        since: T0.minus(48 * HOUR),
+        tries: 30,
+        reason: "x".into(),
+    });
+    assert!(matches!(
+        waiting(&long_unknown, quiet),
+        Decision::AskAgain(at, Unresolved { tries: 31, .. }) if at == quiet
+    ));
+    // A window that closes at once is looked at again a second later, not in a tight loop.
+    assert!(matches!(
+        waiting(&in_attempt(1), now),
+        Decision::AskAgain(at, _) if at == now.plus(Duration::from_secs(1))
+    ));
+}
