@@ -4,6 +4,7 @@
 //! one successful charge per payment, and every Flint payment's status must match them.
 
 mod fleet;
+mod truth;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Child;
@@ -161,34 +162,7 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
 
     // The processor's truth: every PaymentIntent by flint_payment_id.
     sandbox.reset_faults().await;
-    let mut intents: HashMap<String, Vec<Value>> = HashMap::new();
-    for customer in &customers {
-        let mut after: Option<String> = None;
-        loop {
-            let mut call = sandbox
-                .get("/v1/payment_intents")
-                .params(&[("customer", customer.as_str()), ("limit", "100")]);
-            if let Some(a) = &after {
-                call = call.param("starting_after", a);
-            }
-            let page = call.send().await.body;
-            let data = page["data"].as_array().cloned().unwrap_or_default();
-            for pi in &data {
-                let pid = pi["metadata"]["flint_payment_id"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned();
-                intents.entry(pid).or_default().push(pi.clone());
-            }
-            if page["has_more"] != json!(true) {
-                break;
-            }
-            after = data
-                .last()
-                .and_then(|p| p["id"].as_str())
-                .map(str::to_owned);
-        }
-    }
+    let intents = truth::intents_by_payment(&sandbox, &customers).await;
     let mut succeeded = 0;
     for id in &ids {
         let flint = &statuses[id];

@@ -5,6 +5,7 @@
 //! must still end final, none charged twice, and Flint's statuses must equal the processor's.
 
 mod fleet;
+mod truth;
 
 use std::collections::{HashMap, HashSet};
 use std::process::Child;
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use flint_shared::config::FaultConfig;
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
-use flint_testkit::sandbox::{TestSandbox, spawn_sandbox};
+use flint_testkit::sandbox::spawn_sandbox;
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -86,35 +87,6 @@ async fn create(api: &Api, customers: &[String], n: usize) -> (String, String) {
         .unwrap()
         .to_owned();
     (id, customer.clone())
-}
-
-/// Every PaymentIntent of `customer`, by Flint payment id.
-async fn intents(sandbox: &TestSandbox, customer: &str, into: &mut HashMap<String, Vec<Value>>) {
-    let mut after: Option<String> = None;
-    loop {
-        let mut call = sandbox
-            .get("/v1/payment_intents")
-            .params(&[("customer", customer), ("limit", "100")]);
-        if let Some(a) = &after {
-            call = call.param("starting_after", a);
-        }
-        let page = call.send().await.body;
-        let data = page["data"].as_array().cloned().unwrap_or_default();
-        for pi in &data {
-            let pid = pi["metadata"]["flint_payment_id"]
-                .as_str()
-                .unwrap_or("")
-                .to_owned();
-            into.entry(pid).or_default().push(pi.clone());
-        }
-        if page["has_more"] != json!(true) {
-            return;
-        }
-        after = data
-            .last()
-            .and_then(|p| p["id"].as_str())
-            .map(str::to_owned);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,10 +241,7 @@ async fn stalled_workers_never_strand_or_double_charge_a_payment() {
 
     // The processor's truth.
     sandbox.reset_faults().await;
-    let mut by_payment: HashMap<String, Vec<Value>> = HashMap::new();
-    for customer in &customers {
-        intents(&sandbox, customer, &mut by_payment).await;
-    }
+    let by_payment = truth::intents_by_payment(&sandbox, &customers).await;
     let mut succeeded = 0;
     for id in &ids {
         let pis = by_payment.get(id).cloned().unwrap_or_default();

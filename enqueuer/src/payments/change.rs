@@ -23,6 +23,24 @@ use crate::App;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
 
+/// What every action on one payment reads first: who asks, which payment, and the optional
+/// JSON body (its defaults when there is none).
+async fn action<T: serde::de::DeserializeOwned + Default>(
+    app: &App,
+    headers: &HeaderMap,
+    id: &str,
+    body: Body,
+) -> Result<(Tenant, PaymentId, T), ApiError> {
+    let tenant = authorize(app, headers)?;
+    let id = parse_id(id)?;
+    let request = json_body(app, headers, body)
+        .await?
+        .map(typed)
+        .transpose()?
+        .unwrap_or_default();
+    Ok((tenant, id, request))
+}
+
 /// Re-reads and re-applies `change` until its compare-and-set lands (a worker may move the
 /// payment meanwhile).
 async fn transition<F>(
@@ -163,13 +181,7 @@ pub async fn cancel(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Payment>, ApiError> {
-    let tenant = authorize(&app, &headers)?;
-    let id = parse_id(&id)?;
-    let request: CancelRequest = json_body(&app, &headers, body)
-        .await?
-        .map(typed)
-        .transpose()?
-        .unwrap_or_default();
+    let (tenant, id, request) = action::<CancelRequest>(&app, &headers, &id, body).await?;
     let payment = transition(&app, &tenant, &id, |p, now| {
         cancel_change(p, request.reason.as_ref(), now)
     })
@@ -275,13 +287,7 @@ pub async fn resume(
     Path(id): Path<String>,
     body: Body,
 ) -> Result<Json<Payment>, ApiError> {
-    let tenant = authorize(&app, &headers)?;
-    let id = parse_id(&id)?;
-    let request: ResumeRequest = json_body(&app, &headers, body)
-        .await?
-        .map(typed)
-        .transpose()?
-        .unwrap_or_default();
+    let (tenant, id, request) = action::<ResumeRequest>(&app, &headers, &id, body).await?;
     if let Some(pm) = &request.payment_method {
         processor_id("payment_method", pm)
             .map_err(|e| ApiError::invalid(e.code, e.param, e.message))?;

@@ -264,6 +264,30 @@ impl CardRules {
             .clone())
     }
 
+    /// Both scripts start the same: the card's keys, then now, the attempt, whether the card
+    /// is a Visa, and the Visa window.
+    fn invocation<'s>(
+        &self,
+        script: &'s Script,
+        tenant: &str,
+        card: &CardInfo,
+        attempt: &str,
+        now: Timestamp,
+    ) -> redis::ScriptInvocation<'s> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(&self.keys(tenant, card)[..])
+            .arg(now.unix_ms())
+            .arg(attempt)
+            .arg(if card.brand == CardBrand::Visa {
+                "1"
+            } else {
+                "0"
+            })
+            .arg(window_ms());
+        invocation
+    }
+
     fn keys(&self, tenant: &str, card: &CardInfo) -> [String; 3] {
         // Fingerprints are the processor's; hashed so keys never carry them verbatim.
         let hash = hex::encode(&Sha256::digest(card.fingerprint.as_bytes())[..12]);
@@ -284,16 +308,7 @@ impl CardRules {
     ) -> Result<Reservation, redis::RedisError> {
         let mut conn = self.conn().await?;
         let stored: String = self
-            .reserve
-            .key(&self.keys(tenant, card)[..])
-            .arg(now.unix_ms())
-            .arg(attempt)
-            .arg(if card.brand == CardBrand::Visa {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(window_ms())
+            .invocation(&self.reserve, tenant, card, attempt, now)
             .arg(VISA_MAX_REATTEMPTS)
             .invoke_async(&mut conn)
             .await?;
@@ -322,16 +337,7 @@ impl CardRules {
             CardOutcome::NotSent => ("not_sent", None),
         };
         let stored: String = self
-            .record
-            .key(&self.keys(tenant, card)[..])
-            .arg(now.unix_ms())
-            .arg(attempt)
-            .arg(if card.brand == CardBrand::Visa {
-                "1"
-            } else {
-                "0"
-            })
-            .arg(window_ms())
+            .invocation(&self.record, tenant, card, attempt, now)
             .arg(kind)
             .arg(new.as_ref().map_or_else(String::new, Block::encode))
             .arg(u64::try_from(NEVER_KEPT.as_millis()).unwrap_or(u64::MAX))

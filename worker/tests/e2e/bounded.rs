@@ -7,14 +7,13 @@ use std::time::Duration;
 
 use apalis::prelude::Data;
 use flint_queue::{LostLeases, Outcome};
-use flint_shared::payment::decline::{Decline, DeclineCode};
-use flint_shared::processor::{Intent, IntentStatus, ProcessorError};
+use flint_shared::processor::ProcessorError;
 use flint_testkit::processor::{Op, ScriptedProcessor};
 use flint_worker::charge::decide::Policy;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::pipelines::{self, deliver};
+use crate::pipelines::{self, charged, deliver, needs_customer, unknown};
 
 /// Bounds that the second look at an attempt is always past (the first look always happens).
 fn impatient() -> Policy {
@@ -26,26 +25,6 @@ fn impatient() -> Policy {
         max_lost_leases: 3,
         send_window: Duration::from_millis(200),
         request_lifetime: Duration::ZERO,
-    }
-}
-
-fn unknown() -> ProcessorError {
-    ProcessorError::Transient {
-        reason: "timeout".into(),
-        outcome_unknown: true,
-        request_id: None,
-    }
-}
-
-fn succeeded() -> Intent {
-    Intent {
-        id: "pi_1".into(),
-        status: IntentStatus::Succeeded,
-        amount_minor: 2500,
-        payment_method: Some("pm_1".into()),
-        latest_charge: Some("ch_1".into()),
-        metadata: Default::default(),
-        last_error: None,
     }
 }
 
@@ -88,7 +67,7 @@ async fn an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_i
     assert_eq!(listed["data"][0]["id"], id.as_str(), "visible to operators");
 
     // The processor is back: a resume settles the open attempt from its records.
-    processor.find_intent(Ok(Some(succeeded())));
+    processor.find_intent(Ok(Some(charged())));
     let resumed = s
         .post(&format!("/v1/off_session_payments/{id}/resume"), json!({}))
         .await;
@@ -195,16 +174,7 @@ async fn a_paused_payment_nobody_resumes_fails_when_it_expires() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
     let processor = ScriptedProcessor::new();
-    processor.create_intent(Err(ProcessorError::NeedsCustomer(Box::new(Decline {
-        code: DeclineCode::AuthenticationRequired,
-        decline_code: Some(DeclineCode::AuthenticationRequired),
-        advice_code: None,
-        network_advice_code: None,
-        message: "This payment requires authentication.".into(),
-        charge: None,
-        intent_id: Some("pi_1".into()),
-        request_id: None,
-    }))));
+    processor.create_intent(Err(needs_customer()));
     // Through the queue: the paused payment's job waits for its expiry, and fails it then.
     let _worker =
         pipelines::worker(&s, pipelines::scripted_with(&s, &processor, impatient())).await;

@@ -8,11 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flint_shared::ids::PaymentId;
-use flint_shared::payment::decline::{Decline, DeclineCode};
 use flint_shared::payment::network::CardRules;
 use flint_shared::payment::store::{Created, Store};
 use flint_shared::payment::{CreatePaymentRequest, Payment};
-use flint_shared::processor::{CardBrand, Intent, IntentStatus, ProcessorError};
+use flint_shared::processor::CardBrand;
 use flint_shared::time::Timestamp;
 use flint_testkit::poll_until;
 use flint_testkit::processor::ScriptedProcessor;
@@ -22,7 +21,7 @@ use flint_worker::sweeper::Sweeper;
 use serde_json::json;
 
 use crate::harness::*;
-use crate::pipelines;
+use crate::pipelines::{self, charged, needs_customer, rejected};
 
 /// Kept one second after finishing; idempotency keys one second.
 fn short_lived(s: &Stack) -> Store {
@@ -32,41 +31,6 @@ fn short_lived(s: &Stack) -> Store {
         Duration::from_secs(1),
         Duration::from_secs(1),
     )
-}
-
-fn succeeded() -> Result<Intent, ProcessorError> {
-    Ok(Intent {
-        id: "pi_1".into(),
-        status: IntentStatus::Succeeded,
-        amount_minor: 2500,
-        payment_method: Some("pm_1".into()),
-        latest_charge: Some("ch_1".into()),
-        metadata: Default::default(),
-        last_error: None,
-    })
-}
-
-fn rejected() -> Result<Intent, ProcessorError> {
-    Err(ProcessorError::Rejected {
-        status: 400,
-        code: "parameter_invalid".into(),
-        message: "bad".into(),
-        param: None,
-        request_id: None,
-    })
-}
-
-fn needs_customer() -> Result<Intent, ProcessorError> {
-    Err(ProcessorError::NeedsCustomer(Box::new(Decline {
-        code: DeclineCode::AuthenticationRequired,
-        decline_code: None,
-        advice_code: None,
-        network_advice_code: None,
-        message: "authentication required".into(),
-        charge: None,
-        intent_id: None,
-        request_id: None,
-    })))
 }
 
 async fn create(store: &Store, n: usize) -> PaymentId {
@@ -108,9 +72,9 @@ async fn round(store: &Store, processor: &ScriptedProcessor, offset: usize, n: u
     let mut ids = Vec::new();
     for i in offset..offset + n {
         let _ = match i % 4 {
-            0 | 1 => processor.create_intent(succeeded()),
-            2 => processor.create_intent(rejected()),
-            _ => processor.create_intent(needs_customer()),
+            0 | 1 => processor.create_intent(Ok(charged())),
+            2 => processor.create_intent(Err(rejected())),
+            _ => processor.create_intent(Err(needs_customer())),
         };
         ids.push(create(store, i).await);
     }

@@ -10,11 +10,12 @@ use apalis::prelude::*;
 use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
 use flint_shared::ids::PaymentId;
 use flint_shared::payment::Payment;
+use flint_shared::payment::decline::{Decline, DeclineCode};
 use flint_shared::payment::job::ChargeJob;
 use flint_shared::payment::network::CardRules;
 use flint_shared::payment::store::{JobAction, Store};
-use flint_shared::processor::Processor;
 use flint_shared::processor::stripe::StripeClient;
+use flint_shared::processor::{Intent, IntentStatus, Processor, ProcessorError};
 use flint_shared::time::Timestamp;
 use flint_testkit::processor::ScriptedProcessor;
 use flint_worker::charge::Pipeline;
@@ -117,4 +118,71 @@ pub async fn mid_attempt(s: &Stack, id: &str, change: impl FnOnce(&mut Payment))
 /// Runs one delivery of payment `id`'s job, as a worker whose previous delivery lost its lease.
 pub async fn deliver<P: Processor>(pipeline: &Pipeline<P>, id: &str) -> Outcome {
     pipeline.run(&job(id), LostLeases(1)).await
+}
+
+/// A PaymentIntent as the processor would answer it: `pi_1` charged with `charge` (the charge
+/// of a decline when `declined` carries one).
+pub fn intent(status: IntentStatus, charge: &str, declined: Option<Decline>) -> Intent {
+    Intent {
+        id: "pi_1".into(),
+        status,
+        amount_minor: 2500,
+        payment_method: Some("pm_1".into()),
+        latest_charge: Some(charge.into()),
+        metadata: Default::default(),
+        last_error: declined,
+    }
+}
+
+/// `pi_1`, succeeded.
+pub fn charged() -> Intent {
+    intent(IntentStatus::Succeeded, "ch_1", None)
+}
+
+/// A soft decline (insufficient funds) of `pi_1` with its charge.
+pub fn soft_decline(charge: &str) -> Decline {
+    Decline {
+        code: DeclineCode::CardDeclined,
+        decline_code: Some(DeclineCode::InsufficientFunds),
+        advice_code: None,
+        network_advice_code: None,
+        message: "Your card has insufficient funds.".into(),
+        charge: Some(charge.into()),
+        intent_id: Some("pi_1".into()),
+        request_id: None,
+    }
+}
+
+/// Authentication required: the customer must come back.
+pub fn needs_customer() -> ProcessorError {
+    ProcessorError::NeedsCustomer(Box::new(Decline {
+        code: DeclineCode::AuthenticationRequired,
+        decline_code: Some(DeclineCode::AuthenticationRequired),
+        advice_code: None,
+        network_advice_code: None,
+        message: "This payment requires authentication.".into(),
+        charge: None,
+        intent_id: Some("pi_1".into()),
+        request_id: None,
+    }))
+}
+
+/// An answer that never came (a timeout after the request left).
+pub fn unknown() -> ProcessorError {
+    ProcessorError::Transient {
+        reason: "timeout".into(),
+        outcome_unknown: true,
+        request_id: None,
+    }
+}
+
+/// The processor refused the request itself.
+pub fn rejected() -> ProcessorError {
+    ProcessorError::Rejected {
+        status: 400,
+        code: "parameter_invalid_integer".into(),
+        message: "bad".into(),
+        param: None,
+        request_id: None,
+    }
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 
 use apalis::prelude::{Data, WorkerBuilder, WorkerBuilderExt};
 use flint_queue::{LostLeases, Outcome};
-use flint_shared::payment::decline::{Decline, DeclineCode};
+use flint_shared::payment::decline::Decline;
 use flint_shared::payment::job::ChargeJob;
 use flint_shared::payment::network::{CardOutcome, CardRules};
 use flint_shared::payment::record::{Attempt, AttemptOutcome};
 use flint_shared::processor::stripe::StripeClient;
-use flint_shared::processor::{Intent, IntentStatus, Processor, ProcessorError};
+use flint_shared::processor::{IntentStatus, Processor, ProcessorError};
 use flint_shared::time::Timestamp;
 use flint_testkit::processor::{Gate, Op, ScriptedProcessor};
 use flint_worker::charge::Pipeline;
@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, Semaphore};
 
 use crate::harness::*;
-use crate::pipelines::{self, deliver, mid_attempt, stripe};
+use crate::pipelines::{self, deliver, intent, mid_attempt, rejected, soft_decline, stripe};
 
 #[tokio::test]
 async fn a_resume_between_the_pause_and_its_acknowledgement_is_not_lost() {
@@ -75,31 +75,6 @@ async fn a_resume_between_the_pause_and_its_acknowledgement_is_not_lost() {
     let intents = s.intents(&cus).await;
     assert_eq!(intents.len(), 1);
     assert_eq!(intents[0]["status"], "succeeded");
-}
-
-fn soft_decline(charge: &str) -> Decline {
-    Decline {
-        code: DeclineCode::CardDeclined,
-        decline_code: Some(DeclineCode::InsufficientFunds),
-        advice_code: None,
-        network_advice_code: None,
-        message: "Your card has insufficient funds.".into(),
-        charge: Some(charge.into()),
-        intent_id: Some("pi_1".into()),
-        request_id: None,
-    }
-}
-
-fn intent(status: IntentStatus, charge: &str, declined: Option<Decline>) -> Intent {
-    Intent {
-        id: "pi_1".into(),
-        status,
-        amount_minor: 2500,
-        payment_method: Some("pm_1".into()),
-        latest_charge: Some(charge.into()),
-        metadata: Default::default(),
-        last_error: declined,
-    }
 }
 
 #[tokio::test]
@@ -474,13 +449,7 @@ async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
             .unwrap();
     }
     let processor = ScriptedProcessor::new();
-    processor.create_intent(Err(ProcessorError::Rejected {
-        status: 400,
-        code: "parameter_invalid_integer".into(),
-        message: "bad".into(),
-        param: None,
-        request_id: None,
-    }));
+    processor.create_intent(Err(rejected()));
     let pipeline = pipelines::scripted(&s, &processor);
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
     assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);

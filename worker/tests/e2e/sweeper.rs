@@ -6,15 +6,13 @@
 use std::time::Duration;
 
 use flint_queue::Outcome;
-use flint_shared::payment::decline::{Decline, DeclineCode};
-use flint_shared::processor::{Intent, IntentStatus, ProcessorError};
 use flint_shared::time::Timestamp;
 use flint_testkit::processor::ScriptedProcessor;
 use flint_worker::sweeper::{Limits, MAX_REPAIRS, Sweeper};
 use serde_json::{Value, json};
 
 use crate::harness::*;
-use crate::pipelines::{self, deliver, mid_attempt};
+use crate::pipelines::{self, charged, deliver, mid_attempt, needs_customer};
 
 fn sweeper(s: &Stack, holder: &str) -> Sweeper {
     Sweeper::new(
@@ -73,38 +71,13 @@ fn in_an_hour() -> Value {
     json!({"charge_at": Timestamp::now().plus(Duration::from_secs(3600)).rfc3339()})
 }
 
-fn needs_customer() -> ProcessorError {
-    ProcessorError::NeedsCustomer(Box::new(Decline {
-        code: DeclineCode::AuthenticationRequired,
-        decline_code: None,
-        advice_code: None,
-        network_advice_code: None,
-        message: "authentication required".into(),
-        charge: None,
-        intent_id: Some("pi_1".into()),
-        request_id: None,
-    }))
-}
-
-fn succeeded() -> Intent {
-    Intent {
-        id: "pi_1".into(),
-        status: IntentStatus::Succeeded,
-        amount_minor: 2500,
-        payment_method: Some("pm_1".into()),
-        latest_charge: Some("ch_1".into()),
-        metadata: Default::default(),
-        last_error: None,
-    }
-}
-
 #[tokio::test]
 async fn a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator() {
     let s = api_only(vec![100]).await;
     let processor = ScriptedProcessor::new();
     processor
         .create_intent(Err(needs_customer()))
-        .create_intent(Ok(succeeded()));
+        .create_intent(Ok(charged()));
     let pipeline = pipelines::scripted(&s, &processor);
     let _scheduled = s.pay("cus_1", Some("pm_1"), in_an_hour()).await;
     let paused = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -171,7 +144,7 @@ async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     let again = sweeper(&s, "a").tick(Timestamp::now()).await.unwrap();
     assert!(again.repaired.is_empty(), "{again:?}");
     let processor = ScriptedProcessor::new();
-    processor.find_intent(Ok(Some(succeeded())));
+    processor.find_intent(Ok(Some(charged())));
     let pipeline = pipelines::scripted(&s, &processor);
     assert!(matches!(
         deliver(&pipeline, &scheduled).await,
