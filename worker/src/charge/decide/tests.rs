@@ -643,3 +643,50 @@ fn an_attempt_waiting_for_an_earlier_tries_window_waits_for_it_and_no_longer() {
         Decision::AskAgain(at, _) if at == now.plus(Duration::from_secs(1))
     ));
 }
+
+#[test]
+fn a_block_by_each_network_rule_decides_as_its_kind_says() {
+    let p = policy();
+    let now = T0.plus(MINUTE);
+    let never = [
+        NetworkRule::VisaCategory1,
+        NetworkRule::MastercardAdvice03,
+        NetworkRule::MastercardAdvice21,
+    ];
+    for rule in never {
+        let block = Block::Never { rule: rule.clone() };
+        assert_eq!(
+            decide(
+                &in_attempt(1),
+                1,
+                &attempted(Ending::Blocked(block), None),
+                &p,
+                now
+            ),
+            Decision::Fail(format!("blocked by network rule {rule}")),
+            "{rule}"
+        );
+    }
+    let waits = [
+        (NetworkRule::MastercardAdvice02, 72 * HOUR),
+        (NetworkRule::CardDeclineRateLimit, 24 * HOUR),
+        (NetworkRule::Visa20In30Days, 5 * 24 * HOUR),
+    ];
+    for (rule, wait) in waits {
+        let block = Block::Until {
+            at: now.plus(wait),
+            rule: rule.clone(),
+        };
+        assert_eq!(
+            decide(
+                &in_attempt(1),
+                1,
+                &attempted(Ending::Blocked(block), None),
+                &p,
+                now
+            ),
+            Decision::Retry(now.plus(wait)),
+            "{rule}"
+        );
+    }
+}
