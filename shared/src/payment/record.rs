@@ -136,7 +136,8 @@ pub struct Attempt {
     pub payment_method: Option<String>,
     /// Recorded with the card: the attempt's charging requests are sent until this time only,
     /// so once it (and a request's lifetime) has passed, the processor's records show all the
-    /// attempt did.
+    /// attempt did. An attempt that has not recorded its card yet has sent nothing: its window
+    /// is empty (this time is its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub send_until: Option<Timestamp>,

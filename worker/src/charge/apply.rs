@@ -52,10 +52,13 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
             p.status = Status::Processing;
             p.next_attempt_at = None;
             let mut attempt = Attempt::new(number, p.payment_method.clone(), now);
-            if attempt.payment_method.is_some() {
-                // The card is known: it is on record before the first charging request.
-                attempt.send_until = Some(now.plus(policy.send_window));
-            }
+            // The card is known: it is on record, with a window, before the first charging
+            // request. Otherwise the window is empty until the attempt records the card it
+            // resolves: a continuation then knows that nothing was sent.
+            attempt.send_until = Some(match attempt.payment_method {
+                Some(_) => now.plus(policy.send_window),
+                None => now,
+            });
             p.attempts.push(attempt);
             p.record(
                 EventKind::AttemptStarted,

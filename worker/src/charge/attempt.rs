@@ -7,9 +7,10 @@
 //!    it, see [`flint_shared::processor::Processor`]). Before that, an earlier try's request may
 //!    still arrive: the attempt can then go on only by sending its own request with the same
 //!    idempotency key (the processor runs that key once, and a PaymentIntent charges at most
-//!    once); anything that would end it without sending (a cancel, a card that cannot be
-//!    looked up) waits until the window is over. The card rules admitted the attempt when it
-//!    began, so they are not asked again then.
+//!    once); anything that would end it without sending (a cancel, a card rule, a card that
+//!    cannot be looked up) waits until the window is over. (A card rule is asked again even
+//!    then: the earlier try may have stopped before the rules admitted it, and a request the
+//!    rules forbid is never sent.)
 //! 2. A cancel requested meanwhile stops an attempt known to have charged nothing.
 //! 3. The card: the attempt's recorded one, else the payment's, else the customer's default.
 //! 4. The card-network rules check the card and count this attempt, in one script.
@@ -187,33 +188,35 @@ impl<P: Processor> Pipeline<P> {
                 return Ok(self.ended(ending, &Some(method), intent));
             }
         };
-        // 4. The card-network rules, checked and this attempt counted in one step. A continued
-        //    attempt whose earlier try may still reach the processor was admitted by them when
-        //    it began: it is completed with its own same-key request, not judged again (its
-        //    request is no new reattempt, and it may not end without sending yet).
+        // 4. The card-network rules, checked and this attempt counted in one step. A card
+        //    blocked since an earlier try began still ends a continued attempt only once that
+        //    try's requests are over (until then it goes on only with its own same-key
+        //    request, which the rules now forbid: it waits).
         let attempt_key = format!("{}:{number}", p.id);
-        if course.open_until.is_none() {
-            match self.rules.reserve(tenant, &card, &attempt_key, now).await {
-                Ok(Reservation::Blocked(block)) => {
-                    // This attempt's own earlier reservation, if it made one, is given back.
-                    if course.counted {
-                        self.record(&course, &p.id, &card, CardOutcome::NotSent)
-                            .await;
-                    }
-                    return Ok(self.ended(Ending::Blocked(block), &Some(method), intent));
+        match self.rules.reserve(tenant, &card, &attempt_key, now).await {
+            Ok(Reservation::Blocked(block)) => {
+                let ending = course.unless_open(
+                    Ending::Blocked(block),
+                    "a card rule waits until an earlier try's requests are over",
+                );
+                // This attempt's own earlier reservation, if it made one, is given back.
+                if matches!(ending, Ending::Blocked(_)) && course.counted {
+                    self.record(&course, &p.id, &card, CardOutcome::NotSent)
+                        .await;
                 }
-                Ok(Reservation::Counted) => course.counted = true,
-                Ok(Reservation::Free) => course.counted = false,
-                Err(e) => {
-                    return Ok(self.ended(
-                        Ending::Unanswered(
-                            Unanswered::UnknownOutcome,
-                            format!("card rules unavailable: {e}"),
-                        ),
-                        &Some(method),
-                        intent,
-                    ));
-                }
+                return Ok(self.ended(ending, &Some(method), intent));
+            }
+            Ok(Reservation::Counted) => course.counted = true,
+            Ok(Reservation::Free) => course.counted = false,
+            Err(e) => {
+                return Ok(self.ended(
+                    Ending::Unanswered(
+                        Unanswered::UnknownOutcome,
+                        format!("card rules unavailable: {e}"),
+                    ),
+                    &Some(method),
+                    intent,
+                ));
             }
         }
         // 5. The card and a send window are on record before anything that could charge it

@@ -558,3 +558,116 @@ async fn an_open_attempt_recorded_without_a_send_window_is_treated_as_possibly_s
     assert_eq!(s.payment(&id).await["status"], "canceled");
     assert!(b.calls_of(Op::CreateIntent).is_empty());
 }
+
+#[tokio::test]
+async fn a_continued_attempt_the_card_rules_never_admitted_sends_nothing_once_they_block() {
+    let s = api_only(vec![100]).await;
+    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
+    // The first try opens its window with the payment's card, then cannot look the card up:
+    // it stops before the card rules were asked, and is asked again.
+    let processor = ScriptedProcessor::new();
+    processor.card(Err(ProcessorError::Transient {
+        reason: "connection reset".into(),
+        outcome_unknown: false,
+        request_id: None,
+    }));
+    let pipeline = pipelines::scripted_with(&s, &processor, quick_windows(&s));
+    assert!(matches!(
+        pipeline.run(&pipelines::job(&id), LostLeases(0)).await,
+        Outcome::RetryAt(_)
+    ));
+    // Meanwhile another payment learns the card is lost (Visa category 1: never again).
+    let lost = Decline {
+        decline_code: Some(flint_shared::payment::decline::DeclineCode::LostCard),
+        ..soft_decline("ch_other")
+    };
+    let visa = flint_shared::processor::CardInfo {
+        brand: flint_shared::processor::CardBrand::Visa,
+        fingerprint: "pm_1".into(),
+    };
+    rules
+        .record(
+            "acme",
+            &visa,
+            "osp_other:1",
+            CardOutcome::Declined(&lost),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    // The continuation finds nothing charged. Had the first try sent, its same-key request
+    // would be the only way on; it did not, and a new request on the card is forbidden: the
+    // attempt waits out the first try's window, then ends blocked, without sending.
+    processor.find_intent(Ok(None)).find_intent(Ok(None));
+    processor.create_intent(Ok(pipelines::charged()));
+    let Outcome::RetryAt(at) = deliver(&pipeline, &id).await else {
+        panic!("the continuation ended inside the first try's window");
+    };
+    assert_eq!(s.payment(&id).await["status"], "processing");
+    flint_testkit::poll_until(
+        std::time::Duration::from_secs(10),
+        "the first try's window to pass",
+        || async { (std::time::SystemTime::now() > at).then_some(()) },
+    )
+    .await;
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert!(
+        processor.calls_of(Op::CreateIntent).is_empty(),
+        "a request the card rules forbid was sent: {p:#}"
+    );
+    assert_eq!(p["status"], "failed", "{p:#}");
+    assert_eq!(p["attempts"][0]["network_rule"], "visa_category_1");
+}
+
+#[tokio::test]
+async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_ends_at_once() {
+    let s = api_only(vec![100]).await;
+    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    // No card on the payment: the attempt resolves the customer's default. Its first try finds
+    // it, cannot look it up, and stops before recording it.
+    let id = s.pay("cus_1", None, json!({})).await;
+    let processor = ScriptedProcessor::new();
+    processor.default_payment_method(Ok(Some("pm_1".into())));
+    processor.card(Err(ProcessorError::Transient {
+        reason: "connection reset".into(),
+        outcome_unknown: false,
+        request_id: None,
+    }));
+    let pipeline = pipelines::scripted(&s, &processor);
+    assert!(matches!(
+        pipeline.run(&pipelines::job(&id), LostLeases(0)).await,
+        Outcome::RetryAt(_)
+    ));
+    let p = s.payment(&id).await;
+    assert_eq!(p["attempts"][0]["payment_method"], Value::Null, "{p:#}");
+    // The card turns out lost (another payment's decline). The continuation needs no window to
+    // pass (nothing of the first try can arrive) and no look at the processor's records: it
+    // ends blocked at once, without sending.
+    let lost = Decline {
+        decline_code: Some(flint_shared::payment::decline::DeclineCode::LostCard),
+        ..soft_decline("ch_other")
+    };
+    let visa = flint_shared::processor::CardInfo {
+        brand: flint_shared::processor::CardBrand::Visa,
+        fingerprint: "pm_1".into(),
+    };
+    rules
+        .record(
+            "acme",
+            &visa,
+            "osp_other:1",
+            CardOutcome::Declined(&lost),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    processor.default_payment_method(Ok(Some("pm_1".into())));
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "failed", "{p:#}");
+    assert_eq!(p["attempts"][0]["network_rule"], "visa_category_1");
+    assert!(processor.calls_of(Op::FindIntent).is_empty());
+    assert!(processor.calls_of(Op::CreateIntent).is_empty());
+}
