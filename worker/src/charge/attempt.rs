@@ -29,10 +29,10 @@ use flint_shared::payment::{Payment, Status};
 use flint_shared::processor::{CardInfo, IntentRequest, Processor, ProcessorError};
 use flint_shared::time::Timestamp;
 
-use super::Pipeline;
 use super::decide::Attempted;
 use super::ending::Ending;
 use super::reconcile::{Settled, settled};
+use super::{Pipeline, window};
 
 /// How an attempt's run ended.
 #[derive(Debug)]
@@ -222,6 +222,7 @@ impl<P: Processor> Pipeline<P> {
         // 5. The card and a send window are on record before anything that could charge it
         //    is sent (a continued attempt opens a window of its own).
         let window_open = open
+            .filter(|a| a.payment_method.is_some())
             .and_then(|a| a.send_until)
             .is_some_and(|until| until > now && !continuation);
         if !window_open {
@@ -231,16 +232,18 @@ impl<P: Processor> Pipeline<P> {
             // try's window is over. (Otherwise the attempt goes on, like one already running.)
             let stop =
                 current.payment.cancel_requested && (!continuation || course.open_until.is_none());
-            if moved.is_some() || stop {
+            if let Some(moved) = moved {
+                // The card's place, if taken, is the attempt's: whichever try ends the attempt
+                // gives it back or keeps it (another may be sending now).
+                return Ok(Step::Moved(moved));
+            }
+            if stop {
                 // Nothing will be sent: the card's place among its reattempts is given back.
                 if course.counted {
                     self.record(&course, &current.payment.id, &card, CardOutcome::NotSent)
                         .await;
                 }
-                return Ok(match moved {
-                    Some(moved) => Step::Moved(moved),
-                    None => self.ended(Ending::CanceledBeforeCharge, &Some(method), intent),
-                });
+                return Ok(self.ended(Ending::CanceledBeforeCharge, &Some(method), intent));
             }
         }
         let p = &current.payment;
@@ -318,28 +321,35 @@ impl<P: Processor> Pipeline<P> {
     }
 
     /// Puts the card and a fresh send window on the open attempt (compare-and-set). `Some`
-    /// with the record as re-read when the payment left this attempt meanwhile; `None` when
-    /// they are recorded (the record in `current` is then the new one, which may carry a
-    /// cancel request).
+    /// with the record as re-read when the payment left this attempt meanwhile, or when
+    /// another try of it recorded a card or window of its own (it may have sent: this try
+    /// stops, and the next run settles from the processor's records); `None` when they are
+    /// recorded (the record in `current` is then the new one, which may carry a cancel
+    /// request).
     async fn open_window(
         &self,
         current: &mut Versioned,
         number: u32,
         method: &str,
     ) -> Result<Option<Payment>, StoreError> {
+        let basis = window(&current.payment);
         for _ in 0..8 {
             let mut p = current.payment.clone();
             let open = p.status == Status::Processing
                 && p.open_attempt().is_some_and(|a| a.number == number);
-            if !open {
+            if !open || window(&p) != basis {
                 return Ok(Some(p));
             }
             let now = Timestamp::now();
             if let Some(a) = p.open_attempt_mut() {
                 a.payment_method = Some(method.to_owned());
-                // Never earlier than a window already recorded (another worker's clock).
+                // Never earlier than a window already recorded (another worker's clock), and
+                // always a change: a try that read the old one then sees another opened one.
                 let until = now.plus(self.policy.send_window);
-                a.send_until = Some(a.send_until.map_or(until, |old| old.max(until)));
+                a.send_until = Some(match a.send_until {
+                    Some(old) if old >= until => old.plus(std::time::Duration::from_millis(1)),
+                    _ => until,
+                });
             }
             p.updated_at = now;
             if let Some(version) = self

@@ -313,8 +313,9 @@ impl<P: Processor> Pipeline<P> {
     }
 }
 
-/// The open attempt's card and send window.
-fn window(p: &Payment) -> Option<(Option<String>, Option<Timestamp>)> {
+/// The open attempt's card and send window: what another try of it changes when it opens a
+/// window of its own.
+pub(super) fn window(p: &Payment) -> Option<(Option<String>, Option<Timestamp>)> {
     p.open_attempt()
         .map(|a| (a.payment_method.clone(), a.send_until))
 }

@@ -671,3 +671,84 @@ async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_end
     assert!(processor.calls_of(Op::FindIntent).is_empty());
     assert!(processor.calls_of(Op::CreateIntent).is_empty());
 }
+
+/// A payment without a card (its attempts resolve the customer's default), and a pipeline whose
+/// processor the test scripts.
+async fn card_less_payment(
+    s: &Stack,
+) -> (String, Arc<Pipeline<ScriptedProcessor>>, ScriptedProcessor) {
+    let id = s.pay("cus_1", None, json!({})).await;
+    let processor = ScriptedProcessor::new();
+    let pipeline = pipelines::scripted(s, &processor);
+    (id, pipeline, processor)
+}
+
+#[tokio::test]
+async fn a_continuation_never_writes_over_the_window_its_first_try_opened_after_it_looked() {
+    let s = api_only(vec![100]).await;
+    let (id, pipeline, processor) = card_less_payment(&s).await;
+    let (a_default, b_default, a_send) = (Gate::new(), Gate::new(), Gate::new());
+    processor
+        .default_payment_method_at(&a_default, Ok(Some("pm_1".into())))
+        .default_payment_method_at(&b_default, Ok(Some("pm_1".into())));
+    processor
+        .create_intent_at(&a_send, Ok(pipelines::charged()))
+        .create_intent(Ok(pipelines::charged()));
+    let worker_a = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    a_default.reached().await;
+    // B reads the attempt while it has no card: nothing sent yet, so nothing to settle.
+    let worker_b = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(1)).await })
+    };
+    b_default.reached().await;
+    // A wakes: it records its card and window, and its create-and-confirm leaves.
+    a_default.release();
+    a_send.reached().await;
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    // B must not take A's window for its own and call the attempt canceled on it.
+    b_default.release();
+    assert!(matches!(worker_b.await.unwrap(), Outcome::RetryAt(_)));
+    a_send.release();
+    worker_a.await.unwrap();
+    let p = s.payment(&id).await;
+    assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1, "{p:#}");
+    assert_eq!(p["status"], "succeeded", "charged, so not canceled: {p:#}");
+}
+
+#[tokio::test]
+async fn a_first_try_never_writes_over_the_window_a_continuation_sent_in() {
+    let s = api_only(vec![100]).await;
+    let (id, pipeline, processor) = card_less_payment(&s).await;
+    let (a_default, b_send) = (Gate::new(), Gate::new());
+    processor
+        .default_payment_method_at(&a_default, Ok(Some("pm_1".into())))
+        .default_payment_method(Ok(Some("pm_1".into())));
+    processor.create_intent_at(&b_send, Ok(pipelines::charged()));
+    let worker_a = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    a_default.reached().await;
+    // B takes over, records its card and window, and its create-and-confirm leaves.
+    let worker_b = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(1)).await })
+    };
+    b_send.reached().await;
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    // A wakes to a cancel: nothing of its own was sent, but B's request may have been.
+    a_default.release();
+    assert!(matches!(worker_a.await.unwrap(), Outcome::RetryAt(_)));
+    assert_eq!(s.payment(&id).await["status"], "processing");
+    b_send.release();
+    assert_eq!(worker_b.await.unwrap(), Outcome::Complete);
+    let p = s.payment(&id).await;
+    assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1, "{p:#}");
+    assert_eq!(p["status"], "succeeded", "charged, so not canceled: {p:#}");
+}
