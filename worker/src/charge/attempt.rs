@@ -233,8 +233,18 @@ impl<P: Processor> Pipeline<P> {
             let stop =
                 current.payment.cancel_requested && (!continuation || course.open_until.is_none());
             if let Some(moved) = moved {
-                // The card's place, if taken, is the attempt's: whichever try ends the attempt
-                // gives it back or keeps it (another may be sending now).
+                // The card's place, if taken, stays with the attempt while another try may be
+                // sending on this card (the try that ends the attempt gives it back). An
+                // attempt already over, or going on with another card, will not give back
+                // this one: this try does.
+                let kept = moved.status == Status::Processing
+                    && moved.open_attempt().is_some_and(|a| {
+                        a.number == number && a.payment_method.as_deref() == Some(method.as_str())
+                    });
+                if course.counted && !kept {
+                    self.record(&course, &moved.id, &card, CardOutcome::NotSent)
+                        .await;
+                }
                 return Ok(Step::Moved(moved));
             }
             if stop {

@@ -752,3 +752,69 @@ async fn a_first_try_never_writes_over_the_window_a_continuation_sent_in() {
     assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1, "{p:#}");
     assert_eq!(p["status"], "succeeded", "charged, so not canceled: {p:#}");
 }
+
+#[tokio::test]
+async fn a_try_that_finds_its_attempt_ended_by_another_gives_its_card_place_back() {
+    let s = api_only(vec![100]).await;
+    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let (id, pipeline, processor) = card_less_payment(&s).await;
+    // The customer's default is a Visa card that declined recently: an attempt on it takes a
+    // place among its 20 reattempts in 30 days.
+    let visa = flint_shared::processor::CardInfo {
+        brand: flint_shared::processor::CardBrand::Visa,
+        fingerprint: "pm_1".into(),
+    };
+    rules
+        .record(
+            "acme",
+            &visa,
+            "osp_other:1",
+            CardOutcome::Declined(&soft_decline("ch_other")),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
+    let a_card = Gate::new();
+    processor
+        .default_payment_method(Ok(Some("pm_1".into())))
+        .card_at(&a_card, Ok(visa.clone()));
+    let worker_a = {
+        let (pipeline, job) = (Arc::clone(&pipeline), pipelines::job(&id));
+        tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
+    };
+    a_card.reached().await;
+    // While A looks its card up, the payment is canceled and B, continuing the attempt (which
+    // has recorded no card, so nothing was sent), ends it.
+    s.post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
+    assert_eq!(s.payment(&id).await["status"], "canceled");
+    // A wakes, takes a place on the card, and finds the attempt over: it sends nothing, and the
+    // place it took is given back.
+    a_card.release();
+    worker_a.await.unwrap();
+    assert!(processor.calls_of(Op::CreateIntent).is_empty());
+    let mut redis = redis::Client::open(s.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let reserved: Vec<String> = redis::cmd("KEYS")
+        .arg("flint:{charges}:card:acme:*:reserved")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    for key in reserved {
+        let places: Vec<String> = redis::cmd("ZRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        assert!(
+            places.is_empty(),
+            "places still taken on the card: {places:?}"
+        );
+    }
+}
