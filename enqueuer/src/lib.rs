@@ -6,7 +6,7 @@
 //! payment is written with its charge job in one Redis script, so no claimed key is ever left
 //! without a job.
 //!
-//! - `payments`: the `/v1/off_session_payments` handlers;
+//! - `payments`: the `/v1/off_session_payments` handlers; `events`: `/v1/events`;
 //! - the records, indexes and scripts live in `flint_shared::payment::store` (shared with workers);
 //! - `auth`: API keys by SHA-256 digest, per-key rate limit;
 //! - `error`: the error body; `observe`: health, readiness, metrics;
@@ -14,9 +14,11 @@
 
 mod auth;
 mod error;
+mod events;
 mod observe;
 pub mod openapi;
 mod payments;
+mod query;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -58,6 +60,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/off_session_payments/{id}/resume",
             post(payments::resume),
         )
+        .route("/v1/events", get(events::list))
+        .route("/v1/events/{id}", get(events::retrieve))
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics_text))

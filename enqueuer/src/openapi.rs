@@ -5,18 +5,19 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{observe, payments};
+use crate::{events, observe, payments};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Flint Off-Session Payments API", description = "Charge customers' saved payment methods later, exactly once."),
     paths(
         payments::create, payments::retrieve, payments::list, payments::cancel, payments::resume,
+        events::list, events::retrieve,
         observe::healthz, observe::readyz, observe::metrics_text, serve
     ),
-    components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest)),
+    components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest, events::EventList)),
     modifiers(&BearerAuth),
-    tags((name = "payments", description = "Off-session payments"), (name = "operations", description = "Health, readiness, metrics, this document"))
+    tags((name = "payments", description = "Off-session payments"), (name = "events", description = "What happened to payments, newest first"), (name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 pub struct ApiDoc;
 

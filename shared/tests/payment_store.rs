@@ -96,13 +96,13 @@ async fn a_cursor_whose_payment_changed_status_still_marks_its_place() {
     assert_eq!(page.payments[1].id, ids[4]);
     // That payment is canceled before the next page is asked for.
     let (_, current) = store.get_any(ids[4].as_str()).await.unwrap().unwrap();
-    let mut p = current.payment;
+    let mut p = current.payment.clone();
     let now = Timestamp::now();
     p.status = Status::Canceled;
     p.record(EventKind::Canceled, None, now);
     assert!(
         store
-            .transition(&current.version, &p, JobAction::Unschedule, now)
+            .transition(&current, &p, JobAction::Unschedule, now)
             .await
             .unwrap()
             .is_some()

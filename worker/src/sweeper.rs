@@ -215,7 +215,7 @@ impl Sweeper {
             let Some((_, current)) = self.store.get_any(id.as_str()).await? else {
                 return Ok(false);
             };
-            let mut p = current.payment;
+            let mut p = current.payment.clone();
             if !p.status.needs_job() {
                 return Ok(false);
             }
@@ -227,7 +227,7 @@ impl Sweeper {
             );
             if self
                 .store
-                .transition(&current.version, &p, JobAction::None, now)
+                .transition(&current, &p, JobAction::None, now)
                 .await?
                 .is_some()
             {

@@ -58,7 +58,7 @@ where
             .get(&tenant.id, id.as_str())
             .await?
             .ok_or_else(|| ApiError::not_found("off_session_payment"))?;
-        let mut payment = current.payment;
+        let mut payment = current.payment.clone();
         let now = Timestamp::now();
         let action = match change(&mut payment, now)? {
             Change::Nothing => return Ok(payment),
@@ -66,7 +66,7 @@ where
         };
         if app
             .store
-            .transition(&current.version, &payment, action, now)
+            .transition(&current, &payment, action, now)
             .await?
             .is_some()
         {

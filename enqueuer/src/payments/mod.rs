@@ -20,7 +20,7 @@ use crate::App;
 use crate::auth::Tenant;
 use crate::error::ApiError;
 
-pub(super) fn authorize(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiError> {
+pub(crate) fn authorize(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiError> {
     let tenant = app.auth.authenticate(headers)?;
     app.auth.admit(&tenant)?;
     Ok(tenant)

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{authorize, parse_id};
-use crate::App;
 use crate::error::{ApiError, ErrorBody};
+use crate::{App, query};
 
 /// Retrieve a payment with its attempts and event timeline.
 #[utoipa::path(
@@ -85,38 +85,17 @@ pub async fn list(
 ) -> Result<Json<PaymentList>, ApiError> {
     let tenant = authorize(&app, &headers)?;
     let (mut customer, mut status, mut limit, mut starting_after) = (None, None, 10usize, None);
-    // An empty value means "not given", as HTML forms and generic clients send it.
-    for (k, v) in
-        form_urlencoded::parse(query.unwrap_or_default().as_bytes()).filter(|(_, v)| !v.is_empty())
-    {
-        match k.as_ref() {
-            "customer" => customer = Some(v.into_owned()),
+    for (k, v) in query::pairs(query) {
+        match k.as_str() {
+            "customer" => customer = Some(v),
             "status" => {
                 status = Some(Status::parse(&v).ok_or_else(|| {
                     ApiError::invalid("parameter_invalid", "status", "status must be one of pending, processing, succeeded, failed, paused, canceled, requires_attention")
                 })?);
             }
-            "limit" => {
-                limit = v
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=100).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "parameter_invalid",
-                            "limit",
-                            "limit must be an integer from 1 to 100",
-                        )
-                    })?;
-            }
-            "starting_after" => starting_after = Some(v.into_owned()),
-            other => {
-                return Err(ApiError::invalid(
-                    "parameter_unknown",
-                    other,
-                    format!("Unknown query parameter `{other}`."),
-                ));
-            }
+            "limit" => limit = query::limit(&v)?,
+            "starting_after" => starting_after = Some(v),
+            other => return Err(query::unknown(other)),
         }
     }
     let page = app

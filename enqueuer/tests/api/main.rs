@@ -5,6 +5,7 @@ mod helpers;
 mod auth;
 mod create;
 mod errors;
+mod events;
 mod lifecycle;
 mod list;
 mod operations;

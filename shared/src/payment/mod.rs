@@ -3,6 +3,7 @@
 //! - [`request`]: the create request as the API receives it, and its validation into a
 //!   [`NewPayment`] with errors that name the offending field.
 //! - [`record`]: the stored [`Payment`] with its attempts and event timeline.
+//! - [`event`]: an event on its own, as `/v1/events` lists it: with its tenant and a snapshot.
 //! - [`job`]: the charge job the queue carries for a payment.
 //! - [`decline`]: decline codes and advice, and what they mean.
 //! - [`network`]: card-network retry rules per card.
@@ -14,6 +15,7 @@
 //! record, so a duplicate delivery cannot move a finished payment.
 
 pub mod decline;
+pub mod event;
 pub mod job;
 pub mod network;
 pub mod record;

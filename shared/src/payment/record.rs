@@ -48,6 +48,41 @@ pub enum EventKind {
     RequiresAttention,
 }
 
+impl EventKind {
+    pub const ALL: [EventKind; 10] = [
+        EventKind::Created,
+        EventKind::AttemptStarted,
+        EventKind::AttemptFailed,
+        EventKind::Paused,
+        EventKind::Resumed,
+        EventKind::Succeeded,
+        EventKind::Failed,
+        EventKind::Canceled,
+        EventKind::PaymentMethodSwitched,
+        EventKind::RequiresAttention,
+    ];
+
+    /// The type's name, as serialized (`off_session_payment.succeeded`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "off_session_payment.created",
+            EventKind::AttemptStarted => "off_session_payment.attempt_started",
+            EventKind::AttemptFailed => "off_session_payment.attempt_failed",
+            EventKind::Paused => "off_session_payment.paused",
+            EventKind::Resumed => "off_session_payment.resumed",
+            EventKind::Succeeded => "off_session_payment.succeeded",
+            EventKind::Failed => "off_session_payment.failed",
+            EventKind::Canceled => "off_session_payment.canceled",
+            EventKind::PaymentMethodSwitched => "off_session_payment.payment_method_switched",
+            EventKind::RequiresAttention => "off_session_payment.requires_attention",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TimelineEvent {
@@ -397,5 +432,14 @@ mod tests {
             p.window_end(),
             now.plus(Duration::from_secs(14 * 24 * 3600))
         );
+    }
+
+    #[test]
+    fn event_type_names_are_their_serialized_names() {
+        for kind in EventKind::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(EventKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::parse("off_session_payment.charged"), None);
     }
 }

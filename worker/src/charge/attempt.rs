@@ -364,12 +364,13 @@ impl<P: Processor> Pipeline<P> {
             p.updated_at = now;
             if let Some(version) = self
                 .store
-                .transition(&current.version, &p, JobAction::None, now)
+                .transition(current, &p, JobAction::None, now)
                 .await?
             {
                 *current = Versioned {
                     payment: p,
                     version,
+                    tenant: std::mem::take(&mut current.tenant),
                 };
                 return Ok(None);
             }

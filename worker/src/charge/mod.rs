@@ -113,7 +113,7 @@ impl<P: Processor> Pipeline<P> {
             None => current,
             Some(next) => match self
                 .store
-                .transition(&current.version, &p, JobAction::None, now)
+                .transition(&current, &p, JobAction::None, now)
                 .await?
             {
                 Some(version) => {
@@ -124,6 +124,7 @@ impl<P: Processor> Pipeline<P> {
                     Versioned {
                         payment: p,
                         version,
+                        tenant: current.tenant,
                     }
                 }
                 // Moved meanwhile (a cancel, a resume): the record says what comes next.
@@ -222,7 +223,7 @@ impl<P: Processor> Pipeline<P> {
             let next = apply(&mut p, number, &attempted, &decision, now);
             if self
                 .store
-                .transition(&current.version, &p, JobAction::None, now)
+                .transition(&current, &p, JobAction::None, now)
                 .await?
                 .is_some()
             {
@@ -288,7 +289,7 @@ impl<P: Processor> Pipeline<P> {
             let Some((_, current)) = self.store.get_any(job.payment_id.as_str()).await? else {
                 return Ok(true);
             };
-            let mut p = current.payment;
+            let mut p = current.payment.clone();
             if p.status.is_final() || p.status == Status::RequiresAttention {
                 return Ok(true);
             }
@@ -301,7 +302,7 @@ impl<P: Processor> Pipeline<P> {
             );
             if self
                 .store
-                .transition(&current.version, &p, JobAction::Unschedule, now)
+                .transition(&current, &p, JobAction::Unschedule, now)
                 .await?
                 .is_some()
             {

@@ -108,8 +108,12 @@ impl Stack {
     }
 
     pub async fn payment(&self, id: &str) -> Value {
+        self.get(&format!("/v1/off_session_payments/{id}")).await
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
         self.http
-            .get(format!("{}/v1/off_session_payments/{id}", self.api))
+            .get(format!("{}{path}", self.api))
             .bearer_auth(API_KEY)
             .send()
             .await

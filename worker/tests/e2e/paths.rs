@@ -99,6 +99,25 @@ async fn a_hard_decline_fails_at_once() {
         kinds(&p),
         ["created", "attempt_started", "attempt_failed", "failed"]
     );
+    // The worker's transitions are events too, each with the payment as it left it.
+    let events = s.get(&format!("/v1/events?payment={id}")).await;
+    let events = events["data"].as_array().unwrap();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "off_session_payment.failed",
+            "off_session_payment.attempt_failed",
+            "off_session_payment.attempt_started",
+            "off_session_payment.created"
+        ]
+    );
+    let failed = &events[1];
+    assert_eq!(failed["data"]["attempt"]["outcome"], "hard_decline");
+    assert_eq!(failed["data"]["attempt"]["decline_code"], "lost_card");
+    assert_eq!(failed["data"]["object"]["status"], "failed");
+    assert_eq!(events[2]["data"]["attempt"]["number"], 1);
+    assert_eq!(events[2]["data"]["object"]["status"], "processing");
 }
 
 #[tokio::test]

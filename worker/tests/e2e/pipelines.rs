@@ -95,7 +95,7 @@ pub async fn worker<P: Processor + 'static>(
 pub async fn mid_attempt(s: &Stack, id: &str, change: impl FnOnce(&mut Payment)) {
     let store = store(s);
     let (_, current) = store.get_any(id).await.unwrap().unwrap();
-    let mut p = current.payment;
+    let mut p = current.payment.clone();
     let now = Timestamp::now();
     let number = u32::try_from(p.attempts.len()).unwrap() + 1;
     apply_start(
@@ -106,7 +106,7 @@ pub async fn mid_attempt(s: &Stack, id: &str, change: impl FnOnce(&mut Payment))
     );
     change(&mut p);
     let written = store
-        .transition(&current.version, &p, JobAction::None, now)
+        .transition(&current, &p, JobAction::None, now)
         .await
         .unwrap();
     assert!(

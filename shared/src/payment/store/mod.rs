@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper |
+//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper, `e` its events (`id type` lines) |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
@@ -15,20 +15,27 @@
 //! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
+//! | `flint:{q}:evt:<id>` | hash | `d` the event's JSON ([`Event`]), `t` tenant |
+//! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
+//! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
 //!
 //! plus the queue's own keys, moved only through the queue's Lua ([`flint_queue::lua`]).
-//! A finished payment is forgotten after `payment_retention_days` by the reaper, record and
-//! index entries alike; the record also carries a TTL a week longer, so that it goes even if no
-//! worker runs the reaper for that long (its index entries are then dropped as lists meet
-//! them).
+//! Events are written by the script that writes the transition recording them
+//! (`lua/events.lua` is their layout). A finished payment is forgotten after
+//! `payment_retention_days` by the reaper, record, events and index entries alike; the record
+//! and its events also carry a TTL a week longer, so that they go even if no worker runs the
+//! reaper for that long (their index entries are then dropped as lists meet them).
 
+mod events;
+pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
 pub mod sweep;
 
 use std::time::Duration;
 
+use crate::payment::event::{Event, recorded_since};
 use crate::payment::job::ChargeJob;
-use crate::payment::{Payment, Status};
+use crate::payment::{EventKind, Payment, Status};
 use crate::time::Timestamp;
 use flint_queue::keys::Keys as QueueKeys;
 use redis::Script;
@@ -61,6 +68,8 @@ pub enum Created {
 pub struct Versioned {
     pub payment: Payment,
     pub version: String,
+    /// The tenant whose payment it is.
+    pub tenant: String,
 }
 
 /// What a transition does to the charge job.
@@ -138,6 +147,29 @@ impl Layout {
         format!("{}:expiring", self.prefix)
     }
 
+    fn event(&self, id: &str) -> String {
+        format!("{}:evt:{id}", self.prefix)
+    }
+
+    /// The prefix of event keys, for scripts that write or forget events.
+    fn event_prefix(&self) -> String {
+        format!("{}:evt:", self.prefix)
+    }
+
+    /// The prefix of every event index key; scripts add `:<tenant>[:ty:<type>]`.
+    fn event_index_prefix(&self) -> String {
+        format!("{}:evx", self.prefix)
+    }
+
+    fn event_index(&self, tenant: &str, kind: Option<EventKind>) -> String {
+        let mut key = format!("{}:{tenant}", self.event_index_prefix());
+        if let Some(kind) = kind {
+            key.push_str(":ty:");
+            key.push_str(kind.as_str());
+        }
+        key
+    }
+
     fn sweeper_lock(&self) -> String {
         format!("{}:sweeper", self.prefix)
     }
@@ -145,6 +177,33 @@ impl Layout {
     fn sweeper_cursor(&self) -> String {
         format!("{}:sweeper:cursor", self.prefix)
     }
+}
+
+/// A script body that may call the event operations of `lua/events.lua`.
+fn with_events(body: &str) -> String {
+    format!("{}\n{body}", include_str!("lua/events.lua"))
+}
+
+/// The events `payment` recorded since `before`, as the scripts take them: a count, then id,
+/// type, creation time (ms) and JSON for each.
+fn event_args(
+    tenant: &str,
+    before: Option<&Payment>,
+    payment: &Payment,
+) -> Result<Vec<String>, serde_json::Error> {
+    let new: Vec<_> = match before {
+        Some(before) => recorded_since(before, payment).collect(),
+        None => payment.events.iter().collect(),
+    };
+    let mut args = Vec::with_capacity(1 + 4 * new.len());
+    args.push(new.len().to_string());
+    for e in new {
+        args.push(e.id.as_str().to_owned());
+        args.push(e.kind.as_str().to_owned());
+        args.push(e.created_at.unix_ms().to_string());
+        args.push(serde_json::to_string(&Event::of(tenant, payment, e))?);
+    }
+    Ok(args)
 }
 
 fn digest(s: &str) -> String {
@@ -164,6 +223,7 @@ struct Scripts {
     sweep: Script,
     repair: Script,
     reap: Script,
+    events_of: Script,
 }
 
 #[derive(Debug)]
@@ -188,12 +248,15 @@ impl Store {
             conn: OnceCell::new(),
             layout: Layout::new(queue),
             scripts: Scripts {
-                create: flint_queue::lua::script(include_str!("lua/create.lua")),
-                transition: flint_queue::lua::script(include_str!("lua/transition.lua")),
+                create: flint_queue::lua::script(&with_events(include_str!("lua/create.lua"))),
+                transition: flint_queue::lua::script(&with_events(include_str!(
+                    "lua/transition.lua"
+                ))),
                 list: Script::new(include_str!("lua/list.lua")),
                 sweep: flint_queue::lua::script(include_str!("lua/sweep.lua")),
                 repair: flint_queue::lua::script(include_str!("lua/repair.lua")),
-                reap: Script::new(include_str!("lua/reap.lua")),
+                reap: Script::new(&with_events(include_str!("lua/reap.lua"))),
+                events_of: Script::new(&with_events(include_str!("lua/events_of.lua"))),
             },
             idempotency_ttl,
             retention,
@@ -256,6 +319,9 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(self.layout.index_prefix())
+            .arg(self.layout.event_prefix())
+            .arg(self.layout.event_index_prefix())
+            .arg(event_args(tenant, None, &payment)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -290,22 +356,24 @@ impl Store {
                 .await?;
         match (data, owner, version) {
             (Some(d), Some(t), Some(v)) => Ok(Some((
-                t,
+                t.clone(),
                 Versioned {
                     payment: serde_json::from_str(&d)?,
                     version: v,
+                    tenant: t,
                 },
             ))),
             _ => Ok(None),
         }
     }
 
-    /// Compare-and-set: writes `payment` if the record is still at `version`, and does
-    /// `action` to its job in the same step. Returns the record's new version, or `None` when
-    /// it had moved on (re-read and decide again).
+    /// Compare-and-set: writes `payment` (changed from `current`) if the record is still at
+    /// `current`'s version, with the events it recorded since, and does `action` to its job in
+    /// the same step. Returns the record's new version, or `None` when it had moved on (re-read
+    /// and decide again).
     pub async fn transition(
         &self,
-        version: &str,
+        current: &Versioned,
         payment: &Payment,
         action: JobAction,
         now: Timestamp,
@@ -325,7 +393,7 @@ impl Store {
         let applied: Option<u64> = invocation
             .key(self.layout.live())
             .key(self.layout.expiring())
-            .arg(version)
+            .arg(&current.version)
             .arg(serde_json::to_string(payment)?)
             .arg(payment.status.as_str())
             .arg(payment.id.as_str())
@@ -335,6 +403,13 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(self.layout.index_prefix())
+            .arg(self.layout.event_prefix())
+            .arg(self.layout.event_index_prefix())
+            .arg(event_args(
+                &current.tenant,
+                Some(&current.payment),
+                payment,
+            )?)
             .invoke_async(&mut conn)
             .await?;
         Ok(applied.map(|v| v.to_string()))

@@ -110,6 +110,8 @@ impl Store {
             .arg(batch)
             .arg(self.layout.payment_prefix())
             .arg(self.layout.index_prefix())
+            .arg(self.layout.event_prefix())
+            .arg(self.layout.event_index_prefix())
             .invoke_async(&mut conn)
             .await?)
     }

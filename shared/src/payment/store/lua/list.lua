@@ -1,11 +1,13 @@
--- A page of a tenant's payments from one index, newest first, after a cursor; one round trip
--- whatever the filter (each filter has its own index, so nothing is scanned and skipped).
+-- A page of a tenant's payments (or events) from one index, newest first, after a cursor; one
+-- round trip whatever the filter (each filter has its own index, so nothing is scanned and
+-- skipped).
 -- Entries whose record is gone (expired before the reaper removed them) are dropped from the
 -- index as they are met, so every call makes progress.
--- KEYS: index, the tenant's index of all its payments (where a cursor's position is kept)
--- ARGV: tenant, limit, cursor payment id ('' for the first page), payment key prefix
---       (`flint:{q}:pay:`)
--- Returns {'missing'} when the cursor is not one of the tenant's payments, else
+-- KEYS: index, the tenant's index of all its payments (or events: where a cursor's position
+--       is kept)
+-- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
+--       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant))
+-- Returns {'missing'} when the cursor is not one of the tenant's records, else
 -- {'ok', has_more (0|1), record json …}.
 -- Whether id `a` sorts before `b` as a sorted set orders members: byte by byte. (Lua's `<` on
 -- strings follows the server's collation locale, which need not be byte order.)

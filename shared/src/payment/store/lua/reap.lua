@@ -1,7 +1,8 @@
--- Forget finished payments whose retention is over: the record and every index entry, so no
--- key grows with the payments a tenant has ever made. Bounded per call.
+-- Forget finished payments whose retention is over: the record, its events and every index
+-- entry, so no key grows with the payments a tenant has ever made. Bounded per call.
 -- KEYS: expiring
--- ARGV: now_ms, batch size, payment key prefix, index prefix
+-- ARGV: now_ms, batch size, payment key prefix, index prefix, event key prefix, event index
+--       prefix
 -- Returns how many were reaped.
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do
@@ -15,6 +16,7 @@ for _, id in ipairs(ids) do
     redis.call('ZREM', tenant_index .. ':st:' .. status, id)
     redis.call('ZREM', customer_index, id)
     redis.call('ZREM', customer_index .. ':st:' .. status, id)
+    fe_forget(key, tenant, ARGV[5], ARGV[6])
     redis.call('DEL', key)
   end
 end

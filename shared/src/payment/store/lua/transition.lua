@@ -1,9 +1,11 @@
 -- Compare-and-set a payment record: applies only if its version is still ARGV[1]; moves the
--- payment between its status indexes and, when it finishes, from the live set to the reaper's.
+-- payment between its status indexes and, when it finishes, from the live set to the reaper's;
+-- writes the events the transition recorded.
 -- KEYS: payment, the queue's job keys (4), live, expiring
 -- ARGV: expected version, new record json, new status, payment id, created_ms,
 --       reap_at_ms (final statuses; 0 otherwise), backstop ttl secs, job action
---       ('none' | 'unschedule' | 'now'), job payload, index prefix
+--       ('none' | 'unschedule' | 'now'), job payload, index prefix, event key prefix,
+--       event index prefix, then the events (see fe_write)
 -- 'unschedule' drops a waiting delayed job; 'now' makes the job due now (see fq_run_now).
 -- Returns the new version, or false on conflict.
 local version = redis.call('HGET', KEYS[1], 'v')
@@ -13,6 +15,7 @@ local fields = redis.call('HMGET', KEYS[1], 's', 't', 'c')
 local old, tenant, customer = fields[1], fields[2], fields[3]
 local next_version = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', status, 'v', next_version)
+fe_write(KEYS[1], tenant, ARGV[11], ARGV[12], 13)
 if old ~= status then
   local tenant_index = ARGV[10] .. ':' .. tenant
   local customer_index = tenant_index .. ':cus:' .. customer
@@ -25,6 +28,7 @@ if tonumber(ARGV[6]) > 0 then
   redis.call('ZREM', KEYS[6], id)
   redis.call('ZADD', KEYS[7], ARGV[6], id)
   redis.call('EXPIRE', KEYS[1], ARGV[7])
+  fe_expire(KEYS[1], ARGV[11], ARGV[7])
 end
 local q = fq_queue(2)
 if ARGV[8] == 'unschedule' then

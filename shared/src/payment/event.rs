@@ -1,0 +1,124 @@
+//! An event as the API lists it (and as webhooks will deliver it): one step of one payment's
+//! life, with the payment as the transition that caused it left it.
+//!
+//! A payment's timeline ([`TimelineEvent`]) is the short form kept inside the record; an
+//! [`Event`] is the same event, addressable on its own by its `evt_` id, with the tenant and a
+//! snapshot of the payment (without its timeline, which `GET /v1/events?payment=…` lists).
+//! Both are written by the script that writes the transition, so neither exists without the
+//! other.
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{Attempt, EventKind, Payment, TimelineEvent};
+use crate::ids::EventId;
+use crate::time::Timestamp;
+
+/// An event of a payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Event {
+    pub id: EventId,
+    /// Always `event`.
+    pub object: String,
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
+    pub created_at: Timestamp,
+    /// The tenant whose payment it is.
+    pub tenant: String,
+    /// Why it happened, in words (a decline code, an operator's reason, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub data: EventData,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventData {
+    /// The payment as the transition left it, without its `events` timeline.
+    #[cfg_attr(feature = "openapi", schema(value_type = Payment))]
+    pub object: serde_json::Value,
+    /// For `attempt_started` and `attempt_failed`: the attempt (its card, outcome, decline
+    /// and advice codes, and the network rule behind a block).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<Attempt>,
+}
+
+impl Event {
+    /// The event `e` of `payment` (as the transition that recorded `e` left it).
+    pub fn of(tenant: &str, payment: &Payment, e: &TimelineEvent) -> Event {
+        let mut object = serde_json::to_value(payment).unwrap_or_default();
+        if let Some(fields) = object.as_object_mut() {
+            fields.remove("events");
+        }
+        Event {
+            id: e.id.clone(),
+            object: "event".to_owned(),
+            kind: e.kind,
+            created_at: e.created_at,
+            tenant: tenant.to_owned(),
+            detail: e.detail.clone(),
+            data: EventData {
+                object,
+                attempt: match e.kind {
+                    EventKind::AttemptStarted | EventKind::AttemptFailed => {
+                        payment.attempts.last().cloned()
+                    }
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+/// The events `after` recorded that `before` did not have, oldest first.
+pub fn recorded_since<'a>(
+    before: &Payment,
+    after: &'a Payment,
+) -> impl Iterator<Item = &'a TimelineEvent> {
+    let known: std::collections::HashSet<&EventId> = before.events.iter().map(|e| &e.id).collect();
+    after.events.iter().filter(move |e| !known.contains(&e.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::PaymentId;
+    use crate::payment::request::CreatePaymentRequest;
+
+    fn payment() -> Payment {
+        let request: CreatePaymentRequest = serde_json::from_value(serde_json::json!({
+            "customer": "cus_1",
+            "amount": {"value": 1000, "currency": "usd"},
+            "purpose": "subscription",
+            "initiated_by": {"type": "service", "id": "billing"},
+        }))
+        .unwrap();
+        let new = request.validate(Timestamp::now()).unwrap();
+        Payment::create(PaymentId::generate(), new, Timestamp::now())
+    }
+
+    #[test]
+    fn an_event_carries_the_payment_without_its_timeline() {
+        let p = payment();
+        let e = Event::of("acme", &p, &p.events[0]);
+        assert_eq!(e.kind, EventKind::Created);
+        assert_eq!(e.tenant, "acme");
+        assert_eq!(e.data.object["id"], p.id.as_str());
+        assert!(e.data.object.get("events").is_none());
+        let json = serde_json::to_value(&e).unwrap();
+        assert_eq!(json["type"], "off_session_payment.created");
+        assert_eq!(json["object"], "event");
+    }
+
+    #[test]
+    fn only_the_events_a_transition_recorded_are_new() {
+        let before = payment();
+        let mut after = before.clone();
+        after.record(EventKind::AttemptStarted, None, Timestamp::now());
+        after.record(EventKind::Succeeded, None, Timestamp::now());
+        let new: Vec<EventKind> = recorded_since(&before, &after).map(|e| e.kind).collect();
+        assert_eq!(new, [EventKind::AttemptStarted, EventKind::Succeeded]);
+        assert_eq!(recorded_since(&after, &after).count(), 0);
+    }
+}

@@ -1,0 +1,38 @@
+-- A page of one payment's events, newest first, after a cursor, optionally of one type.
+-- KEYS: payment
+-- ARGV: tenant, event key prefix, limit, cursor event id ('' for the first page), type ('' for
+--       any)
+-- Returns {'missing'} when the payment is not the tenant's, {'cursor'} when the cursor is not
+-- one of its events, else {'ok', has_more (0|1), event json …}.
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return {'missing'} end
+local ids, kinds = {}, {}
+fe_each(KEYS[1], function(id, kind)
+  ids[#ids + 1] = id
+  kinds[#kinds + 1] = kind
+end)
+local i = #ids
+if ARGV[4] ~= '' then
+  i = nil
+  for j = #ids, 1, -1 do
+    if ids[j] == ARGV[4] then
+      i = j - 1
+      break
+    end
+  end
+  if not i then return {'cursor'} end
+end
+local limit = tonumber(ARGV[3])
+local out = {}
+while i >= 1 and #out <= limit do
+  if ARGV[5] == '' or kinds[i] == ARGV[5] then
+    local event = redis.call('HGET', ARGV[2] .. ids[i], 'd')
+    if event then out[#out + 1] = event end
+  end
+  i = i - 1
+end
+local has_more = 0
+if #out > limit then
+  has_more = 1
+  out[#out] = nil
+end
+return {'ok', tostring(has_more), unpack(out)}
