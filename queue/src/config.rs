@@ -6,8 +6,11 @@ use std::time::Duration;
 
 #[derive(Debug, Clone)]
 pub struct QueueConfig {
-    /// The queue's name; part of every key (`flint:{name}:…`).
+    /// The queue's name; part of every key (`flint:{name}:…`, or `flint:{slot}:name:…`).
     pub name: String,
+    /// The queue whose hash slot this one lives in (its keys carry that queue's tag), if not
+    /// its own: see [`crate::keys::Keys::in_slot`].
+    pub slot: Option<String>,
     /// How long a fetched job stays leased to its worker without renewal. A live worker renews
     /// its leases every [`QueueConfig::renew_every`]; a dead one's jobs are reclaimed after it.
     pub lease: Duration,
@@ -34,6 +37,7 @@ impl QueueConfig {
     pub fn new(name: impl Into<String>) -> QueueConfig {
         QueueConfig {
             name: name.into(),
+            slot: None,
             lease: Duration::from_secs(15),
             renew_every: None,
             batch: 64,
@@ -42,6 +46,18 @@ impl QueueConfig {
             dead_letters_max: 100_000,
             consumer_idle_limit: Duration::from_secs(600),
             max_lost_leases: 5,
+        }
+    }
+
+    pub fn in_slot_of(mut self, queue: impl Into<String>) -> Self {
+        self.slot = Some(queue.into());
+        self
+    }
+
+    pub(crate) fn keys(&self) -> crate::keys::Keys {
+        match &self.slot {
+            Some(slot) => crate::keys::Keys::in_slot(slot, &self.name),
+            None => crate::keys::Keys::new(&self.name),
         }
     }
 

@@ -1,5 +1,8 @@
 //! The Redis key scheme of one queue. Every key carries the same hash tag, `{<queue>}`, so a
 //! Redis Cluster keeps a queue's keys in one slot and each Lua script touches one slot only.
+//! A queue may also live in another's slot (`flint:{<slot>}:<queue>:…`): a script that writes
+//! data of the slot's queue can then push to it in the same atomic step (a payment's
+//! transition and the job that delivers its events).
 //!
 //! | key | type | holds |
 //! |---|---|---|
@@ -26,7 +29,16 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(queue: &str) -> Keys {
-        let key = |suffix: &str| format!("flint:{{{queue}}}:{suffix}");
+        Keys::with_prefix(format!("flint:{{{queue}}}"))
+    }
+
+    /// The keys of `queue` in the hash slot of the queue named `slot`.
+    pub fn in_slot(slot: &str, queue: &str) -> Keys {
+        Keys::with_prefix(format!("flint:{{{slot}}}:{queue}"))
+    }
+
+    fn with_prefix(prefix: String) -> Keys {
+        let key = |suffix: &str| format!("{prefix}:{suffix}");
         Keys {
             stream: key("stream"),
             ids: key("ids"),
@@ -63,6 +75,16 @@ mod tests {
         let keys = Keys::new("charges");
         for key in keys.all() {
             assert!(key.starts_with("flint:{charges}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_queue_in_another_queues_slot_shares_its_hash_tag_and_none_of_its_keys() {
+        let own = Keys::new("charges");
+        let guest = Keys::in_slot("charges", "webhooks");
+        for key in guest.all() {
+            assert!(key.starts_with("flint:{charges}:webhooks:"), "{key}");
+            assert!(!own.all().contains(&key), "{key}");
         }
     }
 }

@@ -67,7 +67,7 @@ pub struct QueueStats {
 
 impl Store {
     pub fn new(config: QueueConfig) -> Store {
-        let keys = Keys::new(&config.name);
+        let keys = config.keys();
         let scripts = Scripts {
             push: lua::script(include_str!("lua/push.lua")),
             ack: lua::script(include_str!("lua/ack.lua")),

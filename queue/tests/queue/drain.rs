@@ -169,3 +169,32 @@ async fn consumers_of_exited_workers_are_removed_from_the_group() {
     .await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_queue_in_another_queues_slot_runs_its_jobs_with_keys_only_in_that_slot() {
+    let redis = RedisServer::start();
+    let host = queue(&redis, config("host")).await;
+    let guest = queue(&redis, config("guest").in_slot_of("host")).await;
+    host.push(job(1)).await.unwrap();
+    guest.push_batch((10..60).map(job).collect()).await.unwrap();
+    let runs = Runs::new();
+    let worker = TestWorker::start(&guest, &runs, 8);
+    poll_until(
+        Duration::from_secs(30),
+        "the guest's 50 jobs to run",
+        || async { (runs.distinct() == 50).then_some(()) },
+    )
+    .await;
+    worker.stop().await;
+    assert_eq!(runs.count(1), 0, "the host's job is not the guest's");
+    assert_eq!(host.stats().await.unwrap().ready, 1);
+    let keys = keys(&redis).await;
+    assert!(
+        keys.iter().all(|k| k.starts_with("flint:{host}:")),
+        "{keys:?}"
+    );
+    assert!(
+        keys.contains(&"flint:{host}:guest:stream".to_owned()),
+        "{keys:?}"
+    );
+}
