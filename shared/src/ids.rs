@@ -97,6 +97,11 @@ prefixed_id!(
     EventId,
     "evt_"
 );
+prefixed_id!(
+    /// A tenant's webhook endpoint (`we_…`).
+    WebhookEndpointId,
+    "we_"
+);
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,7 @@
 //! - [`processor`]: the processor trait, the Stripe client and its error mapping.
 //! - [`config`]: the layered configuration (defaults → files → environment) and its secrets.
 //! - [`telemetry`]: log setup shared by every binary.
+//! - [`webhook`]: webhook endpoints, delivery jobs, and Standard Webhooks signatures.
 //!
 //! Invalid values are typed errors that name the offending field, so the HTTP edge can answer a
 //! precise 400 and the CLI a precise message without re-deriving what went wrong.
@@ -20,3 +21,4 @@ pub mod payment;
 pub mod processor;
 pub mod telemetry;
 pub mod time;
+pub mod webhook;

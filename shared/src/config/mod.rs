@@ -14,6 +14,7 @@
 mod enqueuer;
 mod sandbox;
 mod secret;
+mod webhooks;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 pub use enqueuer::{EnqueuerConfig, TenantConfig};
 pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
 pub use secret::{REDACTED, Secret};
+pub use webhooks::WebhooksConfig;
 pub use worker::{ProcessorConfig, WorkerConfig};
 
 /// The whole configuration. Sections are added by the issues that need them.
@@ -37,6 +39,7 @@ pub struct Config {
     pub enqueuer: EnqueuerConfig,
     pub worker: WorkerConfig,
     pub processor: ProcessorConfig,
+    pub webhooks: WebhooksConfig,
     /// Who may call the API; each tenant sees only its own payments.
     pub tenants: Vec<TenantConfig>,
 }
@@ -191,6 +194,13 @@ impl Config {
         self.enqueuer.validate()?;
         self.worker.validate()?;
         self.processor.validate()?;
+        self.webhooks.validate()?;
+        if self.webhooks.queue == self.worker.queue {
+            return Err(ConfigError::invalid(
+                "webhooks.queue",
+                "must differ from worker.queue (deliveries have their own queue)",
+            ));
+        }
         enqueuer::validate_tenants(&self.tenants)
     }
 
