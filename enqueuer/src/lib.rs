@@ -7,6 +7,7 @@
 //! without a job.
 //!
 //! - `payments`: the `/v1/off_session_payments` handlers; `events`: `/v1/events`;
+//!   `webhooks`: `/v1/webhook_endpoints` and redelivery;
 //! - the records, indexes and scripts live in `flint_shared::payment::store` (shared with workers);
 //! - `auth`: API keys by SHA-256 digest, per-key rate limit;
 //! - `error`: the error body; `observe`: health, readiness, metrics;
@@ -19,6 +20,7 @@ mod observe;
 pub mod openapi;
 mod payments;
 mod query;
+mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use tokio::net::TcpListener;
 pub struct App {
     auth: auth::Auth,
     store: flint_shared::payment::store::Store,
+    webhooks: flint_shared::config::WebhooksConfig,
     body_limit: usize,
 }
 
@@ -62,6 +65,21 @@ pub fn router(app: Arc<App>) -> Router {
         )
         .route("/v1/events", get(events::list))
         .route("/v1/events/{id}", get(events::retrieve))
+        .route("/v1/events/{id}/redeliver", post(webhooks::redeliver))
+        .route(
+            "/v1/webhook_endpoints",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}",
+            get(webhooks::retrieve)
+                .post(webhooks::update)
+                .delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhook_endpoints/{id}/rotate_secret",
+            post(webhooks::rotate_secret),
+        )
         .route("/healthz", get(observe::healthz))
         .route("/readyz", get(observe::readyz))
         .route("/metrics", get(observe::metrics_text))
@@ -87,7 +105,9 @@ impl Application {
                 &e.queue,
                 Duration::from_secs(e.idempotency_retention_secs),
                 Duration::from_secs(u64::from(e.payment_retention_days) * 86_400),
-            ),
+            )
+            .with_webhook_queue(&config.webhooks.queue),
+            webhooks: config.webhooks.clone(),
             body_limit: e.body_limit_bytes,
         };
         let listener = TcpListener::bind(e.listen).await?;

@@ -5,19 +5,24 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{events, observe, payments};
+use crate::{events, observe, payments, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
     info(title = "Flint Off-Session Payments API", description = "Charge customers' saved payment methods later, exactly once."),
     paths(
         payments::create, payments::retrieve, payments::list, payments::cancel, payments::resume,
-        events::list, events::retrieve,
+        events::list, events::retrieve, webhooks::redeliver,
+        webhooks::create, webhooks::list, webhooks::retrieve, webhooks::update, webhooks::delete,
+        webhooks::rotate_secret,
         observe::healthz, observe::readyz, observe::metrics_text, serve
     ),
-    components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest, events::EventList)),
+    components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest, events::EventList,
+        webhooks::CreateEndpoint, webhooks::UpdateEndpoint, webhooks::RotateSecret,
+        webhooks::EndpointWithSecret, webhooks::EndpointList, webhooks::DeletedEndpoint,
+        webhooks::Redelivery)),
     modifiers(&BearerAuth),
-    tags((name = "payments", description = "Off-session payments"), (name = "events", description = "What happened to payments, newest first"), (name = "operations", description = "Health, readiness, metrics, this document"))
+    tags((name = "payments", description = "Off-session payments"), (name = "events", description = "What happened to payments, newest first"), (name = "webhooks", description = "Where events are delivered"), (name = "operations", description = "Health, readiness, metrics, this document"))
 )]
 pub struct ApiDoc;
 

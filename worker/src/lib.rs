@@ -105,7 +105,8 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
         &config.worker.queue,
         Duration::from_secs(config.enqueuer.idempotency_retention_secs),
         Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
-    ))
+    )
+    .with_webhook_queue(&config.webhooks.queue))
 }
 
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.

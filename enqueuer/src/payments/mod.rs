@@ -27,7 +27,7 @@ pub(crate) fn authorize(app: &App, headers: &HeaderMap) -> Result<Tenant, ApiErr
 }
 
 /// Reads a JSON body within the size limit; `None` for an empty body.
-pub(super) async fn json_body(
+pub(crate) async fn json_body(
     app: &App,
     headers: &HeaderMap,
     body: Body,
@@ -69,7 +69,7 @@ pub(super) async fn json_body(
 }
 
 /// Deserializes `value` into `T`, naming the field at fault (`amount.value`) on error.
-pub(super) fn typed<T: serde::de::DeserializeOwned>(
+pub(crate) fn typed<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
 ) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|e| {

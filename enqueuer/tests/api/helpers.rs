@@ -146,11 +146,27 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self.http.post(self.url(path)).bearer_auth(KEY_A);
+        self.post_as(KEY_A, path, body).await
+    }
+
+    pub async fn post_as(&self, api_key: &str, path: &str, body: Option<Value>) -> Answer {
+        let mut request = self.http.post(self.url(path)).bearer_auth(api_key);
         if let Some(b) = body {
             request = request.json(&b);
         }
         Answer::from(request.send().await.unwrap()).await
+    }
+
+    pub async fn delete_as(&self, api_key: &str, path: &str) -> Answer {
+        Answer::from(
+            self.http
+                .delete(self.url(path))
+                .bearer_auth(api_key)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
     }
 
     pub async fn stats(&self) -> QueueStats {

@@ -10,3 +10,4 @@ mod lifecycle;
 mod list;
 mod operations;
 mod scenarios;
+mod webhooks;

@@ -16,14 +16,15 @@ local function fq_queue(first)
           delayed_data = KEYS[first + 3]}
 end
 
--- The stream and its consumer group, created once per script run if Redis lost them.
-local fq_group_checked = false
+-- The stream and its consumer group, created if Redis lost them; checked once per script run
+-- and queue (a script may push to two queues of one slot).
+local fq_group_checked = {}
 local function fq_ensure_group(q)
-  if fq_group_checked then return end
+  if fq_group_checked[q.stream] then return end
   if redis.call('EXISTS', q.stream) == 0 then
     redis.call('XGROUP', 'CREATE', q.stream, 'workers', '0', 'MKSTREAM')
   end
-  fq_group_checked = true
+  fq_group_checked[q.stream] = true
 end
 
 -- Appends a ready job (its id already live in `ids`); `lost` counts deliveries in a row whose

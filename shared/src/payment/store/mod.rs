@@ -18,25 +18,33 @@
 //! | `flint:{q}:evt:<id>` | hash | `d` the event's JSON ([`Event`]), `t` tenant |
 //! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
+//! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
 //!
-//! plus the queue's own keys, moved only through the queue's Lua ([`flint_queue::lua`]).
+//! plus the keys of the webhook queue in this slot (`flint:{q}:webhooks:…`), which the payment
+//! scripts push an event's dispatch job to while the tenant has endpoints,
+//! and the charge queue's own keys, both moved only through the queue's Lua
+//! ([`flint_queue::lua`]).
 //! Events are written by the script that writes the transition recording them
 //! (`lua/events.lua` is their layout). A finished payment is forgotten after
 //! `payment_retention_days` by the reaper, record, events and index entries alike; the record
 //! and its events also carry a TTL a week longer, so that they go even if no worker runs the
 //! reaper for that long (their index entries are then dropped as lists meet them).
 
+mod endpoints;
 mod events;
+pub use endpoints::Written;
 pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
 pub mod sweep;
 
 use std::time::Duration;
 
+use crate::config::WebhooksConfig;
 use crate::payment::event::{Event, recorded_since};
 use crate::payment::job::ChargeJob;
 use crate::payment::{EventKind, Payment, Status};
 use crate::time::Timestamp;
+use crate::webhook::job::WebhookJob;
 use flint_queue::keys::Keys as QueueKeys;
 use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -96,15 +104,20 @@ impl JobAction {
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     queue: QueueKeys,
+    /// The webhook queue, in the charge queue's slot: payment scripts push its dispatch jobs.
+    webhooks: QueueKeys,
     /// `flint:{q}`
     prefix: String,
+    queue_name: String,
 }
 
 impl Layout {
-    fn new(queue: &str) -> Layout {
+    fn new(queue: &str, webhooks: &str) -> Layout {
         Layout {
             queue: QueueKeys::new(queue),
+            webhooks: QueueKeys::in_slot(queue, webhooks),
             prefix: format!("flint:{{{queue}}}"),
+            queue_name: queue.to_owned(),
         }
     }
 
@@ -170,6 +183,15 @@ impl Layout {
         key
     }
 
+    /// The prefix of the hashes of tenants' webhook endpoints; scripts add `<tenant>`.
+    fn endpoints_prefix(&self) -> String {
+        format!("{}:whe:", self.prefix)
+    }
+
+    fn endpoints(&self, tenant: &str) -> String {
+        format!("{}{tenant}", self.endpoints_prefix())
+    }
+
     fn sweeper_lock(&self) -> String {
         format!("{}:sweeper", self.prefix)
     }
@@ -179,31 +201,44 @@ impl Layout {
     }
 }
 
-/// A script body that may call the event operations of `lua/events.lua`.
-fn with_events(body: &str) -> String {
-    format!("{}\n{body}", include_str!("lua/events.lua"))
+/// A script whose body may call the queue's job operations and the event operations of
+/// `lua/events.lua`.
+fn with_events(body: &str) -> Script {
+    flint_queue::lua::script(&format!("{}\n{body}", include_str!("lua/events.lua")))
 }
 
-/// The events `payment` recorded since `before`, as the scripts take them: a count, then id,
-/// type, creation time (ms) and JSON for each.
-fn event_args(
-    tenant: &str,
-    before: Option<&Payment>,
-    payment: &Payment,
-) -> Result<Vec<String>, serde_json::Error> {
-    let new: Vec<_> = match before {
-        Some(before) => recorded_since(before, payment).collect(),
-        None => payment.events.iter().collect(),
-    };
-    let mut args = Vec::with_capacity(1 + 4 * new.len());
-    args.push(new.len().to_string());
-    for e in new {
-        args.push(e.id.as_str().to_owned());
-        args.push(e.kind.as_str().to_owned());
-        args.push(e.created_at.unix_ms().to_string());
-        args.push(serde_json::to_string(&Event::of(tenant, payment, e))?);
+impl Layout {
+    /// The events `payment` recorded since `before`, as `fe_write` takes them: the key
+    /// prefixes, a count, then id, type, creation time (ms), JSON and dispatch job for each.
+    fn event_args(
+        &self,
+        tenant: &str,
+        before: Option<&Payment>,
+        payment: &Payment,
+    ) -> Result<Vec<Vec<u8>>, serde_json::Error> {
+        let new: Vec<_> = match before {
+            Some(before) => recorded_since(before, payment).collect(),
+            None => payment.events.iter().collect(),
+        };
+        let mut args = Vec::with_capacity(4 + 5 * new.len());
+        args.push(self.event_prefix().into_bytes());
+        args.push(self.event_index_prefix().into_bytes());
+        args.push(self.endpoints_prefix().into_bytes());
+        args.push(new.len().to_string().into_bytes());
+        for e in new {
+            args.push(e.id.as_str().as_bytes().to_vec());
+            args.push(e.kind.as_str().as_bytes().to_vec());
+            args.push(e.created_at.unix_ms().to_string().into_bytes());
+            args.push(serde_json::to_vec(&Event::of(tenant, payment, e))?);
+            args.push(
+                WebhookJob::Dispatch {
+                    event: e.id.clone(),
+                }
+                .payload(),
+            );
+        }
+        Ok(args)
     }
-    Ok(args)
 }
 
 fn digest(s: &str) -> String {
@@ -224,6 +259,8 @@ struct Scripts {
     repair: Script,
     reap: Script,
     events_of: Script,
+    redeliver: Script,
+    endpoints: Script,
 }
 
 #[derive(Debug)]
@@ -246,21 +283,29 @@ impl Store {
         Store {
             client,
             conn: OnceCell::new(),
-            layout: Layout::new(queue),
+            layout: Layout::new(queue, &WebhooksConfig::default().queue),
             scripts: Scripts {
-                create: flint_queue::lua::script(&with_events(include_str!("lua/create.lua"))),
-                transition: flint_queue::lua::script(&with_events(include_str!(
-                    "lua/transition.lua"
-                ))),
+                create: with_events(include_str!("lua/create.lua")),
+                transition: with_events(include_str!("lua/transition.lua")),
                 list: Script::new(include_str!("lua/list.lua")),
                 sweep: flint_queue::lua::script(include_str!("lua/sweep.lua")),
                 repair: flint_queue::lua::script(include_str!("lua/repair.lua")),
-                reap: Script::new(&with_events(include_str!("lua/reap.lua"))),
-                events_of: Script::new(&with_events(include_str!("lua/events_of.lua"))),
+                reap: with_events(include_str!("lua/reap.lua")),
+                events_of: with_events(include_str!("lua/events_of.lua")),
+                redeliver: with_events(include_str!("lua/redeliver.lua")),
+                endpoints: Script::new(include_str!("lua/endpoints.lua")),
             },
             idempotency_ttl,
             retention,
         }
+    }
+
+    /// Where this store pushes event dispatch jobs (`[webhooks] queue`), in the charge queue's
+    /// slot.
+    pub fn with_webhook_queue(mut self, webhooks: &str) -> Store {
+        let queue = self.layout.queue_name.clone();
+        self.layout = Layout::new(&queue, webhooks);
+        self
     }
 
     /// The shared reconnecting connection, made on first use (so the API starts, and
@@ -306,8 +351,11 @@ impl Store {
         for key in self.layout.queue.job_keys() {
             invocation.key(key);
         }
+        invocation.key(self.layout.live());
+        for key in self.layout.webhooks.job_keys() {
+            invocation.key(key);
+        }
         let (outcome, id): (String, String) = invocation
-            .key(self.layout.live())
             .arg(fingerprint)
             .arg(payment.id.as_str())
             .arg(record)
@@ -319,9 +367,7 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(self.layout.index_prefix())
-            .arg(self.layout.event_prefix())
-            .arg(self.layout.event_index_prefix())
-            .arg(event_args(tenant, None, &payment)?)
+            .arg(self.layout.event_args(tenant, None, &payment)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -390,9 +436,13 @@ impl Store {
         for key in self.layout.queue.job_keys() {
             invocation.key(key);
         }
-        let applied: Option<u64> = invocation
+        invocation
             .key(self.layout.live())
-            .key(self.layout.expiring())
+            .key(self.layout.expiring());
+        for key in self.layout.webhooks.job_keys() {
+            invocation.key(key);
+        }
+        let applied: Option<u64> = invocation
             .arg(&current.version)
             .arg(serde_json::to_string(payment)?)
             .arg(payment.status.as_str())
@@ -403,13 +453,10 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(self.layout.index_prefix())
-            .arg(self.layout.event_prefix())
-            .arg(self.layout.event_index_prefix())
-            .arg(event_args(
-                &current.tenant,
-                Some(&current.payment),
-                payment,
-            )?)
+            .arg(
+                self.layout
+                    .event_args(&current.tenant, Some(&current.payment), payment)?,
+            )
             .invoke_async(&mut conn)
             .await?;
         Ok(applied.map(|v| v.to_string()))

@@ -1,9 +1,9 @@
 -- Create a payment atomically: the tenant's idempotency claim, the record, its indexes, its
 -- `created` event and its charge job are written together or not at all.
--- KEYS: idem, payment, the queue's job keys (4), live
+-- KEYS: idem, payment, the queue's job keys (4), live, the webhook queue's job keys (4)
 -- ARGV: fingerprint, payment id, record json, created_ms, idem ttl secs, due_ms, job payload,
---       now_ms, tenant, customer digest, index prefix (`flint:{q}:idx`), event key prefix,
---       event index prefix, then the events (see fe_write)
+--       now_ms, tenant, customer digest, index prefix (`flint:{q}:idx`), then the events
+--       from ARGV[12] (see fe_write)
 -- Returns {'created'|'replay'|'reused', payment id}.
 local existing = redis.call('GET', KEYS[1])
 if existing then
@@ -22,6 +22,6 @@ redis.call('ZADD', tenant_index .. ':st:pending', created, id)
 redis.call('ZADD', customer_index, created, id)
 redis.call('ZADD', customer_index .. ':st:pending', created, id)
 redis.call('ZADD', KEYS[7], 0, id)
-fe_write(KEYS[2], tenant, ARGV[12], ARGV[13], 14)
+fe_write(KEYS[2], tenant, 12, fq_queue(8))
 fq_push(fq_queue(3), id, tonumber(ARGV[6]), tonumber(ARGV[8]), ARGV[7])
 return {'created', id}

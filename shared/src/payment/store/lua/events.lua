@@ -1,26 +1,33 @@
 -- The payment store's events: the one definition of how an event is kept in Redis. The scripts
--- that write a payment (create, transition) and the one that forgets it (reap) start with this
--- file.
+-- that write a payment (create, transition) and those that read or forget its events start
+-- with this file (after the queue's jobs.lua where they push jobs).
 --
 --   <events>:<id>                  hash: d (the event's JSON), t (tenant)
 --   <event index>:<tenant>         sorted set: the tenant's event ids by creation time (ms)
 --   <event index>:<tenant>:ty:<t>  the same, per event type
 --   the payment's field e          the payment's events, one 'id type' line each, oldest first
+--   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
+--                                  while it exists, each event gets a dispatch job
 
--- Writes the events passed from ARGV[first]: a count, then id, type, created_ms, json for each.
--- `events` is the prefix of event keys, `index` that of event indexes.
-local function fe_write(payment, tenant, events, index, first)
-  local count = tonumber(ARGV[first])
+-- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
+-- endpoints prefix, a count, then id, type, created_ms, json and dispatch job payload for each.
+-- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
+-- tenant has endpoints.
+local function fe_write(payment, tenant, first, webhooks)
+  local events, index, endpoints = ARGV[first], ARGV[first + 1], ARGV[first + 2]
+  local count = tonumber(ARGV[first + 3])
   if count == 0 then return end
+  local dispatch = redis.call('EXISTS', endpoints .. tenant) == 1
   local listed = redis.call('HGET', payment, 'e') or ''
   local tenant_index = index .. ':' .. tenant
   for i = 0, count - 1 do
-    local at = first + 1 + i * 4
+    local at = first + 4 + i * 5
     local id, kind, created = ARGV[at], ARGV[at + 1], ARGV[at + 2]
     redis.call('HSET', events .. id, 'd', ARGV[at + 3], 't', tenant)
     redis.call('ZADD', tenant_index, created, id)
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
     listed = listed .. id .. ' ' .. kind .. '\n'
+    if dispatch then fq_push(webhooks, id, 0, 0, ARGV[at + 4]) end
   end
   redis.call('HSET', payment, 'e', listed)
 end

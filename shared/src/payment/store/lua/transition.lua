@@ -1,11 +1,11 @@
 -- Compare-and-set a payment record: applies only if its version is still ARGV[1]; moves the
 -- payment between its status indexes and, when it finishes, from the live set to the reaper's;
 -- writes the events the transition recorded.
--- KEYS: payment, the queue's job keys (4), live, expiring
+-- KEYS: payment, the queue's job keys (4), live, expiring, the webhook queue's job keys (4)
 -- ARGV: expected version, new record json, new status, payment id, created_ms,
 --       reap_at_ms (final statuses; 0 otherwise), backstop ttl secs, job action
---       ('none' | 'unschedule' | 'now'), job payload, index prefix, event key prefix,
---       event index prefix, then the events (see fe_write)
+--       ('none' | 'unschedule' | 'now'), job payload, index prefix, then the events from
+--       ARGV[11] (see fe_write)
 -- 'unschedule' drops a waiting delayed job; 'now' makes the job due now (see fq_run_now).
 -- Returns the new version, or false on conflict.
 local version = redis.call('HGET', KEYS[1], 'v')
@@ -15,7 +15,7 @@ local fields = redis.call('HMGET', KEYS[1], 's', 't', 'c')
 local old, tenant, customer = fields[1], fields[2], fields[3]
 local next_version = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', status, 'v', next_version)
-fe_write(KEYS[1], tenant, ARGV[11], ARGV[12], 13)
+fe_write(KEYS[1], tenant, 11, fq_queue(8))
 if old ~= status then
   local tenant_index = ARGV[10] .. ':' .. tenant
   local customer_index = tenant_index .. ':cus:' .. customer
