@@ -3,11 +3,13 @@
 //! - [`charge`]: one job = one attempt of one payment (see its docs for the steps);
 //! - [`sweeper`]: one worker at a time proves every payment has a way forward, and restores
 //!   the job of any that has none;
+//! - [`webhooks`]: events delivered to tenants' endpoints, on their own queue;
 //! - this file: building the worker (queue backend, one processor client per tenant, apalis
 //!   concurrency), its `/healthz`, `/readyz` and `/metrics`, and graceful shutdown.
 
 pub mod charge;
 pub mod sweeper;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -153,6 +155,9 @@ pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>
 pub struct WorkerApp {
     queue: Queue,
     pipeline: Arc<Pipeline<StripeClient>>,
+    webhook_queue: Queue,
+    webhooks: Arc<webhooks::Webhooks>,
+    webhook_concurrency: usize,
     sweeper: sweeper::Sweeper,
     listener: TcpListener,
     concurrency: usize,
@@ -170,6 +175,17 @@ impl WorkerApp {
             .await
             .context("cannot reach redis")?;
         let pipeline = Arc::new(stripe_pipeline(config)?);
+        let webhook_config = QueueConfig::new(&config.webhooks.queue)
+            .in_slot_of(&w.queue)
+            .with_lease(Duration::from_secs(w.lease_secs));
+        let webhook_queue = Queue::connect(config.redis.url.expose(), webhook_config)
+            .await
+            .context("cannot reach redis")?;
+        let webhooks = Arc::new(webhooks::Webhooks::new(
+            store(config)?,
+            webhook_queue.clone(),
+            &config.webhooks,
+        ));
         let sweeper = sweeper::Sweeper::new(
             store(config)?,
             format!("sweeper-{}", flint_shared::ids::random_token(12)),
@@ -181,6 +197,9 @@ impl WorkerApp {
         Ok(WorkerApp {
             queue,
             pipeline,
+            webhook_queue,
+            webhooks,
+            webhook_concurrency: config.webhooks.concurrency,
             sweeper,
             listener,
             concurrency: w.concurrency,
@@ -237,6 +256,8 @@ impl WorkerApp {
         });
         let reporter =
             flint_queue::metrics::spawn_reporter(self.queue.clone(), Duration::from_secs(5));
+        let webhook_reporter =
+            webhooks::spawn_reporter(self.webhook_queue.clone(), Duration::from_secs(5));
         let sweeper = tokio::spawn(self.sweeper.run(stop_rx.clone()));
         let backend = self.queue.backend::<ChargeJob>();
         let name = format!("charge-{}", backend.consumer());
@@ -245,7 +266,17 @@ impl WorkerApp {
             .data(self.pipeline)
             .concurrency(self.concurrency)
             .build(charge_job::<StripeClient>);
+        let hook_backend = self
+            .webhook_queue
+            .backend::<flint_shared::webhook::job::WebhookJob>();
+        let hook_name = format!("webhooks-{}", hook_backend.consumer());
+        let hook_worker = WorkerBuilder::new(hook_name)
+            .backend(hook_backend)
+            .data(self.webhooks)
+            .concurrency(self.webhook_concurrency)
+            .build(webhooks::webhook_job);
         let mut worker_stop = stop_rx.clone();
+        let mut hook_stop = stop_rx.clone();
         let grace = self.grace;
         tokio::spawn(async move {
             shutdown.await;
@@ -255,19 +286,29 @@ impl WorkerApp {
             );
             let _ = stop_tx.send(true);
         });
-        let run = worker.run_until(async move {
+        let charges = worker.run_until(async move {
             let _ = worker_stop.wait_for(|s| *s).await;
             Ok::<(), std::io::Error>(())
         });
+        let deliveries = hook_worker.run_until(async move {
+            let _ = hook_stop.wait_for(|s| *s).await;
+            Ok::<(), std::io::Error>(())
+        });
+        let run = async {
+            let (charges, deliveries) = tokio::join!(charges, deliveries);
+            charges.context("charge worker")?;
+            deliveries.context("webhook worker")
+        };
         let mut deadline_stop = stop_rx;
         tokio::select! {
-            result = run => result.context("worker")?,
+            result = run => result?,
             () = async move {
                 let _ = deadline_stop.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
             } => tracing::warn!("grace period over; remaining attempts are released with their leases"),
         }
         reporter.abort();
+        webhook_reporter.abort();
         let _ = sweeper.await;
         let _ = server.await;
         Ok(())

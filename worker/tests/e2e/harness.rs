@@ -39,6 +39,15 @@ pub async fn api_only(retry_delays_ms: Vec<u64>) -> Stack {
 }
 
 pub async fn stack_with(retry_delays_ms: Vec<u64>, with_worker: bool) -> Stack {
+    stack_configured(retry_delays_ms, with_worker, |_| {}).await
+}
+
+/// A stack whose configuration `adjust` changes last.
+pub async fn stack_configured(
+    retry_delays_ms: Vec<u64>,
+    with_worker: bool,
+    adjust: impl FnOnce(&mut Config),
+) -> Stack {
     let redis = RedisServer::start();
     let sandbox = spawn_sandbox().await;
     let mut config = Config::default();
@@ -55,6 +64,7 @@ pub async fn stack_with(retry_delays_ms: Vec<u64>, with_worker: bool) -> Stack {
         api_key_sha256: hex::encode(Sha256::digest(API_KEY.as_bytes())),
         processor_secret_key: Secret::new(KEY),
     }];
+    adjust(&mut config);
     let api = Application::build(&config).await.unwrap();
     let api_url = format!("http://{}", api.local_addr());
     tokio::spawn(api.run(std::future::pending()));

@@ -7,5 +7,7 @@ mod harness;
 mod network;
 mod paths;
 mod pipelines;
+mod receiver;
 mod scenarios;
 mod sweeper;
+mod webhooks;

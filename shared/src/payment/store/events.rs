@@ -47,6 +47,21 @@ impl Store {
         }
     }
 
+    /// An event whatever its tenant (for workers): the event, and its JSON exactly as stored
+    /// (what a webhook delivery sends and signs).
+    pub async fn event_any(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
+        let mut conn = self.conn().await?;
+        let data: Option<String> = redis::cmd("HGET")
+            .arg(self.layout.event(id))
+            .arg("d")
+            .query_async(&mut conn)
+            .await?;
+        match data {
+            Some(d) => Ok(Some((serde_json::from_str(&d)?, d))),
+            None => Ok(None),
+        }
+    }
+
     /// At most `limit` of the tenant's events matching `filter`, newest first, after the event
     /// `starting_after`.
     pub async fn events(

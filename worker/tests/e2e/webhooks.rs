@@ -1,0 +1,252 @@
+//! Events delivered to a real local receiver: signed so that the official Standard Webhooks
+//! library verifies them, retried after errors, timeouts and a receiver that is down,
+//! dead-lettered when they never get through (and replayable), and signed with both secrets
+//! during a rotation's overlap.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use flint_queue::{Queue, QueueConfig, QueueStats, Replayed};
+use flint_shared::config::Config;
+use flint_shared::webhook::sign::generate_secret;
+use flint_testkit::poll_until;
+use serde_json::{Value, json};
+
+use crate::harness::*;
+use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
+
+async fn hooks_stack(adjust: impl FnOnce(&mut Config)) -> Stack {
+    stack_configured(vec![100], true, |c| {
+        c.webhooks.allow_http = true;
+        c.webhooks.first_retry_delay_ms = 50;
+        c.webhooks.timeout_ms = 500;
+        adjust(c);
+    })
+    .await
+}
+
+async fn endpoint(s: &Stack, url: &str, events: Value) -> Value {
+    let made = s
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": url, "enabled_events": events}),
+        )
+        .await;
+    assert!(made["secret"].is_string(), "{made}");
+    made
+}
+
+/// A payment body part that keeps it pending for an hour: its only event is `created`.
+fn scheduled() -> Value {
+    let later = flint_shared::time::Timestamp::now().plus(Duration::from_secs(3600));
+    json!({ "charge_at": later.to_string() })
+}
+
+async fn webhook_queue(s: &Stack) -> Queue {
+    Queue::connect(
+        &s.redis.url(),
+        QueueConfig::new("webhooks").in_slot_of("charges"),
+    )
+    .await
+    .unwrap()
+}
+
+async fn stats(queue: &Queue) -> QueueStats {
+    queue.stats().await.unwrap()
+}
+
+async fn received(rx: &Receiver, n: usize) -> Vec<Delivery> {
+    poll_until(
+        Duration::from_secs(30),
+        &format!("{n} deliveries"),
+        || async {
+            let d = rx.deliveries();
+            (d.len() >= n).then_some(d)
+        },
+    )
+    .await
+}
+
+/// Waits until nothing is left to deliver.
+async fn drained(queue: &Queue) {
+    poll_until(Duration::from_secs(30), "no delivery left", || async {
+        let s = stats(queue).await;
+        (s.ready + s.leased + s.delayed == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifies() {
+    let s = hooks_stack(|_| {}).await;
+    let rx = Receiver::start().await;
+    let made = endpoint(&s, &rx.url(), json!(["*"])).await;
+    let secret = made["secret"].as_str().unwrap();
+    let (cus, pm) = s.sandbox.customer_with_card("pm_card_visa").await;
+    let id = s.pay(&cus, Some(&pm), json!({})).await;
+    s.settles(&id, &["succeeded"]).await;
+    let deliveries = received(&rx, 3).await;
+    let types: BTreeSet<String> = deliveries
+        .iter()
+        .map(|d| d.event()["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        types,
+        BTreeSet::from([
+            "off_session_payment.attempt_started".to_owned(),
+            "off_session_payment.created".to_owned(),
+            "off_session_payment.succeeded".to_owned(),
+        ])
+    );
+    let listed = s.get(&format!("/v1/events?payment={id}")).await;
+    let listed: BTreeSet<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    for d in &deliveries {
+        let event = d.event();
+        assert_eq!(
+            d.id,
+            event["id"].as_str().unwrap(),
+            "webhook-id is the event id"
+        );
+        assert!(listed.contains(d.id.as_str()));
+        assert_eq!(event["tenant"], "acme");
+        assert_eq!(event["data"]["object"]["id"], id.as_str());
+    }
+    verify_with_official_library(secret, &deliveries, true);
+    verify_with_official_library(&generate_secret(), &deliveries, false);
+    let mut tampered = deliveries[0].clone();
+    tampered.body = tampered.body.replace("acme", "evil");
+    verify_with_official_library(secret, &[tampered], false);
+}
+
+#[tokio::test]
+async fn a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts() {
+    let s = hooks_stack(|_| {}).await;
+    let rx = Receiver::start().await;
+    rx.script(&[
+        Reply::Status(500),
+        Reply::Status(503),
+        Reply::Hang(Duration::from_secs(2)),
+        Reply::Status(301),
+    ]);
+    endpoint(&s, &rx.url(), json!(["off_session_payment.created"])).await;
+    let id = s.pay("cus_none", None, scheduled()).await;
+    let queue = webhook_queue(&s).await;
+    let deliveries = received(&rx, 5).await;
+    drained(&queue).await;
+    let deliveries = rx
+        .deliveries()
+        .into_iter()
+        .chain(deliveries)
+        .collect::<Vec<_>>();
+    let ids: BTreeSet<&str> = deliveries.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), 1, "one event, the same webhook-id on every try");
+    assert_eq!(deliveries[0].event()["data"]["object"]["id"], id.as_str());
+    assert_eq!(
+        rx.deliveries().len(),
+        5,
+        "accepted on the fifth try, then nothing more"
+    );
+    assert_eq!(stats(&queue).await.dead, 0);
+}
+
+#[tokio::test]
+async fn a_receiver_down_for_a_while_gets_the_event_once_it_is_back() {
+    let s = hooks_stack(|_| {}).await;
+    // A port nothing listens on, for now.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    endpoint(
+        &s,
+        &format!("http://{addr}/hooks"),
+        json!(["off_session_payment.created"]),
+    )
+    .await;
+    s.pay("cus_none", None, scheduled()).await;
+    let queue = webhook_queue(&s).await;
+    // Refused, and waiting to be tried again.
+    poll_until(
+        Duration::from_secs(10),
+        "a retry to be scheduled",
+        || async { (stats(&queue).await.delayed == 1).then_some(()) },
+    )
+    .await;
+    let rx = Receiver::start_on(addr).await;
+    let deliveries = received(&rx, 1).await;
+    assert_eq!(deliveries[0].event()["type"], "off_session_payment.created");
+    drained(&queue).await;
+    assert_eq!(stats(&queue).await.dead, 0);
+}
+
+#[tokio::test]
+async fn a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answer_and_replays() {
+    let s = hooks_stack(|c| c.webhooks.retry_for_secs = 1).await;
+    let rx = Receiver::start().await;
+    rx.script(&[Reply::Status(503); 10_000]);
+    endpoint(&s, &rx.url(), json!(["off_session_payment.created"])).await;
+    s.pay("cus_none", None, scheduled()).await;
+    let queue = webhook_queue(&s).await;
+    poll_until(Duration::from_secs(30), "a dead letter", || async {
+        (stats(&queue).await.dead == 1).then_some(())
+    })
+    .await;
+    assert!(rx.deliveries().len() >= 2, "retried before giving up");
+    let dead = queue.dead_letters(10).await.unwrap();
+    let event = rx.deliveries()[0].id.clone();
+    assert!(dead[0].reason.contains("HTTP 503"), "{}", dead[0].reason);
+    assert!(dead[0].reason.contains(&event), "{}", dead[0].reason);
+    // The receiver is fixed; the dead letter is replayed and gets through.
+    rx.clear_script();
+    let before = rx.deliveries().len();
+    assert_eq!(
+        queue
+            .replay_dead_letter(&dead[0].dead_letter_id)
+            .await
+            .unwrap(),
+        Replayed::Replayed
+    );
+    received(&rx, before + 1).await;
+    drained(&queue).await;
+    assert_eq!(stats(&queue).await.dead, 0);
+}
+
+#[tokio::test]
+async fn during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one() {
+    let s = hooks_stack(|_| {}).await;
+    let rx = Receiver::start().await;
+    let made = endpoint(&s, &rx.url(), json!(["off_session_payment.created"])).await;
+    let first = made["secret"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    let rotated = s
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            json!({"expire_current_in_secs": 3600}),
+        )
+        .await;
+    let second = rotated["secret"].as_str().unwrap().to_owned();
+    s.pay("cus_none", None, scheduled()).await;
+    let overlap = received(&rx, 1).await;
+    assert_eq!(overlap[0].signature.split(' ').count(), 2);
+    verify_with_official_library(&first, &overlap, true);
+    verify_with_official_library(&second, &overlap, true);
+
+    let rotated = s
+        .post(
+            &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+            json!({"expire_current_in_secs": 0}),
+        )
+        .await;
+    let third = rotated["secret"].as_str().unwrap().to_owned();
+    s.pay("cus_none", None, scheduled()).await;
+    let after = received(&rx, 2).await[1..].to_vec();
+    assert_eq!(after[0].signature.split(' ').count(), 1);
+    verify_with_official_library(&third, &after, true);
+    verify_with_official_library(&second, &after, false);
+    verify_with_official_library(&first, &after, false);
+}
