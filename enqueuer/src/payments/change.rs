@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use flint_shared::ids::PaymentId;
 use flint_shared::payment::record::MAX_RESUMES;
-use flint_shared::payment::request::processor_id;
+use flint_shared::payment::request::{Actor, InitiatedBy, processor_id};
 use flint_shared::payment::store::JobAction;
 use flint_shared::payment::{EventKind, Payment, Status};
 use flint_shared::time::Timestamp;
@@ -92,9 +92,17 @@ enum Change {
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelRequest {
-    /// Why (kept in the event timeline).
+    /// Why (kept in the event timeline). Required when an operator cancels.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Who cancels: a service, or an operator (who must give a reason).
+    #[serde(default)]
+    pub initiated_by: Option<InitiatedBy>,
+}
+
+/// Who asks for a change and why, checked.
+fn actor(initiated_by: Option<InitiatedBy>, reason: Option<String>) -> Result<Actor, ApiError> {
+    Actor::validate(initiated_by, reason).map_err(|e| ApiError::invalid(e.code, e.param, e.message))
 }
 
 fn conflict(code: &str, message: String) -> ApiError {
@@ -102,17 +110,13 @@ fn conflict(code: &str, message: String) -> ApiError {
 }
 
 /// Cancel applied to `p` as read.
-fn cancel_change(
-    p: &mut Payment,
-    reason: Option<&String>,
-    now: Timestamp,
-) -> Result<Change, ApiError> {
+fn cancel_change(p: &mut Payment, actor: &Actor, now: Timestamp) -> Result<Change, ApiError> {
     match p.status {
         Status::Pending | Status::Paused if p.open_attempt().is_none() => {
             p.status = Status::Canceled;
             p.next_attempt_at = None;
             p.expires_at = None;
-            p.record(EventKind::Canceled, reason.cloned(), now);
+            p.record_for(EventKind::Canceled, None, actor, now);
             Ok(Change::Write(JobAction::Unschedule))
         }
         Status::Processing | Status::Pending | Status::RequiresAttention if p.cancel_requested => {
@@ -122,12 +126,14 @@ fn cancel_change(
         // no further attempt starts, and the open one is settled before the payment ends.
         Status::Processing => {
             p.cancel_requested = true;
+            p.cancel_request = Some(actor.clone());
             p.updated_at = now;
             Ok(Change::Write(JobAction::None))
         }
         Status::Pending | Status::Paused | Status::RequiresAttention => match p.open_attempt() {
             Some(_) => {
                 p.cancel_requested = true;
+                p.cancel_request = Some(actor.clone());
                 p.status = Status::Pending;
                 p.attention = None;
                 p.expires_at = None;
@@ -139,7 +145,7 @@ fn cancel_change(
                 p.status = Status::Canceled;
                 p.attention = None;
                 p.next_attempt_at = None;
-                p.record(EventKind::Canceled, reason.cloned(), now);
+                p.record_for(EventKind::Canceled, None, actor, now);
                 Ok(Change::Write(JobAction::Unschedule))
             }
         },
@@ -182,10 +188,8 @@ pub async fn cancel(
     body: Body,
 ) -> Result<Json<Payment>, ApiError> {
     let (tenant, id, request) = action::<CancelRequest>(&app, &headers, &id, body).await?;
-    let payment = transition(&app, &tenant, &id, |p, now| {
-        cancel_change(p, request.reason.as_ref(), now)
-    })
-    .await?;
+    let actor = actor(request.initiated_by, request.reason)?;
+    let payment = transition(&app, &tenant, &id, |p, now| cancel_change(p, &actor, now)).await?;
     Ok(Json(payment))
 }
 
@@ -196,12 +200,19 @@ pub struct ResumeRequest {
     /// whose last attempt ended).
     #[serde(default)]
     pub payment_method: Option<String>,
+    /// Why (kept in the event timeline). Required when an operator resumes.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// Who resumes: a service, or an operator (who must give a reason).
+    #[serde(default)]
+    pub initiated_by: Option<InitiatedBy>,
 }
 
 /// Resume applied to `p` as read.
 fn resume_change(
     p: &mut Payment,
     payment_method: Option<&String>,
+    actor: &Actor,
     now: Timestamp,
 ) -> Result<Change, ApiError> {
     let not_resumable = |p: &Payment| {
@@ -259,7 +270,7 @@ fn resume_change(
     p.attention = None;
     p.expires_at = None;
     p.next_attempt_at = Some(now);
-    p.record(EventKind::Resumed, detail, now);
+    p.record_for(EventKind::Resumed, detail, actor, now);
     Ok(Change::Write(JobAction::Now))
 }
 
@@ -292,8 +303,9 @@ pub async fn resume(
         processor_id("payment_method", pm)
             .map_err(|e| ApiError::invalid(e.code, e.param, e.message))?;
     }
+    let actor = actor(request.initiated_by, request.reason)?;
     let payment = transition(&app, &tenant, &id, |p, now| {
-        resume_change(p, request.payment_method.as_ref(), now)
+        resume_change(p, request.payment_method.as_ref(), &actor, now)
     })
     .await?;
     Ok(Json(payment))
@@ -371,16 +383,21 @@ mod tests {
         ];
         for (status, open, after, requested, action) in cases {
             let mut p = payment(status, open);
-            let change = cancel_change(&mut p, None, now).unwrap();
+            let change = cancel_change(&mut p, &Actor::default(), now).unwrap();
             assert_eq!(change, Change::Write(action), "{status:?} open={open}");
             assert_eq!(p.status, after, "{status:?} open={open}");
             assert_eq!(p.cancel_requested, requested, "{status:?} open={open}");
         }
         for status in [Status::Succeeded, Status::Failed] {
-            assert!(cancel_change(&mut payment(status, false), None, now).is_err());
+            assert!(cancel_change(&mut payment(status, false), &Actor::default(), now).is_err());
         }
         assert_eq!(
-            cancel_change(&mut payment(Status::Canceled, false), None, now).unwrap(),
+            cancel_change(
+                &mut payment(Status::Canceled, false),
+                &Actor::default(),
+                now
+            )
+            .unwrap(),
             Change::Nothing
         );
     }
@@ -390,9 +407,9 @@ mod tests {
         let now = Timestamp::from_unix_ms(1_800_000_100_000);
         let pm = Some("pm_2".to_owned());
         let mut p = payment(Status::RequiresAttention, true);
-        assert!(resume_change(&mut p.clone(), pm.as_ref(), now).is_err());
+        assert!(resume_change(&mut p.clone(), pm.as_ref(), &Actor::default(), now).is_err());
         assert_eq!(
-            resume_change(&mut p, None, now).unwrap(),
+            resume_change(&mut p, None, &Actor::default(), now).unwrap(),
             Change::Write(JobAction::Now)
         );
         assert_eq!(p.status, Status::Pending);
@@ -400,11 +417,19 @@ mod tests {
 
         let mut p = payment(Status::Paused, false);
         for _ in 0..MAX_RESUMES {
-            resume_change(&mut p, pm.as_ref(), now).unwrap();
+            resume_change(&mut p, pm.as_ref(), &Actor::default(), now).unwrap();
             p.status = Status::Paused;
         }
-        let e = resume_change(&mut p, pm.as_ref(), now).unwrap_err();
+        let e = resume_change(&mut p, pm.as_ref(), &Actor::default(), now).unwrap_err();
         assert_eq!(e.detail.code, "resume_limit_reached");
-        assert!(resume_change(&mut payment(Status::Processing, true), None, now).is_err());
+        assert!(
+            resume_change(
+                &mut payment(Status::Processing, true),
+                None,
+                &Actor::default(),
+                now
+            )
+            .is_err()
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! `/v1/events`: every transition's event, with its tenant and the payment as it left it,
 //! newest first, filtered by type or payment, tenant-scoped, and bad queries refused.
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -208,4 +208,87 @@ async fn bad_event_queries_name_the_parameter_and_change_nothing() {
     }
     let page = app.get("/v1/events").await;
     assert_eq!(ids(&page.body).len(), 1);
+}
+
+#[tokio::test]
+async fn every_change_records_who_asked_for_it_and_why() {
+    let app = spawn_app().await;
+    let id = app.create("who", &body()).await.id();
+    // An operator must say why; a refused change changes nothing.
+    for (request, param) in [
+        (
+            json!({"initiated_by": {"type": "operator", "id": "ann"}}),
+            "reason",
+        ),
+        (
+            json!({"initiated_by": {"type": "operator", "id": ""}, "reason": "x"}),
+            "initiated_by.id",
+        ),
+        (
+            json!({"initiated_by": {"type": "robot", "id": "r2"}}),
+            "initiated_by.type",
+        ),
+        (json!({"reason": "a\u{0}b"}), "reason"),
+    ] {
+        let refused = app
+            .post(
+                &format!("/v1/off_session_payments/{id}/cancel"),
+                Some(request.clone()),
+            )
+            .await;
+        assert_eq!(refused.status, 400, "{request}: {}", refused.body);
+        assert_eq!(refused.param(), Some(param), "{request}: {}", refused.body);
+    }
+    assert_eq!(
+        app.get(&format!("/v1/off_session_payments/{id}"))
+            .await
+            .body["status"],
+        "pending"
+    );
+
+    app.force_status(&id, "paused", 1).await;
+    let resumed = app
+        .post(
+            &format!("/v1/off_session_payments/{id}/resume"),
+            Some(json!({"initiated_by": {"type": "operator", "id": "ann", "reason": "card updated by phone"}})),
+        )
+        .await;
+    assert_eq!(resumed.status, 200, "{}", resumed.body);
+    let canceled = app
+        .post(
+            &format!("/v1/off_session_payments/{id}/cancel"),
+            Some(json!({"initiated_by": {"type": "service", "id": "dunning"}, "reason": "plan ended"})),
+        )
+        .await;
+    assert_eq!(canceled.status, 200, "{}", canceled.body);
+
+    let page = app.get(&format!("/v1/events?payment={id}")).await;
+    let events = page.body["data"].as_array().unwrap();
+    let by_type = |t: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == t)
+            .unwrap_or_else(|| panic!("no {t}: {}", page.body))
+    };
+    let created = by_type("off_session_payment.created");
+    assert_eq!(
+        created["initiated_by"],
+        json!({"type": "service", "id": "billing"})
+    );
+    let resumed = by_type("off_session_payment.resumed");
+    assert_eq!(
+        resumed["initiated_by"],
+        json!({"type": "operator", "id": "ann"})
+    );
+    assert_eq!(resumed["detail"], "card updated by phone");
+    let canceled = by_type("off_session_payment.canceled");
+    assert_eq!(
+        canceled["initiated_by"],
+        json!({"type": "service", "id": "dunning"})
+    );
+    assert_eq!(canceled["detail"], "plan ended");
+    // The payment's own timeline says the same.
+    let payment = app.get(&format!("/v1/off_session_payments/{id}")).await;
+    let timeline = payment.body["events"].as_array().unwrap();
+    assert_eq!(timeline.last().unwrap()["initiated_by"]["id"], "dunning");
 }

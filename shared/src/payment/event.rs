@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::record::{Attempt, EventKind, Payment, TimelineEvent};
+use super::request::InitiatedBy;
 use crate::ids::EventId;
 use crate::time::Timestamp;
 
@@ -29,6 +30,9 @@ pub struct Event {
     /// Why it happened, in words (a decline code, an operator's reason, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Who asked for it; absent when Flint acted on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<InitiatedBy>,
     pub data: EventData,
 }
 
@@ -58,6 +62,7 @@ impl Event {
             created_at: e.created_at,
             tenant: tenant.to_owned(),
             detail: e.detail.clone(),
+            initiated_by: e.initiated_by.clone(),
             data: EventData {
                 object,
                 attempt: match e.kind {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::decline::{AdviceCode, DeclineCode, NetworkAdviceCode};
 use super::network::NetworkRule;
-use super::request::{Context, InitiatedBy, NewPayment, RetryPolicy};
+use super::request::{Actor, Context, InitiatedBy, NewPayment, RetryPolicy};
 use super::{Purpose, Status};
 use crate::ids::{EventId, PaymentId};
 use crate::metadata::Metadata;
@@ -94,6 +94,10 @@ pub struct TimelineEvent {
     /// Why it happened, in words (a decline code, an operator's reason, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Who asked for it (a caller's cancel, resume or retry now; the create); absent when Flint
+    /// acted on its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<InitiatedBy>,
 }
 
 /// How an attempt ended.
@@ -297,6 +301,9 @@ pub struct Payment {
     pub expires_at: Option<Timestamp>,
     /// A cancel arrived while an attempt was running: no further attempt will start.
     pub cancel_requested: bool,
+    /// Who asked for that cancel, and why (the `canceled` event records them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancel_request: Option<Actor>,
     /// The processor's PaymentIntent for this payment (one per payment), once created.
     #[serde(default)]
     pub processor_payment_intent: Option<String>,
@@ -317,6 +324,7 @@ pub struct Payment {
 impl Payment {
     /// A fresh `pending` payment with its `created` event.
     pub fn create(id: PaymentId, new: NewPayment, now: Timestamp) -> Payment {
+        let creator = new.initiated_by.clone();
         Payment {
             id,
             object: "off_session_payment".to_owned(),
@@ -338,6 +346,7 @@ impl Payment {
             next_attempt_at: Some(new.charge_at.unwrap_or(now)),
             expires_at: None,
             cancel_requested: false,
+            cancel_request: None,
             processor_payment_intent: None,
             last_error: None,
             attention: None,
@@ -347,19 +356,46 @@ impl Payment {
                 kind: EventKind::Created,
                 created_at: now,
                 detail: None,
+                initiated_by: Some(creator),
             }],
             created_at: now,
             updated_at: now,
         }
     }
 
-    /// Appends an event and stamps the update time.
+    /// Appends an event Flint caused on its own and stamps the update time.
     pub fn record(&mut self, kind: EventKind, detail: Option<String>, now: Timestamp) {
+        self.record_by(kind, detail, None, now);
+    }
+
+    /// Appends an event someone asked for: `actor`'s reason follows `detail`.
+    pub fn record_for(
+        &mut self,
+        kind: EventKind,
+        detail: Option<String>,
+        actor: &Actor,
+        now: Timestamp,
+    ) {
+        let detail = match (detail, &actor.reason) {
+            (Some(d), Some(r)) => Some(format!("{d}: {r}")),
+            (d, r) => d.or_else(|| r.clone()),
+        };
+        self.record_by(kind, detail, actor.initiated_by.clone(), now);
+    }
+
+    fn record_by(
+        &mut self,
+        kind: EventKind,
+        detail: Option<String>,
+        initiated_by: Option<InitiatedBy>,
+        now: Timestamp,
+    ) {
         self.events.push(TimelineEvent {
             id: EventId::generate(),
             kind,
             created_at: now,
             detail,
+            initiated_by,
         });
         self.updated_at = now;
     }

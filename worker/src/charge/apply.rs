@@ -37,7 +37,13 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
         Start::Cancel => {
             p.status = Status::Canceled;
             p.next_attempt_at = None;
-            p.record(EventKind::Canceled, Some("cancel requested".into()), now);
+            let actor = p.cancel_request.clone().unwrap_or_default();
+            p.record_for(
+                EventKind::Canceled,
+                Some("cancel requested".into()),
+                &actor,
+                now,
+            );
             Some(Next::Done)
         }
         Start::GiveUp => {
@@ -176,9 +182,11 @@ pub fn apply(
         Decision::Cancel => {
             p.status = Status::Canceled;
             p.next_attempt_at = None;
-            p.record(
+            let actor = p.cancel_request.clone().unwrap_or_default();
+            p.record_for(
                 EventKind::Canceled,
                 Some("cancel requested during an attempt".into()),
+                &actor,
                 now,
             );
             Next::Done

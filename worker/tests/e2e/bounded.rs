@@ -92,8 +92,12 @@ async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
     deliver(&pipeline, &id).await;
     deliver(&pipeline, &id).await;
     assert_eq!(s.payment(&id).await["status"], "requires_attention");
+    // An operator cancels, with a reason: the event that ends the payment records both.
     let canceled = s
-        .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .post(
+            &format!("/v1/off_session_payments/{id}/cancel"),
+            json!({"initiated_by": {"type": "operator", "id": "ann"}, "reason": "customer called"}),
+        )
         .await;
     assert_eq!(canceled["cancel_requested"], true, "{canceled:#}");
     // The processor shows no charge, and the attempt's time to send is over (its request can
@@ -115,6 +119,19 @@ async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
     assert_eq!(p["status"], "canceled", "{p:#}");
     assert_eq!(p["attempts"][0]["outcome"], "canceled");
     assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1);
+    let last = p["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["type"], "off_session_payment.canceled");
+    assert_eq!(
+        last["initiated_by"],
+        json!({"type": "operator", "id": "ann"})
+    );
+    assert!(
+        last["detail"]
+            .as_str()
+            .unwrap()
+            .ends_with(": customer called"),
+        "{last}"
+    );
 }
 
 #[tokio::test]
