@@ -111,7 +111,7 @@ async fn killed_workers_never_lose_an_event() {
         API_KEY,
         "concurrency = 16\nlease_secs = 2\nshutdown_grace_secs = 5",
         "rate_limit_per_second = 100000\nrate_limit_burst = 100000\n\
-         [webhooks]\nallow_http = true\nconcurrency = 16\ntimeout_ms = 2000\nfirst_retry_delay_ms = 50\nmax_retry_delay_secs = 1",
+         [webhooks]\nallow_http = true\nallow_private_networks = true\nconcurrency = 16\ntimeout_ms = 2000\nfirst_retry_delay_ms = 50\nmax_retry_delay_secs = 1",
     );
     let (customer, card) = sandbox.customer_with_card("pm_card_visa").await;
     for n in 0..PAYMENTS {

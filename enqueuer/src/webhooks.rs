@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use flint_shared::ids::{EventId, WebhookEndpointId};
-use flint_shared::payment::store::Written;
+use flint_shared::payment::store::{ReadEndpoint, Written};
 use flint_shared::time::Timestamp;
 use flint_shared::webhook::endpoint::{
     self, Endpoint, Invalid, MAX_ENDPOINTS, MAX_OVERLAP_SECS, SigningSecret, StoredEndpoint,
@@ -119,7 +119,9 @@ async fn body_of<T: serde::de::DeserializeOwned + Default>(
         (status = 201, description = "The endpoint, with its secret (shown only now)", body = EndpointWithSecret),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 409, description = "The tenant has the most endpoints allowed", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
@@ -145,7 +147,12 @@ pub async fn create(
         endpoint: Endpoint {
             id: WebhookEndpointId::generate(),
             object: "webhook_endpoint".to_owned(),
-            url: endpoint::url(&request.url, app.webhooks.allow_http).map_err(refused)?,
+            url: endpoint::url(
+                &request.url,
+                app.webhooks.allow_http,
+                app.webhooks.allow_private_networks,
+            )
+            .map_err(refused)?,
             enabled_events: endpoint::enabled_events(&request.enabled_events).map_err(refused)?,
             description: request
                 .description
@@ -187,6 +194,7 @@ pub async fn create(
     responses(
         (status = 200, description = "Every endpoint of the tenant", body = EndpointList),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
     security(("api_key" = []))
@@ -210,12 +218,45 @@ pub async fn list(
     }))
 }
 
-async fn stored(app: &App, tenant: &str, id: &str) -> Result<StoredEndpoint, ApiError> {
-    let id = endpoint_id(id)?;
+async fn stored(app: &App, tenant: &str, id: &WebhookEndpointId) -> Result<ReadEndpoint, ApiError> {
     app.store
         .endpoint(tenant, id.as_str())
         .await?
         .ok_or_else(|| ApiError::not_found("webhook_endpoint"))
+}
+
+/// Reads the endpoint, applies `change`, and writes it back only if nobody changed it since
+/// (another update or a rotation is never undone); re-reads and re-applies otherwise.
+async fn change<F>(
+    app: &App,
+    tenant: &str,
+    id: &str,
+    mut change: F,
+) -> Result<StoredEndpoint, ApiError>
+where
+    F: FnMut(&mut StoredEndpoint, Timestamp) -> Result<(), ApiError>,
+{
+    let id = endpoint_id(id)?;
+    for _ in 0..8 {
+        let read = stored(app, tenant, &id).await?;
+        let mut endpoint = read.endpoint.clone();
+        let now = Timestamp::now();
+        change(&mut endpoint, now)?;
+        endpoint.endpoint.updated_at = now;
+        match app.store.replace_endpoint(tenant, &read, &endpoint).await? {
+            Written::Ok => return Ok(endpoint),
+            Written::Moved => continue,
+            Written::Missing | Written::Full => {
+                return Err(ApiError::not_found("webhook_endpoint"));
+            }
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "api_error",
+        "webhook_endpoint_busy",
+        "The endpoint is changing right now; retry in a moment.",
+    ))
 }
 
 /// Retrieve a webhook endpoint.
@@ -225,6 +266,7 @@ async fn stored(app: &App, tenant: &str, id: &str) -> Result<StoredEndpoint, Api
     responses(
         (status = 200, description = "The endpoint", body = Endpoint),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
@@ -236,26 +278,23 @@ pub async fn retrieve(
     Path(id): Path<String>,
 ) -> Result<Json<Endpoint>, ApiError> {
     let tenant = authorize(&app, &headers)?;
-    Ok(Json(stored(&app, &tenant.id, &id).await?.endpoint))
-}
-
-async fn replace(app: &App, tenant: &str, endpoint: &StoredEndpoint) -> Result<(), ApiError> {
-    match app.store.replace_endpoint(tenant, endpoint).await? {
-        Written::Ok => Ok(()),
-        _ => Err(ApiError::not_found("webhook_endpoint")),
-    }
+    let id = endpoint_id(&id)?;
+    Ok(Json(stored(&app, &tenant.id, &id).await?.endpoint.endpoint))
 }
 
 /// Update a webhook endpoint: its URL, event types, description, or whether it is disabled.
 #[utoipa::path(
     post, path = "/v1/webhook_endpoints/{id}", tag = "webhooks",
     params(("id" = String, Path, description = "The endpoint id (`we_…`)")),
-    request_body = UpdateEndpoint,
+    request_body(content = Option<UpdateEndpoint>, description = "The fields to change"),
     responses(
         (status = 200, description = "The endpoint", body = Endpoint),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "The endpoint is changing right now", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
@@ -268,24 +307,51 @@ pub async fn update(
     body: Body,
 ) -> Result<Json<Endpoint>, ApiError> {
     let tenant = authorize(&app, &headers)?;
-    let mut current = stored(&app, &tenant.id, &id).await?;
     let request: UpdateEndpoint = body_of(&app, &headers, body).await?;
-    let e = &mut current.endpoint;
-    if let Some(url) = &request.url {
-        e.url = endpoint::url(url, app.webhooks.allow_http).map_err(refused)?;
-    }
-    if let Some(events) = &request.enabled_events {
-        e.enabled_events = endpoint::enabled_events(events).map_err(refused)?;
-    }
-    if let Some(description) = &request.description {
-        e.description = Some(endpoint::description(description).map_err(refused)?);
-    }
-    if let Some(disabled) = request.disabled {
-        e.disabled = disabled;
-    }
-    e.updated_at = Timestamp::now();
-    replace(&app, &tenant.id, &current).await?;
-    Ok(Json(current.endpoint))
+    let url = request
+        .url
+        .as_deref()
+        .map(|u| {
+            endpoint::url(
+                u,
+                app.webhooks.allow_http,
+                app.webhooks.allow_private_networks,
+            )
+        })
+        .transpose()
+        .map_err(refused)?;
+    let events = request
+        .enabled_events
+        .as_deref()
+        .map(endpoint::enabled_events)
+        .transpose()
+        .map_err(refused)?;
+    // An empty description clears it.
+    let description = request
+        .description
+        .as_deref()
+        .map(endpoint::description)
+        .transpose()
+        .map_err(refused)?
+        .map(|d| (!d.is_empty()).then_some(d));
+    let updated = change(&app, &tenant.id, &id, |stored, _| {
+        let e = &mut stored.endpoint;
+        if let Some(url) = &url {
+            e.url.clone_from(url);
+        }
+        if let Some(events) = &events {
+            e.enabled_events.clone_from(events);
+        }
+        if let Some(description) = &description {
+            e.description.clone_from(description);
+        }
+        if let Some(disabled) = request.disabled {
+            e.disabled = disabled;
+        }
+        Ok(())
+    })
+    .await?;
+    Ok(Json(updated.endpoint))
 }
 
 /// Delete a webhook endpoint. Deliveries still waiting for it are dropped.
@@ -295,6 +361,7 @@ pub async fn update(
     responses(
         (status = 200, description = "Deleted", body = DeletedEndpoint),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
@@ -328,7 +395,10 @@ pub async fn delete(
         (status = 200, description = "The endpoint, with its new secret (shown only now)", body = EndpointWithSecret),
         (status = 400, description = "Invalid body", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "The endpoint is changing right now", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),
     ),
@@ -341,7 +411,6 @@ pub async fn rotate_secret(
     body: Body,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let tenant = authorize(&app, &headers)?;
-    let mut current = stored(&app, &tenant.id, &id).await?;
     let request: RotateSecret = body_of(&app, &headers, body).await?;
     let overlap = request
         .expire_current_in_secs
@@ -353,13 +422,14 @@ pub async fn rotate_secret(
             format!("expire_current_in_secs must be at most {MAX_OVERLAP_SECS} (7 days)"),
         ));
     }
-    let now = Timestamp::now();
     let secret = generate_secret();
-    current.rotate(secret.clone(), Duration::from_secs(overlap), now);
-    current.endpoint.updated_at = now;
-    replace(&app, &tenant.id, &current).await?;
+    let rotated = change(&app, &tenant.id, &id, |stored, now| {
+        stored.rotate(secret.clone(), Duration::from_secs(overlap), now);
+        Ok(())
+    })
+    .await?;
     Ok(Json(EndpointWithSecret {
-        endpoint: current.endpoint,
+        endpoint: rotated.endpoint,
         secret,
     }))
 }
@@ -372,6 +442,7 @@ pub async fn rotate_secret(
     responses(
         (status = 202, description = "Queued for delivery", body = Redelivery),
         (status = 401, description = "Missing or invalid API key", body = ErrorBody),
+        (status = 429, description = "Rate limited", body = ErrorBody),
         (status = 404, description = "No such event", body = ErrorBody),
         (status = 409, description = "No endpoint wants this event", body = ErrorBody),
         (status = 503, description = "Storage unavailable", body = ErrorBody),

@@ -22,8 +22,9 @@ pub async fn api(redis: &RedisServer, api_key: &str) -> String {
     config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
     config.enqueuer.rate_limit_per_second = 100_000;
     config.enqueuer.rate_limit_burst = 100_000;
-    // Test receivers listen on plain http.
+    // Test receivers listen on plain http, on this machine.
     config.webhooks.allow_http = true;
+    config.webhooks.allow_private_networks = true;
     config.tenants = vec![TenantConfig {
         id: "acme".into(),
         api_key_sha256: digest(api_key),

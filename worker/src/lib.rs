@@ -177,15 +177,15 @@ impl WorkerApp {
         let pipeline = Arc::new(stripe_pipeline(config)?);
         let webhook_config = QueueConfig::new(&config.webhooks.queue)
             .in_slot_of(&w.queue)
-            .with_lease(Duration::from_secs(w.lease_secs));
+            .with_lease(Duration::from_secs(w.lease_secs))
+            .with_max_lost_leases(w.max_lost_leases);
         let webhook_queue = Queue::connect(config.redis.url.expose(), webhook_config)
             .await
             .context("cannot reach redis")?;
-        let webhooks = Arc::new(webhooks::Webhooks::new(
-            store(config)?,
-            webhook_queue.clone(),
-            &config.webhooks,
-        ));
+        let webhooks = Arc::new(
+            webhooks::Webhooks::new(store(config)?, webhook_queue.clone(), &config.webhooks)
+                .context("cannot make the webhook HTTP client")?,
+        );
         let sweeper = sweeper::Sweeper::new(
             store(config)?,
             format!("sweeper-{}", flint_shared::ids::random_token(12)),

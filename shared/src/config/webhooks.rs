@@ -22,6 +22,9 @@ pub struct WebhooksConfig {
     pub retry_for_secs: u64,
     /// Allow `http://` endpoint URLs (for local receivers); otherwise only `https://`.
     pub allow_http: bool,
+    /// Allow endpoints on loopback, private and link-local addresses (local receivers);
+    /// otherwise deliveries go only to public internet addresses.
+    pub allow_private_networks: bool,
     /// After a secret rotation, how long the previous secret still signs by default.
     pub secret_overlap_secs: u64,
 }
@@ -36,6 +39,7 @@ impl Default for WebhooksConfig {
             max_retry_delay_secs: 3_600,
             retry_for_secs: 259_200,
             allow_http: false,
+            allow_private_networks: false,
             secret_overlap_secs: 86_400,
         }
     }

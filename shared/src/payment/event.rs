@@ -39,8 +39,9 @@ pub struct Event {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct EventData {
-    /// The payment as the transition left it, without its `events` timeline.
-    #[cfg_attr(feature = "openapi", schema(value_type = Payment))]
+    /// The payment (an `off_session_payment`, as `GET /v1/off_session_payments/{id}` shows
+    /// it) as the transition left it, without its `events` timeline.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub object: serde_json::Value,
     /// For `attempt_started` and `attempt_failed`: the attempt (its card, outcome, decline
     /// and advice codes, and the network rule behind a block).

@@ -135,9 +135,45 @@ fn invalid(param: &'static str, message: impl Into<String>) -> Invalid {
     }
 }
 
+/// Whether `ip` is an address on the public internet: not loopback, private, link-local (the
+/// cloud metadata service), shared (CGNAT), unspecified, multicast or reserved. Deliveries go
+/// only to such addresses unless `[webhooks] allow_private_networks`, so an endpoint cannot make
+/// the workers call services inside the platform's network.
+pub fn public_address(ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b))
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return public_address(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
 /// Checks an endpoint URL: absolute, `https` (or `http` when allowed), a host, no credentials
-/// (they would be logged and shown), at most [`MAX_URL_LEN`]. Returns it normalised.
-pub fn url(raw: &str, allow_http: bool) -> Result<String, Invalid> {
+/// (they would be logged and shown), at most [`MAX_URL_LEN`]; unless private networks are
+/// allowed, not `localhost` nor an address outside the public internet (a name is checked
+/// again when a delivery resolves it). Returns it normalised.
+pub fn url(raw: &str, allow_http: bool, allow_private: bool) -> Result<String, Invalid> {
     if raw.len() > MAX_URL_LEN {
         return Err(invalid(
             "url",
@@ -166,7 +202,31 @@ pub fn url(raw: &str, allow_http: bool) -> Result<String, Invalid> {
     if parsed.fragment().is_some() {
         return Err(invalid("url", "url must not have a fragment"));
     }
-    Ok(parsed.to_string())
+    if !allow_private {
+        let private = match parsed.host() {
+            Some(url::Host::Ipv4(ip)) => !public_address(ip.into()),
+            Some(url::Host::Ipv6(ip)) => !public_address(ip.into()),
+            Some(url::Host::Domain(name)) => {
+                let name = name.trim_end_matches('.');
+                name == "localhost" || name.ends_with(".localhost")
+            }
+            None => true,
+        };
+        if private {
+            return Err(invalid(
+                "url",
+                "url must point at a public address (private networks are allowed only with [webhooks] allow_private_networks)",
+            ));
+        }
+    }
+    let normalised = parsed.to_string();
+    if normalised.len() > MAX_URL_LEN {
+        return Err(invalid(
+            "url",
+            format!("url must be at most {MAX_URL_LEN} characters"),
+        ));
+    }
+    Ok(normalised)
 }
 
 /// Checks the event types an endpoint wants: at least one; `*` alone or types without it.
@@ -226,14 +286,54 @@ mod tests {
             ),
             ("https://EXAMPLE.com", false, Ok("https://example.com/")),
             (
-                "http://127.0.0.1:9000/h",
+                "http://example.com:9000/h",
                 true,
-                Ok("http://127.0.0.1:9000/h"),
+                Ok("http://example.com:9000/h"),
             ),
             (
-                "http://127.0.0.1:9000/h",
+                "http://example.com:9000/h",
                 false,
                 Err("url must use https (http"),
+            ),
+            (
+                "https://127.0.0.1/h",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://[::1]/h",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://10.1.2.3/h",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://169.254.169.254/x",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://localhost:6443/",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://api.localhost/",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://[::ffff:192.168.0.1]/",
+                false,
+                Err("url must point at a public address"),
+            ),
+            (
+                "https://93.184.216.34/h",
+                false,
+                Ok("https://93.184.216.34/h"),
             ),
             (
                 "ftp://example.com",
@@ -255,7 +355,7 @@ mod tests {
             ("", false, Err("url is not a URL")),
         ];
         for (raw, allow_http, want) in cases {
-            let got = url(raw, *allow_http);
+            let got = url(raw, *allow_http, false);
             match (want, &got) {
                 (Ok(w), Ok(g)) => assert_eq!(g, w, "{raw}"),
                 (Err(w), Err(e)) => {
@@ -266,7 +366,15 @@ mod tests {
             }
         }
         let long = format!("https://example.com/{}", "a".repeat(MAX_URL_LEN));
-        assert!(url(&long, false).is_err());
+        assert!(url(&long, false, false).is_err());
+        // Measured once percent-encoded, as stored.
+        let wide = format!("https://example.com/{}", "é".repeat(MAX_URL_LEN / 3));
+        assert!(url(&wide, false, false).is_err());
+        // A local receiver, when private networks are allowed.
+        assert_eq!(
+            url("http://127.0.0.1:9000/h", true, true),
+            Ok("http://127.0.0.1:9000/h".to_owned())
+        );
     }
 
     #[test]

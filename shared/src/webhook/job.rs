@@ -11,7 +11,12 @@ use crate::time::Timestamp;
 pub enum WebhookJob {
     /// Pushed with the transition that wrote the event (job id: the event id): becomes one
     /// [`WebhookJob::Deliver`] per endpoint of the tenant that wants the event.
-    Dispatch { event: EventId },
+    Dispatch {
+        event: EventId,
+        /// When it was queued: a dispatch that keeps failing gives up (dead letter) after
+        /// `[webhooks] retry_for_secs`, like a delivery.
+        at: Timestamp,
+    },
     /// Sends the event to one endpoint until it answers 2xx, or the delivery has been retried
     /// for `[webhooks] retry_for_secs` since `since` (job id: `<event>:<endpoint>`).
     Deliver {
@@ -42,6 +47,7 @@ mod tests {
         let jobs = [
             WebhookJob::Dispatch {
                 event: EventId::generate(),
+                at: Timestamp::from_unix_ms(1_800_000_000_000),
             },
             WebhookJob::Deliver {
                 event: EventId::generate(),
@@ -55,7 +61,10 @@ mod tests {
         }
         assert!(serde_json::from_slice::<WebhookJob>(b"").is_err());
         assert!(
-            serde_json::from_slice::<WebhookJob>(br#"{"job":"dispatch","event":"osp_x"}"#).is_err()
+            serde_json::from_slice::<WebhookJob>(
+                br#"{"job":"dispatch","event":"osp_x","at":"2026-01-01T00:00:00Z"}"#
+            )
+            .is_err()
         );
     }
 }

@@ -9,6 +9,7 @@
 //! dead-lettered with the last answer. Delivery is at least once: receivers deduplicate by
 //! `webhook-id`, which is the event id.
 
+mod resolve;
 pub mod retry;
 
 use std::sync::Arc;
@@ -81,33 +82,40 @@ pub struct Webhooks {
     queue: Queue,
     http: reqwest::Client,
     policy: RetryPolicy,
+    allow_private: bool,
 }
 
 impl Webhooks {
-    pub fn new(store: Store, queue: Queue, config: &WebhooksConfig) -> Webhooks {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        store: Store,
+        queue: Queue,
+        config: &WebhooksConfig,
+    ) -> Result<Webhooks, reqwest::Error> {
+        let mut http = reqwest::Client::builder()
             .timeout(Duration::from_millis(config.timeout_ms))
             // A redirect is an answer like any other non-2xx: the endpoint's URL is what the
             // tenant registered, and nothing is sent anywhere else.
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("Flint-Webhooks/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        Webhooks {
+            .user_agent(concat!("Flint-Webhooks/", env!("CARGO_PKG_VERSION")));
+        if !config.allow_private_networks {
+            http = http.dns_resolver(std::sync::Arc::new(resolve::PublicOnly));
+        }
+        Ok(Webhooks {
             store,
             queue,
-            http,
+            http: http.build()?,
+            allow_private: config.allow_private_networks,
             policy: RetryPolicy {
                 first: Duration::from_millis(config.first_retry_delay_ms),
                 max: Duration::from_secs(config.max_retry_delay_secs),
                 retry_for: Duration::from_secs(config.retry_for_secs),
             },
-        }
+        })
     }
 
     pub async fn run(&self, job: &WebhookJob) -> Outcome {
         match job {
-            WebhookJob::Dispatch { event } => self.dispatch(event).await,
+            WebhookJob::Dispatch { event, at } => self.dispatch(event, *at).await,
             WebhookJob::Deliver {
                 event,
                 endpoint,
@@ -117,10 +125,10 @@ impl Webhooks {
     }
 
     /// One delivery job per endpoint of the event's tenant that wants it.
-    async fn dispatch(&self, event: &EventId) -> Outcome {
+    async fn dispatch(&self, event: &EventId, at: Timestamp) -> Outcome {
         let found = match self.store.event_any(event.as_str()).await {
             Ok(found) => found,
-            Err(e) => return again_soon(event, &e),
+            Err(e) => return self.again_soon(event, at, &e),
         };
         let Some((ev, _)) = found else {
             tracing::info!(event_id = %event, "event forgotten before its dispatch");
@@ -128,7 +136,7 @@ impl Webhooks {
         };
         let endpoints = match self.store.endpoints(&ev.tenant).await {
             Ok(endpoints) => endpoints,
-            Err(e) => return again_soon(event, &e),
+            Err(e) => return self.again_soon(event, at, &e),
         };
         let now = Timestamp::now();
         let jobs: Vec<_> = endpoints
@@ -149,7 +157,7 @@ impl Webhooks {
         }
         match self.queue.push_batch(jobs).await {
             Ok(_) => Outcome::Complete,
-            Err(e) => again_soon(event, &e),
+            Err(e) => self.again_soon(event, at, &e),
         }
     }
 
@@ -168,7 +176,7 @@ impl Webhooks {
             return Outcome::Complete;
         };
         let endpoint = match self.store.endpoint(&ev.tenant, endpoint_id.as_str()).await {
-            Ok(endpoint) => endpoint,
+            Ok(endpoint) => endpoint.map(|read| read.endpoint),
             Err(e) => return self.failed(event, endpoint_id, since, &e.to_string()),
         };
         let Some(endpoint) = endpoint.filter(|e| !e.endpoint.disabled) else {
@@ -176,6 +184,15 @@ impl Webhooks {
             Delivery::Dropped.count();
             return Outcome::Complete;
         };
+        if !self.allow_private && !public_host(&endpoint.endpoint.url) {
+            // Registered while private networks were allowed: nothing is sent there now.
+            return self.failed(
+                event,
+                endpoint_id,
+                since,
+                "the endpoint's address is not public",
+            );
+        }
         let now = Timestamp::now();
         let timestamp = u64::try_from(now.unix_ms() / 1000).unwrap_or(0);
         let signature = sign::signature(
@@ -239,11 +256,36 @@ impl Webhooks {
     }
 }
 
-/// A dispatch that could not read or push: Redis is failing; the job runs again shortly (a
-/// worker that crashes on it is bounded by the queue's lost-lease limit).
-fn again_soon(event: &EventId, e: &dyn std::fmt::Display) -> Outcome {
-    tracing::warn!(event_id = %event, error = %e, "event dispatch failed; will retry");
-    Outcome::RetryAt(std::time::SystemTime::now() + Duration::from_secs(5))
+/// Whether a URL's host may be sent to when private networks are not allowed (a name is
+/// checked again when it is resolved).
+fn public_host(url: &str) -> bool {
+    match reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Ipv4(ip)) => flint_shared::webhook::endpoint::public_address(ip.into()),
+        Some(url::Host::Ipv6(ip)) => flint_shared::webhook::endpoint::public_address(ip.into()),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.');
+            name != "localhost" && !name.ends_with(".localhost")
+        }
+        None => false,
+    }
+}
+
+impl Webhooks {
+    /// A dispatch that could not read or push (Redis failing, a record it cannot read): it
+    /// runs again in 5 s, and gives up with a dead letter once `retry_for` has passed since it
+    /// was queued.
+    fn again_soon(&self, event: &EventId, at: Timestamp, e: &dyn std::fmt::Display) -> Outcome {
+        let spent = Timestamp::now().unix_ms() - at.unix_ms();
+        if spent > i64::try_from(self.policy.retry_for.as_millis()).unwrap_or(i64::MAX) {
+            tracing::error!(event_id = %event, error = %e, "event dispatch dead-lettered");
+            return Outcome::DeadLetter(format!("event {event} could not be dispatched: {e}"));
+        }
+        tracing::warn!(event_id = %event, error = %e, "event dispatch failed; will retry");
+        Outcome::RetryAt(std::time::SystemTime::now() + Duration::from_secs(5))
+    }
 }
 
 /// The apalis handler; each delivery is spawned so deliveries spread over the runtime's

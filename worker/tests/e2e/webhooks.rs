@@ -18,6 +18,7 @@ use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
 async fn hooks_stack(adjust: impl FnOnce(&mut Config)) -> Stack {
     stack_configured(vec![100], true, |c| {
         c.webhooks.allow_http = true;
+        c.webhooks.allow_private_networks = true;
         c.webhooks.first_retry_delay_ms = 50;
         c.webhooks.timeout_ms = 500;
         adjust(c);
@@ -249,4 +250,58 @@ async fn during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one() {
     verify_with_official_library(&third, &after, true);
     verify_with_official_library(&second, &after, false);
     verify_with_official_library(&first, &after, false);
+}
+
+#[tokio::test]
+async fn a_rotation_racing_updates_is_never_undone() {
+    let s = hooks_stack(|_| {}).await;
+    let rx = Receiver::start().await;
+    let made = endpoint(&s, &rx.url(), json!(["off_session_payment.created"])).await;
+    let mut current = made["secret"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    for round in 1..=5 {
+        // One rotation that retires the current secret at once, among updates that each read
+        // the endpoint and write it back.
+        let mut updates = Vec::new();
+        for i in 0..20 {
+            let (http, url) = (
+                s.http.clone(),
+                format!("{}/v1/webhook_endpoints/{id}", s.api),
+            );
+            updates.push(tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(API_KEY)
+                    .json(&json!({"description": format!("update {i}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        // The rotation is asked again while the endpoint is too busy to change (409).
+        let new = loop {
+            let rotated = s
+                .post(
+                    &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+                    json!({"expire_current_in_secs": 0}),
+                )
+                .await;
+            match rotated["secret"].as_str() {
+                Some(secret) => break secret.to_owned(),
+                None => assert_eq!(
+                    rotated["error"]["code"], "webhook_endpoint_busy",
+                    "{rotated}"
+                ),
+            }
+        };
+        for u in updates {
+            let status = u.await.unwrap();
+            assert!(status == 200 || status == 409, "{status}");
+        }
+        s.pay("cus_none", None, scheduled()).await;
+        let delivered = received(&rx, round).await[round - 1..].to_vec();
+        verify_with_official_library(&new, &delivered, true);
+        verify_with_official_library(&current, &delivered, false);
+        current = new;
+    }
 }

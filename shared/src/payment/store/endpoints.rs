@@ -15,6 +15,15 @@ pub enum Written {
     Full,
     /// The endpoint was deleted meanwhile.
     Missing,
+    /// The endpoint changed since it was read: read it again and redo the change.
+    Moved,
+}
+
+/// An endpoint with the stored JSON it was read from (what a replacement must still find).
+#[derive(Debug, Clone)]
+pub struct ReadEndpoint {
+    pub endpoint: StoredEndpoint,
+    pub stored: String,
 }
 
 impl Store {
@@ -24,16 +33,18 @@ impl Store {
         tenant: &str,
         endpoint: &StoredEndpoint,
     ) -> Result<Written, StoreError> {
-        self.write_endpoint(tenant, endpoint, "create").await
+        self.write_endpoint(tenant, endpoint, "create", "").await
     }
 
-    /// Replaces an existing endpoint of `tenant`.
+    /// Replaces an endpoint of `tenant` if it is still stored as `read`.
     pub async fn replace_endpoint(
         &self,
         tenant: &str,
+        read: &ReadEndpoint,
         endpoint: &StoredEndpoint,
     ) -> Result<Written, StoreError> {
-        self.write_endpoint(tenant, endpoint, "replace").await
+        self.write_endpoint(tenant, endpoint, "replace", &read.stored)
+            .await
     }
 
     async fn write_endpoint(
@@ -41,6 +52,7 @@ impl Store {
         tenant: &str,
         endpoint: &StoredEndpoint,
         mode: &str,
+        expected: &str,
     ) -> Result<Written, StoreError> {
         let mut conn = self.conn().await?;
         let outcome: String = self
@@ -51,11 +63,13 @@ impl Store {
             .arg(endpoint.endpoint.id.as_str())
             .arg(serde_json::to_string(endpoint)?)
             .arg(MAX_ENDPOINTS)
+            .arg(expected)
             .invoke_async(&mut conn)
             .await?;
         Ok(match outcome.as_str() {
             "ok" => Written::Ok,
             "full" => Written::Full,
+            "moved" => Written::Moved,
             _ => Written::Missing,
         })
     }
@@ -82,14 +96,21 @@ impl Store {
         &self,
         tenant: &str,
         id: &str,
-    ) -> Result<Option<StoredEndpoint>, StoreError> {
+    ) -> Result<Option<ReadEndpoint>, StoreError> {
         let mut conn = self.conn().await?;
         let value: Option<String> = redis::cmd("HGET")
             .arg(self.layout.endpoints(tenant))
             .arg(id)
             .query_async(&mut conn)
             .await?;
-        Ok(value.map(|v| serde_json::from_str(&v)).transpose()?)
+        value
+            .map(|stored| {
+                Ok(ReadEndpoint {
+                    endpoint: serde_json::from_str(&stored)?,
+                    stored,
+                })
+            })
+            .transpose()
     }
 
     /// Deletes the endpoint; whether it existed. Deliveries waiting for it find it gone and
@@ -121,7 +142,13 @@ impl Store {
         let outcome: String = invocation
             .arg(tenant)
             .arg(job_id)
-            .arg(WebhookJob::Dispatch { event: id.clone() }.payload())
+            .arg(
+                WebhookJob::Dispatch {
+                    event: id.clone(),
+                    at: now,
+                }
+                .payload(),
+            )
             .arg(now.unix_ms())
             .invoke_async(&mut conn)
             .await?;

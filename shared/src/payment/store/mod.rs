@@ -32,7 +32,7 @@
 
 mod endpoints;
 mod events;
-pub use endpoints::Written;
+pub use endpoints::{ReadEndpoint, Written};
 pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
 pub mod sweep;
@@ -233,6 +233,7 @@ impl Layout {
             args.push(
                 WebhookJob::Dispatch {
                     event: e.id.clone(),
+                    at: e.created_at,
                 }
                 .payload(),
             );

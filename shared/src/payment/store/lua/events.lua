@@ -22,7 +22,9 @@ local function fe_write(payment, tenant, first, webhooks)
   local tenant_index = index .. ':' .. tenant
   for i = 0, count - 1 do
     local at = first + 4 + i * 5
-    local id, kind, created = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+    local id, kind = ARGV[at], ARGV[at + 1]
+    -- Events of one transition share a millisecond: a fraction keeps them in order.
+    local created = tonumber(ARGV[at + 2]) + i / 1000
     redis.call('HSET', events .. id, 'd', ARGV[at + 3], 't', tenant)
     redis.call('ZADD', tenant_index, created, id)
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
