@@ -48,6 +48,24 @@ pub enum Command {
     /// [worker] listen; stops on SIGTERM within [worker] shutdown_grace_secs.
     Worker(WorkerArgs),
 
+    /// Create, read, cancel and resume payments through the API (--api-url, --api-key), and
+    /// see each one's timeline: attempts, decisions, the rule behind each, and who acted.
+    Payments(Box<PaymentsArgs>),
+
+    /// List, show and redeliver events through the API.
+    Events(EventsArgs),
+
+    /// Manage the webhook endpoints events are delivered to, through the API.
+    Webhooks(WebhooksArgs),
+
+    /// Create a payment per row of a CSV or NDJSON file (a billing run), concurrently, with
+    /// progress; re-running the same file creates nothing twice. Rejected rows go to a report.
+    Import(crate::client::ImportArgs),
+
+    /// List, show and replay dead-lettered charge jobs and webhook deliveries. Reads the
+    /// configuration and talks to Redis directly (an operator's command).
+    Dead(DeadArgs),
+
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -56,6 +74,39 @@ pub enum Command {
     /// the same run, because absolute numbers on a shared machine mean little.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PaymentsArgs {
+    #[command(flatten)]
+    pub api: crate::client::ApiArgs,
+    #[command(subcommand)]
+    pub command: crate::client::PaymentsCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    #[command(flatten)]
+    pub api: crate::client::ApiArgs,
+    #[command(subcommand)]
+    pub command: crate::client::EventsCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WebhooksArgs {
+    #[command(flatten)]
+    pub api: crate::client::ApiArgs,
+    #[command(subcommand)]
+    pub command: crate::client::WebhooksCommand,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DeadArgs {
+    /// Print JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: crate::client::DeadCommand,
 }
 
 #[derive(Debug, clap::Args)]

@@ -14,7 +14,7 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("flint: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(flint::exit_code(&e))
         }
     }
 }

@@ -37,6 +37,14 @@ fn every_subcommand_explains_itself() {
         vec!["sandbox", "--help"],
         vec!["config", "check", "--help"],
         vec!["bench", "sandbox", "--help"],
+        vec!["payments", "--help"],
+        vec!["payments", "create", "--help"],
+        vec!["payments", "timeline", "--help"],
+        vec!["events", "--help"],
+        vec!["webhooks", "--help"],
+        vec!["webhooks", "rotate-secret", "--help"],
+        vec!["dead", "--help"],
+        vec!["import", "--help"],
     ] {
         let out = flint(dir.path()).args(&args).output().unwrap();
         assert!(out.status.success(), "{args:?}");

@@ -152,6 +152,16 @@ impl Queue {
         self.store.dead_letters(&mut self.conn.clone(), limit).await
     }
 
+    /// One dead letter by its id (as [`Queue::dead_letters`] lists it).
+    pub async fn dead_letter(
+        &self,
+        dead_letter_id: &str,
+    ) -> Result<Option<DeadLetter>, QueueError> {
+        self.store
+            .dead_letter(&mut self.conn.clone(), dead_letter_id)
+            .await
+    }
+
     pub async fn replay_dead_letter(&self, dead_letter_id: &str) -> Result<Replayed, QueueError> {
         Ok(
             match self

@@ -355,6 +355,27 @@ impl Store {
             .arg(limit)
             .query_async(conn)
             .await?;
+        dead_letters(reply)
+    }
+
+    /// The dead letter `id`, if it is there.
+    pub async fn dead_letter(
+        &self,
+        conn: &mut ConnectionManager,
+        id: &str,
+    ) -> Result<Option<DeadLetter>, QueueError> {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(&self.keys.dead)
+            .arg(id)
+            .arg(id)
+            .query_async(conn)
+            .await?;
+        Ok(dead_letters(reply)?.into_iter().next())
+    }
+}
+
+fn dead_letters(reply: Value) -> Result<Vec<DeadLetter>, QueueError> {
+    {
         let mut out = Vec::new();
         for entry in as_array(reply)? {
             let mut parts = as_array(entry)?.into_iter();

@@ -28,6 +28,15 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Sandbox(args) => sandbox::run(load_config(&cli)?, args).await,
         Command::Enqueuer(args) => enqueuer::run(load_config(&cli)?, args).await,
         Command::Worker(args) => worker::run(load_config(&cli)?, args).await,
+        Command::Payments(args) => Ok(crate::client::payments(&args.api, &args.command).await?),
+        Command::Events(args) => Ok(crate::client::events(&args.api, &args.command).await?),
+        Command::Webhooks(args) => Ok(crate::client::webhooks(&args.api, &args.command).await?),
+        Command::Import(args) => Ok(crate::client::import(args).await?),
+        Command::Dead(args) => {
+            let config =
+                load_config(&cli).map_err(|e| crate::client::Failure::usage(format!("{e:#}")))?;
+            Ok(crate::client::dead(&config, args.json, &args.command).await?)
+        }
         Command::Config(ConfigCommand::Check) => config::check(&cli),
         Command::Bench(BenchCommand::Sandbox(args)) => {
             bench_sandbox::run(load_config(&cli)?, args).await
