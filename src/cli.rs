@@ -174,6 +174,11 @@ pub enum BenchCommand {
     /// worker process at concurrency 1,000 against the Little's-law bound, plus its RSS.
     E2e(BenchE2eArgs),
 
+    /// A billing run through `flint import` (the real binary): N rows created, then the same
+    /// file again (nothing created twice), against the API's own create rate at the same
+    /// concurrency in the same run.
+    Import(BenchImportArgs),
+
     /// A queue worker process for `flint bench queue` and the crash tests (not for production).
     #[command(hide = true)]
     QueueWorker(QueueWorkerArgs),
@@ -244,6 +249,19 @@ pub struct BenchApiArgs {
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchImportArgs {
+    /// Rows in the file.
+    #[arg(long, default_value_t = 100_000)]
+    pub rows: usize,
+    /// Requests in flight, for the import and the baseline alike.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds of the baseline's closed loop.
+    #[arg(long, default_value_t = 5)]
+    pub baseline_seconds: u64,
 }
 
 #[derive(Debug, clap::Args)]

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use super::redis_child::RedisChild;
 use crate::cli::BenchApiArgs;
 
-const KEY: &str = "flint-bench-api-key";
+pub(super) const KEY: &str = "flint-bench-api-key";
 
 #[derive(Debug, Serialize)]
 struct Row {
@@ -50,20 +50,7 @@ pub async fn run(args: &BenchApiArgs) -> anyhow::Result<()> {
         .rsplit(':')
         .next()
         .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
-    let mut config = Config::default();
-    config.redis.url = Secret::new(url.clone());
-    config.enqueuer.listen = "127.0.0.1:0".parse()?;
-    config.enqueuer.rate_limit_per_second = 1_000_000;
-    config.enqueuer.rate_limit_burst = 1_000_000;
-    config.enqueuer.queue = format!("bench-api-{}", std::process::id());
-    config.tenants = vec![TenantConfig {
-        id: "bench".into(),
-        api_key_sha256: hex::encode(Sha256::digest(KEY.as_bytes())),
-        processor_secret_key: Secret::new("sk_test_bench"),
-    }];
-    let app = flint_enqueuer::Application::build(&config).await?;
-    let base = format!("http://{}/v1/off_session_payments", app.local_addr());
-    tokio::spawn(app.run(std::future::pending()));
+    let base = format!("{}/v1/off_session_payments", start_api(&url).await?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()?;
@@ -108,6 +95,26 @@ pub async fn run(args: &BenchApiArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The enqueuer in this process on a free port against `url`, with one tenant (API key
+/// [`KEY`]) whose rate limit is lifted. Returns its base URL.
+pub(super) async fn start_api(url: &str) -> anyhow::Result<String> {
+    let mut config = Config::default();
+    config.redis.url = Secret::new(url.to_owned());
+    config.enqueuer.listen = "127.0.0.1:0".parse()?;
+    config.enqueuer.rate_limit_per_second = 1_000_000;
+    config.enqueuer.rate_limit_burst = 1_000_000;
+    config.enqueuer.queue = format!("bench-api-{}", std::process::id());
+    config.tenants = vec![TenantConfig {
+        id: "bench".into(),
+        api_key_sha256: hex::encode(Sha256::digest(KEY.as_bytes())),
+        processor_secret_key: Secret::new("sk_test_bench"),
+    }];
+    let app = flint_enqueuer::Application::build(&config).await?;
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    Ok(base)
 }
 
 /// `redis-benchmark -t set` requests per second, or `None` when the tool is missing.
@@ -165,12 +172,17 @@ async fn create(client: &reqwest::Client, base: &str, n: u64, run: &str) -> bool
     matches!(sent, Ok(r) if r.status() == 202)
 }
 
-struct Measured {
+pub(super) struct Measured {
     latencies_us: Vec<u64>,
     errors: u64,
 }
 
 impl Measured {
+    /// Creates that succeeded.
+    pub(super) fn creates(&self) -> usize {
+        self.latencies_us.len()
+    }
+
     fn row(mut self, scenario: String, duration: Duration, set_rate: Option<f64>) -> Row {
         self.latencies_us.sort_unstable();
         let pct = |p: f64| {
@@ -192,7 +204,7 @@ impl Measured {
     }
 }
 
-async fn closed_loop(
+pub(super) async fn closed_loop(
     client: &reqwest::Client,
     base: &str,
     concurrency: usize,

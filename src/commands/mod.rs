@@ -2,6 +2,7 @@
 
 mod bench_api;
 mod bench_e2e;
+mod bench_import;
 mod bench_queue;
 mod bench_sandbox;
 mod config;
@@ -44,6 +45,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Queue(args)) => bench_queue::run(args).await,
         Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
         Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
+        Command::Bench(BenchCommand::Import(args)) => bench_import::run(args).await,
         Command::Bench(BenchCommand::QueueWorker(args)) => queue_worker::run(args).await,
     }
 }
