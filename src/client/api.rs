@@ -139,10 +139,16 @@ impl Api {
             request = request.header("Idempotency-Key", key);
         }
         let response = request.send().await.map_err(|e| {
-            Failure::new(
-                Exit::Unreachable,
-                format!("cannot reach the API at {}: {}", self.base, e.without_url()),
-            )
+            if e.is_builder() {
+                // A header or URL that cannot be sent (a control character in a key): the
+                // input is wrong, not the network.
+                Failure::usage(format!("the request cannot be made: {}", e.without_url()))
+            } else {
+                Failure::new(
+                    Exit::Unreachable,
+                    format!("cannot reach the API at {}: {}", self.base, e.without_url()),
+                )
+            }
         })?;
         let status = response.status().as_u16();
         let replayed = response
@@ -155,14 +161,22 @@ impl Api {
                 format!("the API's answer was cut off: {e}"),
             )
         })?;
+        // A proxy in front of the API may answer with an HTML page: the status decides.
         let body: Value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).map_err(|_| {
-                Failure::internal(format!(
-                    "the API answered HTTP {status} with something that is not JSON"
-                ))
-            })?
+            match serde_json::from_str(&text) {
+                Ok(body) => body,
+                Err(_) if (200..300).contains(&status) => {
+                    return Err(Failure::internal(format!(
+                        "the API answered HTTP {status} with something that is not JSON"
+                    )));
+                }
+                Err(_) => serde_json::json!({"error": {
+                    "code": "not_json",
+                    "message": "an answer that is not the API's JSON (a proxy in between?)"
+                }}),
+            }
         };
         match status {
             200..=299 => Ok(Answer {
@@ -177,11 +191,21 @@ impl Api {
     }
 }
 
-/// `value` as one path segment: ids go into URLs only percent-encoded.
-pub fn segment(value: &str) -> String {
-    url::form_urlencoded::byte_serialize(value.as_bytes())
-        .collect::<String>()
-        .replace('+', "%20")
+/// An id as one path segment. Flint's ids (`osp_…`, `evt_…`, `we_…`) are letters, digits and
+/// `_`; anything else is refused before it can reach a URL (`..` would reach another route).
+pub fn segment(value: &str) -> Result<String, Failure> {
+    let valid = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(Failure::usage(format!(
+            "{value:?} is not an id (letters, digits and _, like osp_…, evt_…, we_…)"
+        )))
+    }
 }
 
 /// A query string from the given pairs (those with a value).
@@ -201,9 +225,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_are_one_encoded_segment_and_queries_skip_what_is_unset() {
-        assert_eq!(segment("osp_1"), "osp_1");
-        assert_eq!(segment("../x y?"), "..%2Fx%20y%3F");
+    fn ids_are_checked_before_a_url_and_queries_skip_what_is_unset() {
+        assert_eq!(segment("osp_1").unwrap(), "osp_1");
+        for bad in ["..", ".", "../x", "x y", "a/b", "", "osp_1?x=1"] {
+            assert_eq!(segment(bad).unwrap_err().exit, Exit::Usage, "{bad}");
+        }
         assert_eq!(query(&[("a", None)]), "");
         assert_eq!(
             query(&[("customer", Some("cus 1".into())), ("limit", None)]),

@@ -22,12 +22,12 @@ pub async fn run(api: &Api, as_json: bool, command: &EventsCommand) -> Result<()
             show::print(as_json, &page, show::events);
         }
         EventsCommand::Get { id } => {
-            let e = api.get(&format!("/v1/events/{}", segment(id))).await?;
+            let e = api.get(&format!("/v1/events/{}", segment(id)?)).await?;
             show::print(as_json, &e, show::event);
         }
         EventsCommand::Redeliver { id } => {
             let r = api
-                .post(&format!("/v1/events/{}/redeliver", segment(id)), None)
+                .post(&format!("/v1/events/{}/redeliver", segment(id)?), None)
                 .await?;
             show::print(as_json, &r, |r| {
                 format!(

@@ -54,6 +54,15 @@ const COLUMNS: &[&str] = &[
     "fallback_to_other_cards",
 ];
 
+/// The API takes keys of 1–255 printable ASCII characters; a row with another is refused here,
+/// before anything is sent.
+fn check_key(key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err("idempotency_key must be 1–255 printable ASCII characters".to_owned());
+    }
+    Ok(())
+}
+
 fn format_of(args: &ImportArgs) -> Result<ImportFormat, Failure> {
     if let Some(f) = args.format {
         return Ok(f);
@@ -222,41 +231,50 @@ fn read_rows(path: &Path, format: ImportFormat) -> Result<Vec<Row>, Failure> {
                     path.display()
                 )));
             }
-            for (i, record) in reader.records().enumerate() {
-                let line = i + 2;
-                let row = match record {
-                    Ok(r) if r.len() != header.len() => Row {
-                        line,
-                        key: r.get(0).map(str::to_owned),
-                        body: Err(format!(
-                            "{} cells, the header has {}",
-                            r.len(),
-                            header.len()
-                        )),
-                    },
-                    Ok(r) => match csv_body(&header, &r) {
-                        Ok((key, body)) => Row {
-                            line,
-                            key: Some(key),
-                            body: Ok(body),
-                        },
-                        Err(e) => Row {
-                            line,
+            let key_at = header.iter().position(|h| h == "idempotency_key");
+            let mut record = csv::StringRecord::new();
+            loop {
+                let before = reader.position().line() as usize;
+                let row = match reader.read_record(&mut record) {
+                    Ok(false) => break,
+                    Ok(true) => {
+                        // The line the record starts on (a quoted cell may span lines).
+                        let line = record.position().map_or(before, |p| p.line() as usize);
+                        let key = key_at
+                            .and_then(|i| record.get(i))
+                            .filter(|k| !k.is_empty())
+                            .map(str::to_owned);
+                        let body = if record.len() == header.len() {
+                            csv_body(&header, &record).map(|(_, body)| body)
+                        } else {
+                            Err(format!(
+                                "{} cells, the header has {}",
+                                record.len(),
+                                header.len()
+                            ))
+                        };
+                        Row { line, key, body }
+                    }
+                    Err(e) => {
+                        // Nothing after an unreadable record can be trusted to line up.
+                        rows.push(Row {
+                            line: before,
                             key: None,
-                            body: Err(e),
-                        },
-                    },
-                    Err(e) => Row {
-                        line,
-                        key: None,
-                        body: Err(format!("unreadable CSV: {e}")),
-                    },
+                            body: Err(format!("unreadable CSV from here on: {e}")),
+                        });
+                        break;
+                    }
                 };
                 rows.push(row);
             }
         }
     }
     Ok(rows)
+}
+
+/// Worth trying again: the API unreachable or failing, or its rate limit.
+fn transient(f: &Failure) -> bool {
+    f.exit == Exit::Unreachable || f.message.contains("HTTP 429")
 }
 
 /// Sends one row; transient failures (unreachable, 5xx, 429) are tried again with backoff.
@@ -270,20 +288,21 @@ async fn send(api: &Api, key: &str, body: &Value) -> (Outcome, Option<String>) {
         )
         .await
     };
+    // Up to about a minute and a half per row: a rate limit or a restarting API is waited out.
     let result = attempt
         .retry(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(100))
-                .with_max_delay(Duration::from_secs(5))
-                .with_max_times(6)
+                .with_max_delay(Duration::from_secs(10))
+                .with_max_times(12)
                 .with_jitter(),
         )
-        .when(|f: &Failure| f.exit == Exit::Unreachable || f.message.contains("HTTP 429"))
+        .when(transient)
         .await;
     match result {
         Ok(answer) if answer.replayed => (Outcome::AlreadyDone, None),
         Ok(_) => (Outcome::Created, None),
-        Err(f) if f.exit == Exit::Unreachable || f.message.contains("HTTP 429") => {
+        Err(f) if transient(&f) || f.exit == Exit::Authentication => {
             (Outcome::Failed, Some(f.message))
         }
         Err(f) => (Outcome::Rejected, Some(f.message)),
@@ -349,10 +368,12 @@ fn report_path(args: &ImportArgs) -> PathBuf {
 }
 
 pub async fn run(api: &Api, args: &ImportArgs) -> Result<(), Failure> {
-    if args.concurrency == 0 {
-        return Err(Failure::usage("--concurrency must be at least 1"));
+    if !(1..=1024).contains(&args.concurrency) {
+        return Err(Failure::usage("--concurrency must be from 1 to 1024"));
     }
     let rows = read_rows(&args.file, format_of(args)?)?;
+    // The key and the API, before any row: a wrong key fails once, not once per row.
+    api.get("/v1/off_session_payments?limit=1").await?;
     let total = rows.len();
     let progress = Arc::new(Progress::new(total));
     let permits = Arc::new(Semaphore::new(args.concurrency));
@@ -360,21 +381,39 @@ pub async fn run(api: &Api, args: &ImportArgs) -> Result<(), Failure> {
     let mut tasks = tokio::task::JoinSet::new();
     let mut results: Vec<(usize, Option<String>, Outcome, Option<String>)> =
         Vec::with_capacity(total);
+    // The first row with a key is the one sent; a later one is the same payment (already
+    // done) or a mistake (rejected), decided here so the outcome never depends on timing.
+    let mut first: std::collections::HashMap<String, (usize, Value)> =
+        std::collections::HashMap::new();
     for row in rows {
-        let (key, body) = match (row.key, row.body) {
-            (Some(key), Ok(body)) => (key, body),
-            (key, Err(reason)) => {
-                results.push((row.line, key, Outcome::Rejected, Some(reason)));
+        let checked = match (row.key, row.body) {
+            (Some(key), Ok(body)) => match check_key(&key) {
+                Ok(()) => match first.get(&key) {
+                    Some((line, sent)) if *sent == body => Err((
+                        Some(key),
+                        Outcome::AlreadyDone,
+                        format!("the same row as line {line}"),
+                    )),
+                    Some((line, _)) => Err((
+                        Some(key),
+                        Outcome::Rejected,
+                        format!("idempotency_key is also on line {line}, for another payment"),
+                    )),
+                    None => {
+                        first.insert(key.clone(), (row.line, body.clone()));
+                        Ok((key, body))
+                    }
+                },
+                Err(reason) => Err((Some(key), Outcome::Rejected, reason)),
+            },
+            (key, Err(reason)) => Err((key, Outcome::Rejected, reason)),
+            (None, Ok(_)) => Err((None, Outcome::Rejected, "idempotency_key is empty".into())),
+        };
+        let (key, body) = match checked {
+            Ok(sendable) => sendable,
+            Err((key, outcome, reason)) => {
+                results.push((row.line, key, outcome, Some(reason)));
                 progress.step(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-                continue;
-            }
-            (None, Ok(_)) => {
-                results.push((
-                    row.line,
-                    None,
-                    Outcome::Rejected,
-                    Some("idempotency_key is missing".into()),
-                ));
                 continue;
             }
         };
@@ -405,37 +444,35 @@ pub async fn run(api: &Api, args: &ImportArgs) -> Result<(), Failure> {
     let mut summary = format!(
         "{total} rows: {created} created, {already} already done, {rejected} rejected, {failed} failed"
     );
-    if rejected + failed > 0 {
-        let path = report_path(args);
-        let mut writer = csv::Writer::from_path(&path)
-            .map_err(|e| Failure::internal(format!("{}: {e}", path.display())))?;
-        let _ = writer.write_record(["line", "idempotency_key", "outcome", "reason"]);
-        for (line, key, outcome, reason) in &results {
-            let outcome = match outcome {
-                Outcome::Rejected => "rejected",
-                Outcome::Failed => "failed",
-                Outcome::Created | Outcome::AlreadyDone => continue,
-            };
-            writer
-                .write_record([
-                    line.to_string().as_str(),
-                    key.as_deref().unwrap_or(""),
-                    outcome,
-                    reason.as_deref().unwrap_or(""),
-                ])
-                .map_err(|e| Failure::internal(format!("{}: {e}", path.display())))?;
+    let path = report_path(args);
+    let report = if rejected + failed > 0 {
+        let written = write_report(&path, &results);
+        if written.is_ok() {
+            summary.push_str(&format!(" (report: {})", path.display()));
         }
-        writer
-            .flush()
-            .map_err(|e| Failure::internal(format!("{}: {e}", path.display())))?;
-        summary.push_str(&format!(" (report: {})", path.display()));
-    }
+        written
+    } else {
+        // A clean run leaves no report of an earlier one behind.
+        let _ = std::fs::remove_file(&path);
+        Ok(())
+    };
     println!("{summary}");
+    report?;
     if failed > 0 {
+        let auth = results.iter().any(|r| {
+            r.2 == Outcome::Failed
+                && r.3
+                    .as_deref()
+                    .is_some_and(|m| m.contains("HTTP 401") || m.contains("HTTP 403"))
+        });
         return Err(Failure::new(
-            Exit::Unreachable,
+            if auth {
+                Exit::Authentication
+            } else {
+                Exit::Unreachable
+            },
             format!(
-                "{failed} rows could not be sent; run the same file again (nothing is created twice)"
+                "{failed} rows could not be sent; run the same file again (rows already created are not created twice while the API keeps their idempotency keys, 24 h by default)"
             ),
         ));
     }
@@ -446,6 +483,34 @@ pub async fn run(api: &Api, args: &ImportArgs) -> Result<(), Failure> {
         ));
     }
     Ok(())
+}
+
+/// The rejected and failed rows, with the reason, as CSV.
+fn write_report(
+    path: &Path,
+    results: &[(usize, Option<String>, Outcome, Option<String>)],
+) -> Result<(), Failure> {
+    let failed = |e: &dyn std::fmt::Display| Failure::internal(format!("{}: {e}", path.display()));
+    let mut writer = csv::Writer::from_path(path).map_err(|e| failed(&e))?;
+    writer
+        .write_record(["line", "idempotency_key", "outcome", "reason"])
+        .map_err(|e| failed(&e))?;
+    for (line, key, outcome, reason) in results {
+        let outcome = match outcome {
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+            Outcome::Created | Outcome::AlreadyDone => continue,
+        };
+        writer
+            .write_record([
+                line.to_string().as_str(),
+                key.as_deref().unwrap_or(""),
+                outcome,
+                reason.as_deref().unwrap_or(""),
+            ])
+            .map_err(|e| failed(&e))?;
+    }
+    writer.flush().map_err(|e| failed(&e))
 }
 
 #[cfg(test)]

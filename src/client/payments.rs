@@ -11,7 +11,7 @@ pub async fn run(api: &Api, as_json: bool, command: &PaymentsCommand) -> Result<
         PaymentsCommand::Create(args) => create(api, as_json, args).await,
         PaymentsCommand::Get { id } => {
             let p = api
-                .get(&format!("/v1/off_session_payments/{}", segment(id)))
+                .get(&format!("/v1/off_session_payments/{}", segment(id)?))
                 .await?;
             show::print(as_json, &p, show::payment);
             Ok(())
@@ -48,7 +48,7 @@ pub async fn run(api: &Api, as_json: bool, command: &PaymentsCommand) -> Result<
         }
         PaymentsCommand::RetryNow { id, actor } => {
             let current = api
-                .get(&format!("/v1/off_session_payments/{}", segment(id)))
+                .get(&format!("/v1/off_session_payments/{}", segment(id)?))
                 .await?;
             if current["status"] != "pending" {
                 return Err(Failure::new(
@@ -64,7 +64,7 @@ pub async fn run(api: &Api, as_json: bool, command: &PaymentsCommand) -> Result<
         }
         PaymentsCommand::Timeline { id } => {
             let p = api
-                .get(&format!("/v1/off_session_payments/{}", segment(id)))
+                .get(&format!("/v1/off_session_payments/{}", segment(id)?))
                 .await?;
             if as_json {
                 show::print(true, &p, show::payment);
@@ -85,7 +85,7 @@ async fn change(
 ) -> Result<(), Failure> {
     let p = api
         .post(
-            &format!("/v1/off_session_payments/{}/{action}", segment(id)),
+            &format!("/v1/off_session_payments/{}/{action}", segment(id)?),
             Some(&Value::Object(body)),
         )
         .await?;
@@ -217,6 +217,9 @@ async fn create(api: &Api, as_json: bool, args: &CreateArgs) -> Result<(), Failu
         .idempotency_key
         .clone()
         .unwrap_or_else(|| format!("cli-{}", flint_shared::ids::random_token(24)));
+    // Shown before anything is sent, on stderr (so also with --json): if the command fails or
+    // times out, running it again with this key cannot create a second payment.
+    eprintln!("idempotency key: {key}");
     let answer = api
         .send(
             reqwest::Method::POST,
@@ -224,16 +227,17 @@ async fn create(api: &Api, as_json: bool, args: &CreateArgs) -> Result<(), Failu
             Some(&body),
             Some(&key),
         )
-        .await?;
+        .await
+        .map_err(|f| Failure {
+            message: format!("{} (to retry safely: --idempotency-key {key})", f.message),
+            ..f
+        })?;
     if as_json {
         show::print(true, &answer.body, show::payment);
     } else {
-        let replay = if answer.replayed {
-            " (already created with this key)"
-        } else {
-            ""
-        };
-        println!("idempotency key: {key}{replay}");
+        if answer.replayed {
+            println!("already created with this idempotency key:");
+        }
         print!("{}", show::payment(&answer.body));
     }
     Ok(())

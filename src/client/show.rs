@@ -265,6 +265,11 @@ mod tests {
         assert!(text.contains("blocked_by_network_rule"), "{text}");
         assert!(text.contains("visa_category_1"), "{text}");
         assert!(text.contains("operator ann"), "{text}");
-        assert!(text.contains("failed  flint  lost card"), "{text}");
+        let failed_line = text
+            .lines()
+            .find(|l| l.contains("lost card"))
+            .unwrap_or_default();
+        let words: Vec<&str> = failed_line.split_whitespace().collect();
+        assert_eq!(words, ["t2", "failed", "flint", "lost", "card"], "{text}");
     }
 }

@@ -52,7 +52,7 @@ pub async fn run(api: &Api, as_json: bool, command: &WebhooksCommand) -> Result<
             }
             let e = api
                 .post(
-                    &format!("/v1/webhook_endpoints/{}", segment(id)),
+                    &format!("/v1/webhook_endpoints/{}", segment(id)?),
                     Some(&Value::Object(body)),
                 )
                 .await?;
@@ -60,7 +60,7 @@ pub async fn run(api: &Api, as_json: bool, command: &WebhooksCommand) -> Result<
         }
         WebhooksCommand::Delete { id } => {
             let r = api
-                .delete(&format!("/v1/webhook_endpoints/{}", segment(id)))
+                .delete(&format!("/v1/webhook_endpoints/{}", segment(id)?))
                 .await?;
             show::print(as_json, &r, |r| {
                 format!("{} deleted\n", r["id"].as_str().unwrap_or("-"))
@@ -73,7 +73,7 @@ pub async fn run(api: &Api, as_json: bool, command: &WebhooksCommand) -> Result<
             let body = expire_current_in_secs.map(|s| json!({"expire_current_in_secs": s}));
             let e = api
                 .post(
-                    &format!("/v1/webhook_endpoints/{}/rotate_secret", segment(id)),
+                    &format!("/v1/webhook_endpoints/{}/rotate_secret", segment(id)?),
                     body.as_ref(),
                 )
                 .await?;

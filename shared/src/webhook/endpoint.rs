@@ -103,21 +103,30 @@ impl StoredEndpoint {
             .map(|s| s.secret.as_str())
     }
 
-    /// Starts signing with `secret`; the current ones sign `overlap` longer, then stop.
+    /// Starts signing with `secret`; the current one signs `overlap` longer, then stops. Any
+    /// older secret stops now: at most two secrets ever sign (the header stays small, and a
+    /// rotation meant to retire a leaked secret does retire it).
     pub fn rotate(&mut self, secret: String, overlap: std::time::Duration, now: Timestamp) {
         let until = now.plus(overlap);
-        self.secrets
-            .retain(|s| s.expires_at.is_none_or(|at| at > now));
-        for s in &mut self.secrets {
-            s.expires_at = Some(s.expires_at.map_or(until, |at| at.min(until)));
-        }
-        self.secrets.insert(
-            0,
-            SigningSecret {
-                secret,
-                expires_at: None,
-            },
-        );
+        let live = |s: &&SigningSecret| s.expires_at.is_none_or(|at| at > now);
+        // The current secret: the one without an expiry, else the newest still signing.
+        let previous = self
+            .secrets
+            .iter()
+            .filter(live)
+            .find(|s| s.expires_at.is_none())
+            .or_else(|| self.secrets.iter().find(live))
+            .map(|s| SigningSecret {
+                secret: s.secret.clone(),
+                expires_at: Some(s.expires_at.map_or(until, |at| at.min(until))),
+            })
+            .filter(|s| s.expires_at.is_some_and(|at| at > now));
+        self.secrets = std::iter::once(SigningSecret {
+            secret,
+            expires_at: None,
+        })
+        .chain(previous)
+        .collect();
     }
 }
 
@@ -153,18 +162,39 @@ pub fn public_address(ip: std::net::IpAddr) -> bool {
                 || v4.is_documentation()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 198 && (18..20).contains(&b))
+                || (a == 192 && b == 0 && v4.octets()[2] == 0)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
+            let seg = v6.segments();
+            let octets = v6.octets();
+            let embedded = |at: usize| {
+                std::net::Ipv4Addr::new(octets[at], octets[at + 1], octets[at + 2], octets[at + 3])
+            };
+            // Forms that carry an IPv4 address, which is what they reach: mapped
+            // (::ffff:a.b.c.d), compatible (::a.b.c.d), translated (::ffff:0:a.b.c.d), NAT64
+            // (64:ff9b::/96, 64:ff9b:1::/48) and 6to4 (2002::/16).
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public_address(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            if seg[..6] == [0; 6] || seg[..6] == [0, 0, 0, 0, 0xffff, 0] {
+                return public_address(IpAddr::V4(embedded(12)));
+            }
+            if seg[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || seg[..3] == [0x64, 0xff9b, 1] {
+                return public_address(IpAddr::V4(embedded(12)));
+            }
+            if seg[0] == 0x2002 {
+                return public_address(IpAddr::V4(embedded(2)));
+            }
+            let first = seg[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || first == 0x2001 && seg[1] == 0x0db8)
         }
     }
 }
@@ -449,5 +479,63 @@ mod tests {
         );
         assert_eq!(e.secrets.len(), 2);
         assert_eq!(e.secrets[1].secret, "whsec_new");
+    }
+
+    #[test]
+    fn however_often_it_is_rotated_at_most_two_secrets_sign() {
+        let t0 = Timestamp::from_unix_ms(1_000_000);
+        let mut e = StoredEndpoint {
+            endpoint: endpoint(vec![Selector::All], false),
+            secrets: vec![SigningSecret {
+                secret: "whsec_0".into(),
+                expires_at: None,
+            }],
+        };
+        for i in 1..=200 {
+            let at = t0.plus(Duration::from_secs(i));
+            e.rotate(format!("whsec_{i}"), Duration::from_secs(86_400), at);
+            let live: Vec<&str> = e.live_secrets(at).collect();
+            let (new, previous) = (format!("whsec_{i}"), format!("whsec_{}", i - 1));
+            assert_eq!(live, [new.as_str(), previous.as_str()]);
+        }
+        assert_eq!(e.secrets.len(), 2);
+        // A zero overlap retires the current secret at once.
+        let t1 = t0.plus(Duration::from_secs(1000));
+        e.rotate("whsec_alone".into(), Duration::ZERO, t1);
+        assert_eq!(e.live_secrets(t1).collect::<Vec<_>>(), ["whsec_alone"]);
+    }
+
+    #[test]
+    fn public_addresses() {
+        for (ip, public) in [
+            ("93.184.216.34", true),
+            ("8.8.8.8", true),
+            ("2606:4700::1111", true),
+            ("64:ff9b::808:808", true),
+            ("127.0.0.1", false),
+            ("10.0.0.1", false),
+            ("172.16.0.1", false),
+            ("192.168.1.1", false),
+            ("169.254.169.254", false),
+            ("100.64.0.1", false),
+            ("198.18.0.1", false),
+            ("192.0.0.1", false),
+            ("0.0.0.0", false),
+            ("255.255.255.255", false),
+            ("::1", false),
+            ("::", false),
+            ("fd00::1", false),
+            ("fe80::1", false),
+            ("fec0::1", false),
+            ("::ffff:10.0.0.1", false),
+            ("::ffff:0:7f00:1", false),
+            ("::127.0.0.1", false),
+            ("64:ff9b::a9fe:a9fe", false),
+            ("64:ff9b:1::a00:1", false),
+            ("2002:7f00:1::", false),
+            ("2001:db8::1", false),
+        ] {
+            assert_eq!(public_address(ip.parse().unwrap()), public, "{ip}");
+        }
     }
 }

@@ -98,7 +98,11 @@ impl Webhooks {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("Flint-Webhooks/", env!("CARGO_PKG_VERSION")));
         if !config.allow_private_networks {
-            http = http.dns_resolver(std::sync::Arc::new(resolve::PublicOnly));
+            // Every connection goes straight to an address this resolver checked: through a
+            // proxy (HTTP_PROXY, HTTPS_PROXY) the proxy would resolve the name instead.
+            http = http
+                .no_proxy()
+                .dns_resolver(std::sync::Arc::new(resolve::PublicOnly));
         }
         Ok(Webhooks {
             store,
