@@ -550,6 +550,34 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
         "resource_missing",
     );
     fails(
+        &flint(&api, None, &["payments", "cancel", ".."]).await,
+        2,
+        "is not an id",
+    );
+    fails(
+        &flint(&api, None, &["webhooks", "rotate-secret", "we_1/../x"]).await,
+        2,
+        "is not an id",
+    );
+    let failed_create = flint(
+        &api,
+        None,
+        &[
+            "payments",
+            "create",
+            "--customer",
+            "cus_1",
+            "--amount",
+            "-5",
+            "--currency",
+            "usd",
+            "--purpose",
+            "subscription",
+        ],
+    )
+    .await;
+    fails(&failed_create, 3, "to retry safely: --idempotency-key cli-");
+    fails(
         &flint(&api, None, &["payments", "list", "--status", "lost"]).await,
         3,
         "status:",
@@ -612,6 +640,16 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
     assert_eq!(shown.json()["job"], serde_json::json!({"not": "a charge"}));
     fails(
         &flint(&api, Some(&config), &["dead", "show", "nope"]).await,
+        2,
+        "not a dead letter id",
+    );
+    fails(
+        &flint(
+            &api,
+            Some(&config),
+            &["dead", "show", "99999999999999999999999-0"],
+        )
+        .await,
         2,
         "not a dead letter id",
     );

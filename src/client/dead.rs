@@ -26,12 +26,10 @@ fn unreachable(e: impl std::fmt::Display) -> Failure {
 
 /// A dead letter's id is its stream entry id: `<ms>-<seq>`.
 fn check_id(id: &str) -> Result<(), Failure> {
-    let valid = id.split_once('-').is_some_and(|(ms, seq)| {
-        !ms.is_empty()
-            && !seq.is_empty()
-            && ms.bytes().all(|b| b.is_ascii_digit())
-            && seq.bytes().all(|b| b.is_ascii_digit())
-    });
+    let number = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u64>().is_ok();
+    let valid = id
+        .split_once('-')
+        .is_some_and(|(ms, seq)| number(ms) && number(seq));
     if valid {
         Ok(())
     } else {

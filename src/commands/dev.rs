@@ -44,6 +44,9 @@ pub async fn run(mut config: Config, args: &DevArgs) -> anyhow::Result<()> {
     config.worker.retry_delays_ms = vec![2_000, 5_000];
     config.worker.lease_secs = 5;
     config.processor.api_base = sandbox_url.clone();
+    // Webhook receivers on this machine (http://127.0.0.1:…) are what local development uses.
+    config.webhooks.allow_http = true;
+    config.webhooks.allow_private_networks = true;
     config.tenants = vec![TenantConfig {
         id: "demo".into(),
         api_key_sha256: hex::encode(Sha256::digest(DEMO_API_KEY.as_bytes())),
