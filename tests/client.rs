@@ -16,6 +16,16 @@ use serde_json::Value;
 
 const API_KEY: &str = "client-test-key";
 
+/// A worker process that is killed however the test ends (a failed assertion included).
+struct Worker(std::process::Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct Ran {
     code: i32,
     stdout: String,
@@ -91,9 +101,10 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
         &sandbox.base_url,
         API_KEY,
         "lease_secs = 2\nretry_delays_ms = [3600000]",
-        "max_network_retries = 1",
+        "max_network_retries = 1\n[webhooks]\nallow_http = true\nallow_private_networks = true\n\
+         retry_for_secs = 1\nfirst_retry_delay_ms = 50",
     );
-    let mut worker = fleet::start_worker(&config);
+    let mut worker = Worker(fleet::start_worker(&config));
     let (customer, card) = sandbox.customer_with_card("pm_card_visa").await;
     let (poor_customer, poor) = sandbox
         .customer_with_card("pm_card_chargeDeclinedInsufficientFunds")
@@ -666,7 +677,76 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
     .await;
     ok(&human);
     assert!(human.stdout.contains("no dead letters"), "{}", human.stdout);
-    process::terminate(&mut worker, Duration::from_secs(30));
+    // A webhook delivery that never gets through (nothing listens on port 9) is dead-lettered
+    // after [webhooks] retry_for_secs, and replayed from here.
+    let hook = flint(
+        &api,
+        None,
+        &[
+            "webhooks",
+            "create",
+            "--url",
+            "http://127.0.0.1:9/hooks",
+            "--events",
+            "off_session_payment.created",
+            "--json",
+        ],
+    )
+    .await;
+    ok(&hook);
+    let later = flint_shared::time::Timestamp::now()
+        .plus(Duration::from_secs(3600))
+        .to_string();
+    ok(&flint(
+        &api,
+        None,
+        &[
+            "payments",
+            "create",
+            "--customer",
+            &customer,
+            "--amount",
+            "100",
+            "--currency",
+            "usd",
+            "--purpose",
+            "subscription",
+            "--charge-at",
+            &later,
+        ],
+    )
+    .await);
+    let dead_hook = poll_until(
+        Duration::from_secs(30),
+        "a dead webhook delivery",
+        || async {
+            let listed = flint(
+                &api,
+                Some(&config),
+                &["dead", "list", "--queue", "webhooks", "--json"],
+            )
+            .await;
+            listed.json().as_array().and_then(|a| a.first().cloned())
+        },
+    )
+    .await;
+    assert!(
+        dead_hook["reason"]
+            .as_str()
+            .unwrap()
+            .contains("last answer: unreachable"),
+        "{dead_hook}"
+    );
+    let dead_hook_id = dead_hook["id"].as_str().unwrap().to_owned();
+    let replayed = flint(
+        &api,
+        Some(&config),
+        &["dead", "replay", "--queue", "webhooks", &dead_hook_id],
+    )
+    .await;
+    ok(&replayed);
+    assert!(replayed.stdout.contains("replayed"), "{}", replayed.stdout);
+    process::terminate(&mut worker.0, Duration::from_secs(30));
     let replayed = flint(&api, Some(&config), &["dead", "replay", &dead_id]).await;
     ok(&replayed);
     assert!(replayed.stdout.contains("replayed"), "{}", replayed.stdout);

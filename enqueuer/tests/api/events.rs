@@ -292,3 +292,39 @@ async fn every_change_records_who_asked_for_it_and_why() {
     let timeline = payment.body["events"].as_array().unwrap();
     assert_eq!(timeline.last().unwrap()["initiated_by"]["id"], "dunning");
 }
+
+#[tokio::test]
+async fn a_finished_payments_events_share_its_backstop_expiry() {
+    let app = spawn_app().await;
+    let id = app.create("ttl", &body()).await.id();
+    let page = app.get(&format!("/v1/events?payment={id}")).await;
+    let created = ids(&page.body)[0].clone();
+    let mut redis = app.redis().await;
+    let ttl = |key: String| {
+        let mut redis = redis.clone();
+        async move {
+            redis::cmd("TTL")
+                .arg(key)
+                .query_async::<i64>(&mut redis)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        ttl(format!("flint:{{charges}}:evt:{created}")).await,
+        -1,
+        "a live payment's events stay"
+    );
+    app.post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+        .await;
+    let page = app.get(&format!("/v1/events?payment={id}")).await;
+    for event in ids(&page.body) {
+        let left = ttl(format!("flint:{{charges}}:evt:{event}")).await;
+        let record = ttl(format!("flint:{{charges}}:pay:{id}")).await;
+        assert!(
+            left > 0 && (left - record).abs() <= 1,
+            "{event}: {left} s, record {record} s"
+        );
+    }
+    let _: () = redis::cmd("PING").query_async(&mut redis).await.unwrap();
+}

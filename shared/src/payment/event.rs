@@ -8,6 +8,7 @@
 //! other.
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use super::record::{Attempt, EventKind, Payment, TimelineEvent};
 use super::request::InitiatedBy;
@@ -52,10 +53,7 @@ pub struct EventData {
 impl Event {
     /// The event `e` of `payment` (as the transition that recorded `e` left it).
     pub fn of(tenant: &str, payment: &Payment, e: &TimelineEvent) -> Event {
-        let mut object = serde_json::to_value(payment).unwrap_or_default();
-        if let Some(fields) = object.as_object_mut() {
-            fields.remove("events");
-        }
+        let object = serde_json::to_value(without_timeline(payment)).unwrap_or_default();
         Event {
             id: e.id.clone(),
             object: "event".to_owned(),
@@ -66,15 +64,91 @@ impl Event {
             initiated_by: e.initiated_by.clone(),
             data: EventData {
                 object,
-                attempt: match e.kind {
-                    EventKind::AttemptStarted | EventKind::AttemptFailed => {
-                        payment.attempts.last().cloned()
-                    }
-                    _ => None,
-                },
+                attempt: attempt_of(payment, e).cloned(),
             },
         }
     }
+}
+
+fn attempt_of<'a>(payment: &'a Payment, e: &TimelineEvent) -> Option<&'a Attempt> {
+    match e.kind {
+        EventKind::AttemptStarted | EventKind::AttemptFailed => payment.attempts.last(),
+        _ => None,
+    }
+}
+
+fn without_timeline(payment: &Payment) -> Payment {
+    Payment {
+        events: Vec::new(),
+        ..payment.clone()
+    }
+}
+
+/// A payment's stored JSON and its snapshot (the same without the timeline), serialized once:
+/// the record is the snapshot with the timeline added as its last member.
+pub fn encode(payment: &Payment) -> Result<(String, Box<RawValue>), serde_json::Error> {
+    let snapshot = serde_json::to_string(&without_timeline(payment))?;
+    let events = serde_json::to_string(&payment.events)?;
+    let mut record = String::with_capacity(snapshot.len() + events.len() + 12);
+    // The snapshot is a JSON object with at least its id: `{…}`.
+    record.push_str(&snapshot[..snapshot.len() - 1]);
+    record.push_str(",\"events\":");
+    record.push_str(&events);
+    record.push('}');
+    Ok((record, RawValue::from_string(snapshot)?))
+}
+
+/// The JSON of the events a transition recorded (`events`, of `payment`, whose snapshot
+/// [`encode`] made), as stored and delivered: the same as serializing [`Event::of`] each, but
+/// the snapshot is serialized once for the record and all of them (the charge path writes
+/// events on every transition).
+pub fn encode_all<'a>(
+    tenant: &str,
+    payment: &Payment,
+    snapshot: &RawValue,
+    events: impl IntoIterator<Item = &'a TimelineEvent>,
+) -> Result<Vec<String>, serde_json::Error> {
+    events
+        .into_iter()
+        .map(|e| {
+            serde_json::to_string(&Envelope {
+                id: &e.id,
+                object: "event",
+                kind: e.kind,
+                created_at: e.created_at,
+                tenant,
+                detail: e.detail.as_deref(),
+                initiated_by: e.initiated_by.as_ref(),
+                data: EnvelopeData {
+                    object: snapshot,
+                    attempt: attempt_of(payment, e),
+                },
+            })
+        })
+        .collect()
+}
+
+/// [`Event`] by reference, for writing.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a EventId,
+    object: &'static str,
+    #[serde(rename = "type")]
+    kind: EventKind,
+    created_at: Timestamp,
+    tenant: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initiated_by: Option<&'a InitiatedBy>,
+    data: EnvelopeData<'a>,
+}
+
+#[derive(Serialize)]
+struct EnvelopeData<'a> {
+    object: &'a RawValue,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<&'a Attempt>,
 }
 
 /// The events `after` recorded that `before` did not have, oldest first.
@@ -115,6 +189,35 @@ mod tests {
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["type"], "off_session_payment.created");
         assert_eq!(json["object"], "event");
+    }
+
+    #[test]
+    fn events_encoded_together_are_each_event_as_it_serializes_alone() {
+        let mut p = payment();
+        p.record(EventKind::AttemptStarted, None, Timestamp::now());
+        p.attempts
+            .push(Attempt::new(1, Some("pm_1".into()), Timestamp::now()));
+        p.record(
+            EventKind::AttemptFailed,
+            Some("do_not_honor".into()),
+            Timestamp::now(),
+        );
+        let (record, snapshot) = encode(&p).unwrap();
+        let together = encode_all("acme", &p, &snapshot, &p.events).unwrap();
+        assert_eq!(together.len(), 3);
+        for (json, e) in together.iter().zip(&p.events) {
+            let alone = serde_json::to_value(Event::of("acme", &p, e)).unwrap();
+            let encoded: serde_json::Value = serde_json::from_str(json).unwrap();
+            assert_eq!(encoded, alone);
+            assert!(encoded["data"]["object"].get("events").is_none());
+        }
+        // The record is the payment, timeline and all.
+        let back: Payment = serde_json::from_str(&record).unwrap();
+        assert_eq!(back, p);
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&record).unwrap(),
+            serde_json::to_value(&p).unwrap()
+        );
     }
 
     #[test]

@@ -314,6 +314,9 @@ pub struct Payment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<Attention>,
     pub attempts: Vec<Attempt>,
+    /// Never empty on a stored payment (its `created` event is the first); left out only of
+    /// the snapshot an [`super::event::Event`] carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<TimelineEvent>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,

@@ -40,7 +40,7 @@ pub mod sweep;
 use std::time::Duration;
 
 use crate::config::WebhooksConfig;
-use crate::payment::event::{Event, recorded_since};
+use crate::payment::event::{encode, encode_all, recorded_since};
 use crate::payment::job::ChargeJob;
 use crate::payment::{EventKind, Payment, Status};
 use crate::time::Timestamp;
@@ -215,6 +215,7 @@ impl Layout {
         tenant: &str,
         before: Option<&Payment>,
         payment: &Payment,
+        snapshot: &serde_json::value::RawValue,
     ) -> Result<Vec<Vec<u8>>, serde_json::Error> {
         let new: Vec<_> = match before {
             Some(before) => recorded_since(before, payment).collect(),
@@ -225,11 +226,12 @@ impl Layout {
         args.push(self.event_index_prefix().into_bytes());
         args.push(self.endpoints_prefix().into_bytes());
         args.push(new.len().to_string().into_bytes());
-        for e in new {
+        let encoded = encode_all(tenant, payment, snapshot, new.iter().copied())?;
+        for (e, json) in new.into_iter().zip(encoded) {
             args.push(e.id.as_str().as_bytes().to_vec());
             args.push(e.kind.as_str().as_bytes().to_vec());
             args.push(e.created_at.unix_ms().to_string().into_bytes());
-            args.push(serde_json::to_vec(&Event::of(tenant, payment, e))?);
+            args.push(json.into_bytes());
             args.push(
                 WebhookJob::Dispatch {
                     event: e.id.clone(),
@@ -342,7 +344,7 @@ impl Store {
         now: Timestamp,
     ) -> Result<Created, StoreError> {
         let mut conn = self.conn().await?;
-        let record = serde_json::to_string(&payment)?;
+        let (record, snapshot) = encode(&payment)?;
         let due = payment.next_attempt_at.unwrap_or(now);
         let job = ChargeJob::new(payment.id.clone());
         let mut invocation = self.scripts.create.prepare_invoke();
@@ -368,7 +370,7 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(self.layout.index_prefix())
-            .arg(self.layout.event_args(tenant, None, &payment)?)
+            .arg(self.layout.event_args(tenant, None, &payment, &snapshot)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -443,9 +445,16 @@ impl Store {
         for key in self.layout.webhooks.job_keys() {
             invocation.key(key);
         }
+        let (record, snapshot) = encode(payment)?;
+        // A payment that ends gives all its events the record's own backstop expiry.
+        let all_events: Vec<&str> = if reap_at > 0 {
+            payment.events.iter().map(|e| e.id.as_str()).collect()
+        } else {
+            Vec::new()
+        };
         let applied: Option<u64> = invocation
             .arg(&current.version)
-            .arg(serde_json::to_string(payment)?)
+            .arg(record)
             .arg(payment.status.as_str())
             .arg(payment.id.as_str())
             .arg(payment.created_at.unix_ms())
@@ -454,10 +463,14 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(self.layout.index_prefix())
-            .arg(
-                self.layout
-                    .event_args(&current.tenant, Some(&current.payment), payment)?,
-            )
+            .arg(self.layout.event_args(
+                &current.tenant,
+                Some(&current.payment),
+                payment,
+                &snapshot,
+            )?)
+            .arg(all_events.len())
+            .arg(all_events)
             .invoke_async(&mut conn)
             .await?;
         Ok(applied.map(|v| v.to_string()))

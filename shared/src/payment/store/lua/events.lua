@@ -5,20 +5,20 @@
 --   <events>:<id>                  hash: d (the event's JSON), t (tenant)
 --   <event index>:<tenant>         sorted set: the tenant's event ids by creation time (ms)
 --   <event index>:<tenant>:ty:<t>  the same, per event type
---   the payment's field e          the payment's events, one 'id type' line each, oldest first
 --   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
 --                                  while it exists, each event gets a dispatch job
+-- A payment's events are those of its record's timeline (`events`: id and type of each).
 
 -- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
 -- endpoints prefix, a count, then id, type, created_ms, json and dispatch job payload for each.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
--- tenant has endpoints.
-local function fe_write(payment, tenant, first, webhooks)
+-- tenant has endpoints. Returns the index of the first ARGV after them.
+local function fe_write(tenant, first, webhooks)
   local events, index, endpoints = ARGV[first], ARGV[first + 1], ARGV[first + 2]
   local count = tonumber(ARGV[first + 3])
-  if count == 0 then return end
+  local after = first + 4 + count * 5
+  if count == 0 then return after end
   local dispatch = redis.call('EXISTS', endpoints .. tenant) == 1
-  local listed = redis.call('HGET', payment, 'e') or ''
   local tenant_index = index .. ':' .. tenant
   for i = 0, count - 1 do
     local at = first + 4 + i * 5
@@ -28,22 +28,24 @@ local function fe_write(payment, tenant, first, webhooks)
     redis.call('HSET', events .. id, 'd', ARGV[at + 3], 't', tenant)
     redis.call('ZADD', tenant_index, created, id)
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
-    listed = listed .. id .. ' ' .. kind .. '\n'
     if dispatch then fq_push(webhooks, id, 0, 0, ARGV[at + 4]) end
   end
-  redis.call('HSET', payment, 'e', listed)
+  return after
 end
 
--- Calls f(id, type) for each event of the payment, oldest first.
+-- Gives the payment's events (ARGV[first]: a count, then their ids) an expiry: a backstop
+-- should nothing reap them.
+local function fe_expire(events, first, ttl)
+  for i = 1, tonumber(ARGV[first]) do
+    redis.call('EXPIRE', events .. ARGV[first + i], ttl)
+  end
+end
+
+-- Calls f(id, type) for each event of the payment (its record's timeline), oldest first.
 local function fe_each(payment, f)
-  local listed = redis.call('HGET', payment, 'e')
-  if not listed then return end
-  for id, kind in string.gmatch(listed, '(%S+) (%S+)\n') do f(id, kind) end
-end
-
--- Gives the payment's events the payment's own expiry (a backstop should nothing reap them).
-local function fe_expire(payment, events, ttl)
-  fe_each(payment, function(id) redis.call('EXPIRE', events .. id, ttl) end)
+  local record = redis.call('HGET', payment, 'd')
+  if not record then return end
+  for _, e in ipairs(cjson.decode(record).events or {}) do f(e.id, e.type) end
 end
 
 -- Forgets the payment's events and their index entries.

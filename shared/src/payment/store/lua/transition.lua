@@ -5,7 +5,7 @@
 -- ARGV: expected version, new record json, new status, payment id, created_ms,
 --       reap_at_ms (final statuses; 0 otherwise), backstop ttl secs, job action
 --       ('none' | 'unschedule' | 'now'), job payload, index prefix, then the events from
---       ARGV[11] (see fe_write)
+--       ARGV[11] (see fe_write), then the ids of all the payment's events (see fe_expire)
 -- 'unschedule' drops a waiting delayed job; 'now' makes the job due now (see fq_run_now).
 -- Returns the new version, or false on conflict.
 local version = redis.call('HGET', KEYS[1], 'v')
@@ -15,7 +15,7 @@ local fields = redis.call('HMGET', KEYS[1], 's', 't', 'c')
 local old, tenant, customer = fields[1], fields[2], fields[3]
 local next_version = tonumber(version) + 1
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', status, 'v', next_version)
-fe_write(KEYS[1], tenant, 11, fq_queue(8))
+local all_events = fe_write(tenant, 11, fq_queue(8))
 if old ~= status then
   local tenant_index = ARGV[10] .. ':' .. tenant
   local customer_index = tenant_index .. ':cus:' .. customer
@@ -28,7 +28,7 @@ if tonumber(ARGV[6]) > 0 then
   redis.call('ZREM', KEYS[6], id)
   redis.call('ZADD', KEYS[7], ARGV[6], id)
   redis.call('EXPIRE', KEYS[1], ARGV[7])
-  fe_expire(KEYS[1], ARGV[11], ARGV[7])
+  fe_expire(ARGV[11], all_events, ARGV[7])
 end
 local q = fq_queue(2)
 if ARGV[8] == 'unschedule' then
