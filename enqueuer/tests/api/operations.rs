@@ -81,6 +81,12 @@ async fn the_openapi_document_describes_every_route() {
         "/readyz",
         "/metrics",
         "/openapi.json",
+        "/v1/events",
+        "/v1/events/{id}",
+        "/v1/events/{id}/redeliver",
+        "/v1/webhook_endpoints",
+        "/v1/webhook_endpoints/{id}",
+        "/v1/webhook_endpoints/{id}/rotate_secret",
     ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
@@ -91,7 +97,14 @@ async fn the_openapi_document_describes_every_route() {
         "CreatePaymentRequest",
         "ErrorBody",
         "PaymentList",
+        "Event",
+        "EventList",
+        "Endpoint",
+        "EndpointWithSecret",
     ] {
         assert!(schemas.contains_key(schema), "{schema} missing");
     }
+    // Every stored payment has its timeline.
+    let required = schemas["Payment"]["required"].as_array().unwrap();
+    assert!(required.iter().any(|r| r == "events"), "{required:?}");
 }

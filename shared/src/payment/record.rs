@@ -317,6 +317,7 @@ pub struct Payment {
     /// Never empty on a stored payment (its `created` event is the first); left out only of
     /// the snapshot an [`super::event::Event`] carries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub events: Vec<TimelineEvent>,
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub created_at: Timestamp,

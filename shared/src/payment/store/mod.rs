@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper, `e` its events (`id type` lines) |
+//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper; the record's `events` timeline lists its events |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
