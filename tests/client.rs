@@ -832,6 +832,24 @@ async fn an_import_run_twice_creates_each_payment_once_and_reports_what_it_refus
         "{}",
         second.stdout
     );
+    let json = flint(&api, None, &["import", path, "--json"]).await;
+    assert_eq!(json.code, 3);
+    assert_eq!(
+        json.json(),
+        serde_json::json!({
+            "rows": 205, "created": 0, "already_done": 201, "rejected": 4, "failed": 0,
+            "report": format!("{path}.rejected.csv"),
+        })
+    );
+    let json = flint(&api, None, &["import", path, "--json"]).await;
+    assert_eq!(json.code, 3);
+    assert_eq!(
+        json.json(),
+        serde_json::json!({
+            "rows": 205, "created": 0, "already_done": 201, "rejected": 4, "failed": 0,
+            "report": format!("{path}.rejected.csv"),
+        })
+    );
     let queue = Queue::connect(&redis.url(), QueueConfig::new("charges"))
         .await
         .unwrap();

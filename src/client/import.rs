@@ -456,7 +456,19 @@ pub async fn run(api: &Api, args: &ImportArgs) -> Result<(), Failure> {
         let _ = std::fs::remove_file(&path);
         Ok(())
     };
-    println!("{summary}");
+    if args.api.json {
+        let report_file =
+            (rejected + failed > 0 && report.is_ok()).then(|| path.display().to_string());
+        println!(
+            "{}",
+            json!({
+                "rows": total, "created": created, "already_done": already,
+                "rejected": rejected, "failed": failed, "report": report_file,
+            })
+        );
+    } else {
+        println!("{summary}");
+    }
     report?;
     if failed > 0 {
         let auth = results.iter().any(|r| {
