@@ -82,6 +82,41 @@ fn config_check_prints_the_effective_configuration_without_secrets() {
 }
 
 #[test]
+fn the_local_and_production_overlays_load_and_production_keeps_the_safe_values() {
+    let repo = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config"));
+    let check = |env: &str| {
+        let out = flint(repo)
+            .args(["config", "check"])
+            .env("FLINT_ENV", env)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{env}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let local = check("local");
+    assert!(local.contains("format = \"text\""), "{local}");
+    assert!(
+        local.contains("api_base = \"http://127.0.0.1:12111\""),
+        "{local}"
+    );
+    assert!(local.contains("id = \"local\""), "{local}");
+    let production = check("production");
+    for safe in [
+        "format = \"json\"",
+        "api_base = \"https://api.stripe.com\"",
+        "allow_http = false",
+        "allow_private_networks = false",
+    ] {
+        assert!(production.contains(safe), "{safe}: {production}");
+    }
+    assert!(!production.contains("sk_test"), "{production}");
+}
+
+#[test]
 fn config_check_names_the_bad_key_and_fails() {
     let dir = config_dir();
     let out = flint(dir.path())
