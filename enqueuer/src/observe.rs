@@ -29,7 +29,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     let status = response.status().as_u16().to_string();
     metrics::counter!("flint_api_requests_total", "route" => route.clone(), "method" => method.clone(), "status" => status)
         .increment(1);
-    metrics::histogram!("flint_api_request_duration_seconds", "route" => route, "method" => method)
+    metrics::histogram!(flint_shared::telemetry::latency::API_REQUEST, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -22,11 +22,13 @@ async fn health_readiness_and_metrics_are_served() {
         r#"flint_api_requests_total{route="/v1/off_session_payments",method="POST",status="202"}"#,
         r#"flint_payments_created_total{purpose="subscription"}"#,
         "flint_idempotent_replays_total",
-        "flint_api_request_duration_seconds",
+        // A histogram (it adds up across a fleet), not a per-process summary.
+        r#"flint_api_request_duration_seconds_bucket{route="/v1/off_session_payments",method="POST",le="0.005"}"#,
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     assert!(!text.contains("osp_"), "no payment ids in metrics");
+    assert!(!text.contains("quantile="), "no summaries: {text}");
 }
 
 #[tokio::test]

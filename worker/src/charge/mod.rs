@@ -155,7 +155,7 @@ impl<P: Processor> Pipeline<P> {
         let step = self
             .attempt(processor, &tenant, &mut current, number, continuation)
             .await?;
-        metrics::histogram!("flint_charge_attempt_duration_seconds")
+        metrics::histogram!(flint_shared::telemetry::latency::CHARGE_ATTEMPT)
             .record(started.elapsed().as_secs_f64());
         match step {
             Step::Moved(p) => Ok(outcome_of_record(&p, &self.policy, Timestamp::now())),

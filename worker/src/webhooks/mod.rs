@@ -216,7 +216,7 @@ impl Webhooks {
             .body(body)
             .send()
             .await;
-        metrics::histogram!("flint_webhook_delivery_duration_seconds")
+        metrics::histogram!(flint_shared::telemetry::latency::WEBHOOK_DELIVERY)
             .record(started.elapsed().as_secs_f64());
         let answer = match sent {
             Ok(response) => Answer::Status(response.status().as_u16()),

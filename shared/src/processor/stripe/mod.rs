@@ -226,7 +226,7 @@ impl StripeClient {
         // From the request leaving to its whole answer read; the rate limit's wait is not in it.
         let started = std::time::Instant::now();
         let answered = || {
-            metrics::histogram!("flint_processor_request_duration_seconds", "endpoint" => endpoint)
+            metrics::histogram!(crate::telemetry::latency::PROCESSOR_REQUEST, "endpoint" => endpoint)
                 .record(started.elapsed().as_secs_f64());
         };
         let url = format!("{}{path}", self.config.api_base.trim_end_matches('/'));
