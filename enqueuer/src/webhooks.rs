@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use crate::App;
 use crate::error::{ApiError, ErrorBody};
-use crate::payments::{authorize, json_body, typed};
+use crate::payments::{authorize, json_body, optional_body, typed};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -97,18 +97,6 @@ fn refused(e: Invalid) -> ApiError {
 
 fn endpoint_id(id: &str) -> Result<WebhookEndpointId, ApiError> {
     WebhookEndpointId::parse(id).map_err(|_| ApiError::not_found("webhook_endpoint"))
-}
-
-async fn body_of<T: serde::de::DeserializeOwned + Default>(
-    app: &App,
-    headers: &HeaderMap,
-    body: Body,
-) -> Result<T, ApiError> {
-    Ok(json_body(app, headers, body)
-        .await?
-        .map(typed)
-        .transpose()?
-        .unwrap_or_default())
 }
 
 /// Register a webhook endpoint.
@@ -307,7 +295,7 @@ pub async fn update(
     body: Body,
 ) -> Result<Json<Endpoint>, ApiError> {
     let tenant = authorize(&app, &headers)?;
-    let request: UpdateEndpoint = body_of(&app, &headers, body).await?;
+    let request: UpdateEndpoint = optional_body(&app, &headers, body).await?;
     let url = request
         .url
         .as_deref()
@@ -411,7 +399,7 @@ pub async fn rotate_secret(
     body: Body,
 ) -> Result<Json<EndpointWithSecret>, ApiError> {
     let tenant = authorize(&app, &headers)?;
-    let request: RotateSecret = body_of(&app, &headers, body).await?;
+    let request: RotateSecret = optional_body(&app, &headers, body).await?;
     let overlap = request
         .expire_current_in_secs
         .unwrap_or(app.webhooks.secret_overlap_secs);

@@ -18,7 +18,7 @@ use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{authorize, json_body, parse_id, typed};
+use super::{authorize, optional_body, parse_id};
 use crate::App;
 use crate::auth::Tenant;
 use crate::error::{ApiError, ErrorBody};
@@ -33,11 +33,7 @@ async fn action<T: serde::de::DeserializeOwned + Default>(
 ) -> Result<(Tenant, PaymentId, T), ApiError> {
     let tenant = authorize(app, headers)?;
     let id = parse_id(id)?;
-    let request = json_body(app, headers, body)
-        .await?
-        .map(typed)
-        .transpose()?
-        .unwrap_or_default();
+    let request = optional_body(app, headers, body).await?;
     Ok((tenant, id, request))
 }
 

@@ -68,6 +68,19 @@ pub(crate) async fn json_body(
     })
 }
 
+/// An optional JSON body as `T`: its default when the body is empty.
+pub(crate) async fn optional_body<T: serde::de::DeserializeOwned + Default>(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    Ok(json_body(app, headers, body)
+        .await?
+        .map(typed)
+        .transpose()?
+        .unwrap_or_default())
+}
+
 /// Deserializes `value` into `T`, naming the field at fault (`amount.value`) on error.
 pub(crate) fn typed<T: serde::de::DeserializeOwned>(
     value: serde_json::Value,
