@@ -431,10 +431,7 @@ async fn a_decline_whose_card_rule_cannot_be_stored_is_asked_again_not_retried_e
 async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
     let s = api_only(vec![100]).await;
     let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
-    let visa = flint_shared::processor::CardInfo {
-        brand: flint_shared::processor::CardBrand::Visa,
-        fingerprint: "pm_1".into(),
-    };
+    let visa = visa();
     // The card has declined 19 times in 30 days: one reattempt is left.
     for i in 0..19 {
         rules
@@ -578,24 +575,7 @@ async fn a_continued_attempt_the_card_rules_never_admitted_sends_nothing_once_th
         Outcome::RetryAt(_)
     ));
     // Meanwhile another payment learns the card is lost (Visa category 1: never again).
-    let lost = Decline {
-        decline_code: Some(flint_shared::payment::decline::DeclineCode::LostCard),
-        ..soft_decline("ch_other")
-    };
-    let visa = flint_shared::processor::CardInfo {
-        brand: flint_shared::processor::CardBrand::Visa,
-        fingerprint: "pm_1".into(),
-    };
-    rules
-        .record(
-            "acme",
-            &visa,
-            "osp_other:1",
-            CardOutcome::Declined(&lost),
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
+    declined_elsewhere(&rules, &lost_card()).await;
     // The continuation finds nothing charged. Had the first try sent, its same-key request
     // would be the only way on; it did not, and a new request on the card is forbidden: the
     // attempt waits out the first try's window, then ends blocked, without sending.
@@ -645,24 +625,7 @@ async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_end
     // The card turns out lost (another payment's decline). The continuation needs no window to
     // pass (nothing of the first try can arrive) and no look at the processor's records: it
     // ends blocked at once, without sending.
-    let lost = Decline {
-        decline_code: Some(flint_shared::payment::decline::DeclineCode::LostCard),
-        ..soft_decline("ch_other")
-    };
-    let visa = flint_shared::processor::CardInfo {
-        brand: flint_shared::processor::CardBrand::Visa,
-        fingerprint: "pm_1".into(),
-    };
-    rules
-        .record(
-            "acme",
-            &visa,
-            "osp_other:1",
-            CardOutcome::Declined(&lost),
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
+    declined_elsewhere(&rules, &lost_card()).await;
     processor.default_payment_method(Ok(Some("pm_1".into())));
     assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
     let p = s.payment(&id).await;
@@ -670,6 +633,36 @@ async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_end
     assert_eq!(p["attempts"][0]["network_rule"], "visa_category_1");
     assert!(processor.calls_of(Op::FindIntent).is_empty());
     assert!(processor.calls_of(Op::CreateIntent).is_empty());
+}
+
+/// The tests' card `pm_1` as the card rules know it: a Visa card.
+fn visa() -> flint_shared::processor::CardInfo {
+    flint_shared::processor::CardInfo {
+        brand: flint_shared::processor::CardBrand::Visa,
+        fingerprint: "pm_1".into(),
+    }
+}
+
+/// A decline saying the card is lost (Visa category 1: never again).
+fn lost_card() -> Decline {
+    Decline {
+        decline_code: Some(flint_shared::payment::decline::DeclineCode::LostCard),
+        ..soft_decline("ch_other")
+    }
+}
+
+/// Another payment's attempt on `pm_1` declined with `decline`, as the card rules record it.
+async fn declined_elsewhere(rules: &CardRules, decline: &Decline) {
+    rules
+        .record(
+            "acme",
+            &visa(),
+            "osp_other:1",
+            CardOutcome::Declined(decline),
+            Timestamp::now(),
+        )
+        .await
+        .unwrap();
 }
 
 /// A payment without a card (its attempts resolve the customer's default), and a pipeline whose
@@ -760,20 +753,8 @@ async fn a_try_that_finds_its_attempt_ended_by_another_gives_its_card_place_back
     let (id, pipeline, processor) = card_less_payment(&s).await;
     // The customer's default is a Visa card that declined recently: an attempt on it takes a
     // place among its 20 reattempts in 30 days.
-    let visa = flint_shared::processor::CardInfo {
-        brand: flint_shared::processor::CardBrand::Visa,
-        fingerprint: "pm_1".into(),
-    };
-    rules
-        .record(
-            "acme",
-            &visa,
-            "osp_other:1",
-            CardOutcome::Declined(&soft_decline("ch_other")),
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
+    let visa = visa();
+    declined_elsewhere(&rules, &soft_decline("ch_other")).await;
     let a_card = Gate::new();
     processor
         .default_payment_method(Ok(Some("pm_1".into())))
