@@ -3,18 +3,17 @@
 //! restarted until every payment has settled. Then the processor's records must show at most
 //! one successful charge per payment, and every Flint payment's status must match them.
 
+mod chaos;
 mod fleet;
 mod truth;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
 use flint_shared::config::{ErrorRates, FaultConfig};
 use flint_testkit::process;
 use flint_testkit::redis::RedisServer;
 use flint_testkit::sandbox::spawn_sandbox;
-use rand::Rng;
 use serde_json::{Value, json};
 
 const API_KEY: &str = "crash-api-key";
@@ -97,19 +96,7 @@ async fn killed_workers_never_charge_a_payment_twice_and_every_payment_settles_t
     let chaos = {
         let (stop, config_file) = (std::sync::Arc::clone(&stop), config_file.clone());
         std::thread::spawn(move || {
-            let mut workers: Vec<Child> =
-                (0..3).map(|_| fleet::start_worker(&config_file)).collect();
-            let mut kills = 0;
-            let until = Instant::now() + Duration::from_secs(12);
-            while Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(rand::rng().random_range(150..500)));
-                let victim = rand::rng().random_range(0..workers.len());
-                process::signal(&workers[victim], "KILL");
-                let _ = workers[victim].wait();
-                kills += 1;
-                workers[victim] = fleet::start_worker(&config_file);
-            }
-            (workers, kills)
+            chaos::kill_and_replace(&config_file, 150..500, Duration::from_secs(12), &stop)
         })
     };
     let mut unsettled: HashSet<String> = ids.iter().cloned().collect();

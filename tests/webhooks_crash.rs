@@ -4,12 +4,12 @@
 //! sometimes fails. Every event the API lists must reach the receiver (at least once; the
 //! receiver deduplicates by `webhook-id`).
 
+mod chaos;
 mod fleet;
 
 use std::collections::HashSet;
-use std::process::Child;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
@@ -136,19 +136,8 @@ async fn killed_workers_never_lose_an_event() {
     let chaos = {
         let config_file = config_file.clone();
         std::thread::spawn(move || {
-            let mut workers: Vec<Child> =
-                (0..3).map(|_| fleet::start_worker(&config_file)).collect();
-            let mut kills = 0;
-            let until = Instant::now() + Duration::from_secs(8);
-            while Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(rand::rng().random_range(150..400)));
-                let victim = rand::rng().random_range(0..workers.len());
-                process::signal(&workers[victim], "KILL");
-                let _ = workers[victim].wait();
-                kills += 1;
-                workers[victim] = fleet::start_worker(&config_file);
-            }
-            (workers, kills)
+            let never = std::sync::atomic::AtomicBool::new(false);
+            chaos::kill_and_replace(&config_file, 150..400, Duration::from_secs(8), &never)
         })
     };
     let (workers, kills) = tokio::task::spawn_blocking(move || chaos.join().unwrap())
