@@ -1,6 +1,6 @@
-//! Schemathesis (pinned in tests/schemathesis-requirements.txt) generates requests from the
+//! Schemathesis (pinned in tests/requirements.txt) generates requests from the
 //! enqueuer's own `/openapi.json` — valid, invalid and stateful sequences — and none may get
-//! a 5xx. Needs the `st` command (`.ci/run` installs it).
+//! a 5xx. The test installs it into its virtualenv (`flint_testkit::python`).
 
 use std::process::Command;
 
@@ -11,11 +11,7 @@ use sha2::{Digest, Sha256};
 
 #[tokio::test]
 async fn schemathesis_finds_no_server_error_in_the_api() {
-    let probe = Command::new("st").arg("--version").output();
-    assert!(
-        probe.is_ok_and(|o| o.status.success()),
-        "the `st` command (schemathesis) is required: pip install -r tests/schemathesis-requirements.txt"
-    );
+    let st = flint_testkit::python::tool("st");
     let redis = RedisServer::start();
     let mut config = Config::default();
     config.redis.url = Secret::new(redis.url());
@@ -31,7 +27,7 @@ async fn schemathesis_finds_no_server_error_in_the_api() {
     let schema = format!("http://{}/openapi.json", app.local_addr());
     tokio::spawn(app.run(std::future::pending()));
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("st")
+        Command::new(st)
             .args([
                 "run",
                 &schema,

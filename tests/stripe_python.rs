@@ -1,6 +1,6 @@
-//! Stripe's official Python library (stripe-python, pinned in tests/stripe_python/requirements.txt)
+//! Stripe's official Python library (stripe-python, pinned in tests/requirements.txt)
 //! runs its main flows against the sandbox unchanged, with only its API base pointed at it.
-//! Needs `python3` with that package installed (`.ci/run` installs it).
+//! The test installs it into its virtualenv (`flint_testkit::python`).
 
 use std::process::Command;
 
@@ -13,18 +13,10 @@ async fn stripe_python_main_flows_work_against_the_sandbox_unchanged() {
         env!("CARGO_MANIFEST_DIR"),
         "/tests/stripe_python/main_flows.py"
     );
-    let probe = Command::new("python3")
-        .args(["-c", "import stripe"])
-        .output();
-    match probe {
-        Ok(out) if out.status.success() => {}
-        _ => panic!(
-            "python3 with the `stripe` package is required: pip install -r tests/stripe_python/requirements.txt"
-        ),
-    }
+    let python = flint_testkit::python::python();
     let url = sandbox.base_url.clone();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new("python3")
+        Command::new(python)
             .arg(script)
             .env("SANDBOX_URL", url)
             .env("SANDBOX_KEY", KEY)
@@ -32,7 +24,7 @@ async fn stripe_python_main_flows_work_against_the_sandbox_unchanged() {
     })
     .await
     .unwrap()
-    .expect("python3 runs");
+    .expect("the test virtualenv's python runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(

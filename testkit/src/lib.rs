@@ -7,12 +7,14 @@
 //!   client that speaks Stripe's form encoding.
 //! - [`process`]: signals to real child processes and waiting for them with a deadline.
 //! - [`processor::ScriptedProcessor`]: a processor whose answers (and pauses) a test scripts.
+//! - [`python`]: the pinned Python tools, installed by the tests into a virtualenv.
 //! - [`poll_until`]: wait for a condition with a deadline instead of sleeping.
 //!
 //! Tests never use the machine's shared Redis on 6379.
 
 pub mod process;
 pub mod processor;
+pub mod python;
 pub mod redis;
 pub mod sandbox;
 

@@ -123,7 +123,7 @@ impl Receiver {
 }
 
 /// Verifies `deliveries` with the official Standard Webhooks library (Python, pinned in
-/// tests/webhooks_python/requirements.txt): every one must verify with `secret` (`valid`), or
+/// tests/requirements.txt): every one must verify with `secret` (`valid`), or
 /// none may.
 pub fn verify_with_official_library(secret: &str, deliveries: &[Delivery], valid: bool) {
     use std::io::Write;
@@ -137,15 +137,13 @@ pub fn verify_with_official_library(secret: &str, deliveries: &[Delivery], valid
         "deliveries": deliveries.iter().map(Delivery::as_json).collect::<Vec<_>>(),
         "expect": if valid { "valid" } else { "invalid" },
     });
-    let mut child = Command::new("python3")
+    let mut child = Command::new(flint_testkit::python::python())
         .arg(script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect(
-            "python3 with standardwebhooks: pip install -r tests/webhooks_python/requirements.txt",
-        );
+        .expect("the test virtualenv's python runs");
     child
         .stdin
         .take()
