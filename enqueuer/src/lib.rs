@@ -30,6 +30,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::{get, post};
 use flint_shared::config::Config;
+use flint_shared::payment::Purpose;
+use flint_shared::telemetry::catalogue::{self, Role};
+use flint_shared::telemetry::ops;
 use tokio::net::TcpListener;
 
 /// Shared state of the API.
@@ -48,7 +51,7 @@ pub struct Application {
     router: Router,
 }
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<App>, readiness: ops::Readiness) -> Router {
     Router::new()
         .route(
             "/v1/off_session_payments",
@@ -80,10 +83,8 @@ pub fn router(app: Arc<App>) -> Router {
             "/v1/webhook_endpoints/{id}/rotate_secret",
             post(webhooks::rotate_secret),
         )
-        .route("/healthz", get(observe::healthz))
-        .route("/readyz", get(observe::readyz))
-        .route("/metrics", get(observe::metrics_text))
         .route("/openapi.json", get(openapi::serve))
+        .merge(ops::router(readiness))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn(observe::track))
         .with_state(app)
@@ -94,9 +95,18 @@ impl Application {
     /// API starts (and answers 503) while Redis is down.
     pub async fn build(config: &Config) -> Result<Application, std::io::Error> {
         observe::prometheus();
+        catalogue::describe(Role::Enqueuer);
+        for purpose in Purpose::ALL {
+            catalogue::zero(
+                catalogue::PAYMENTS_CREATED,
+                &[("purpose", purpose.as_str())],
+            );
+        }
+        catalogue::zero(catalogue::IDEMPOTENT_REPLAYS, &[]);
         let client = redis::Client::open(config.redis.url.expose()).map_err(|e| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("redis.url: {e}"))
         })?;
+        let readiness = ops::Readiness::new(client.clone(), config.redis.allow_eviction);
         let e = &config.enqueuer;
         let app = App {
             auth: auth::Auth::new(&config.tenants, e.rate_limit_per_second, e.rate_limit_burst),
@@ -113,7 +123,7 @@ impl Application {
         let listener = TcpListener::bind(e.listen).await?;
         Ok(Application {
             listener,
-            router: router(Arc::new(app)),
+            router: router(Arc::new(app), readiness),
         })
     }
 

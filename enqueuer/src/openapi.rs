@@ -5,7 +5,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::{events, observe, payments, webhooks};
+use flint_shared::telemetry::ops;
+
+use crate::{events, payments, webhooks};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -15,7 +17,7 @@ use crate::{events, observe, payments, webhooks};
         events::list, events::retrieve, webhooks::redeliver,
         webhooks::create, webhooks::list, webhooks::retrieve, webhooks::update, webhooks::delete,
         webhooks::rotate_secret,
-        observe::healthz, observe::readyz, observe::metrics_text, serve
+        ops::healthz, ops::readyz, ops::metrics_text, serve
     ),
     components(schemas(ErrorBody, ErrorDetail, payments::PaymentList, payments::CancelRequest, payments::ResumeRequest, events::EventList,
         webhooks::CreateEndpoint, webhooks::UpdateEndpoint, webhooks::RotateSecret,

@@ -107,18 +107,25 @@ impl<Args> std::fmt::Debug for RedisBackend<Args> {
     }
 }
 
-/// `host-pid-random`: unique per process and per backend, readable in `XINFO CONSUMERS`.
-fn consumer_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    format!("{host}-{}-{}", std::process::id(), crate::token(8))
+/// `prefix-pid-random` (the prefix is the worker's name, else the host name): unique per
+/// process and per backend, readable in `XINFO CONSUMERS`.
+fn consumer_name(prefix: Option<&str>) -> String {
+    let prefix = prefix.map_or_else(
+        || {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "host".to_owned())
+        },
+        str::to_owned,
+    );
+    format!("{prefix}-{}-{}", std::process::id(), crate::token(8))
 }
 
 impl<Args> RedisBackend<Args> {
     pub(crate) fn new(store: Store, client: redis::Client) -> Self {
+        let consumer = consumer_name(store.config.consumer_prefix.as_deref());
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             inflight: Mutex::default(),
@@ -128,7 +135,7 @@ impl<Args> RedisBackend<Args> {
         RedisBackend {
             store,
             client,
-            consumer: consumer_name(),
+            consumer,
             shared,
             ack_rx: Some(ack_rx),
             rx: None,
@@ -654,7 +661,7 @@ async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>
                         // Runs that finished after their lease ran out; the job's new holder
                         // reports for it.
                         tracing::warn!(queue = %ctx.queue(), stale, "outcomes of jobs this worker no longer held were ignored");
-                        metrics::counter!("flint_queue_stale_outcomes_total", "queue" => ctx.queue().to_owned())
+                        metrics::counter!(crate::metrics::STALE_OUTCOMES, "queue" => ctx.queue().to_owned())
                             .increment(stale);
                     }
                     break;

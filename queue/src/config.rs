@@ -31,6 +31,10 @@ pub struct QueueConfig {
     /// worker that runs it) is dead-lettered with the reason instead of being run again. The
     /// handler sees the count ([`crate::LostLeases`]) and may give up sooner.
     pub max_lost_leases: u32,
+    /// The start of this process's consumer names (`<prefix>-<pid>-<random>`, readable in
+    /// `XINFO CONSUMERS`): the worker's name, a pod name in Kubernetes. The host name when
+    /// unset.
+    pub consumer_prefix: Option<String>,
 }
 
 impl QueueConfig {
@@ -46,7 +50,13 @@ impl QueueConfig {
             dead_letters_max: 100_000,
             consumer_idle_limit: Duration::from_secs(600),
             max_lost_leases: 5,
+            consumer_prefix: None,
         }
+    }
+
+    pub fn with_consumer_prefix(mut self, prefix: Option<String>) -> Self {
+        self.consumer_prefix = prefix;
+        self
     }
 
     pub fn in_slot_of(mut self, queue: impl Into<String>) -> Self {

@@ -4,6 +4,11 @@
 
 use std::time::Duration;
 
+/// The queue's metric names (flint-shared's metric catalogue gives them their HELP text).
+pub const JOBS: &str = "flint_queue_jobs";
+pub const OLDEST_READY_AGE: &str = "flint_queue_oldest_ready_age_seconds";
+pub const STALE_OUTCOMES: &str = "flint_queue_stale_outcomes_total";
+
 use crate::Queue;
 use crate::store::QueueStats;
 
@@ -14,10 +19,9 @@ pub fn record(queue: &str, stats: &QueueStats) {
         ("delayed", stats.delayed),
         ("dead", stats.dead),
     ] {
-        metrics::gauge!("flint_queue_jobs", "queue" => queue.to_owned(), "state" => state)
-            .set(value as f64);
+        metrics::gauge!(JOBS, "queue" => queue.to_owned(), "state" => state).set(value as f64);
     }
-    metrics::gauge!("flint_queue_oldest_ready_age_seconds", "queue" => queue.to_owned())
+    metrics::gauge!(OLDEST_READY_AGE, "queue" => queue.to_owned())
         .set(stats.oldest_ready_age_ms as f64 / 1000.0);
 }
 

@@ -13,6 +13,9 @@ macro_rules! string_codes {
         }
 
         impl $name {
+            /// Every code Flint knows (not `Other`).
+            pub const KNOWN: &'static [$name] = &[$($name::$variant,)*];
+
             pub fn parse(text: &str) -> $name {
                 match text {
                     $($text => $name::$variant,)*

@@ -19,6 +19,7 @@ pub mod metadata;
 pub mod money;
 pub mod payment;
 pub mod processor;
+pub mod redis_settings;
 pub mod telemetry;
 pub mod time;
 pub mod webhook;

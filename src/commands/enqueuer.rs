@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use flint_enqueuer::Application;
 use flint_shared::config::Config;
+use flint_shared::redis_settings::{CheckError, check_at_start};
 
 use crate::cli::EnqueuerArgs;
 
@@ -13,6 +14,16 @@ pub async fn run(mut config: Config, args: &EnqueuerArgs) -> anyhow::Result<()> 
     }
     if config.tenants.is_empty() {
         bail!("no [[tenants]] configured: nobody could call the API (see config/base.toml)");
+    }
+    let redis = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
+    match check_at_start(&redis, config.redis.allow_eviction).await {
+        Ok(()) => {}
+        Err(CheckError::Unsafe(reason)) => bail!("refusing to start: {reason}"),
+        // The API starts while Redis is down (and answers 503); /readyz checks the settings
+        // once Redis answers, so no traffic is routed to an unsafe Redis.
+        Err(e @ CheckError::Unreachable(_)) => {
+            tracing::warn!(error = %e, "Redis's settings could not be checked at start; /readyz checks them");
+        }
     }
     let listen = config.enqueuer.listen;
     let app = Application::build(&config)

@@ -19,8 +19,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use apalis::prelude::*;
-use axum::Router;
-use axum::routing::get;
 use charge::Pipeline;
 use charge::decide::Policy;
 use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
@@ -30,6 +28,7 @@ use flint_shared::payment::network::CardRules;
 use flint_shared::payment::store::Store;
 use flint_shared::processor::Processor;
 use flint_shared::processor::stripe::{StripeClient, StripeConfig};
+use flint_shared::telemetry::catalogue;
 use tokio::net::TcpListener;
 
 /// The apalis handler. apalis drives every in-flight job inside its one worker task, so on its
@@ -40,7 +39,7 @@ pub async fn charge_job<P: Processor + 'static>(
     lost: LostLeases,
     pipeline: Data<Arc<Pipeline<P>>>,
 ) -> Outcome {
-    metrics::gauge!("flint_jobs_in_flight").increment(1.0);
+    metrics::gauge!(catalogue::JOBS_IN_FLIGHT.name).increment(1.0);
     let pipeline = Arc::clone(&pipeline);
     let run = {
         let (pipeline, job) = (Arc::clone(&pipeline), job.clone());
@@ -60,7 +59,7 @@ pub async fn charge_job<P: Processor + 'static>(
             }
         }
     };
-    metrics::gauge!("flint_jobs_in_flight").decrement(1.0);
+    metrics::gauge!(catalogue::JOBS_IN_FLIGHT.name).decrement(1.0);
     outcome
 }
 
@@ -160,6 +159,7 @@ pub struct WorkerApp {
     webhook_concurrency: usize,
     sweeper: sweeper::Sweeper,
     listener: TcpListener,
+    readiness: flint_shared::telemetry::ops::Readiness,
     concurrency: usize,
     grace: Duration,
 }
@@ -167,10 +167,26 @@ pub struct WorkerApp {
 impl WorkerApp {
     pub async fn build(config: &Config) -> anyhow::Result<WorkerApp> {
         flint_shared::telemetry::prometheus();
+        catalogue::describe(catalogue::Role::Worker);
+        charge::zero_metrics();
+        webhooks::zero_metrics();
+        sweeper::zero_metrics();
+        flint_shared::processor::stripe::zero_metrics();
         let w = &config.worker;
+        metrics::gauge!(catalogue::JOBS_IN_FLIGHT.name).set(0.0);
+        for queue in [&w.queue, &config.webhooks.queue] {
+            metrics::counter!(catalogue::QUEUE_STALE_OUTCOMES.name, "queue" => queue.clone())
+                .increment(0);
+        }
+        let redis_client =
+            redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
+        flint_shared::redis_settings::check_at_start(&redis_client, config.redis.allow_eviction)
+            .await
+            .context("refusing to start")?;
         let queue_config = QueueConfig::new(&w.queue)
             .with_lease(Duration::from_secs(w.lease_secs))
-            .with_max_lost_leases(w.max_lost_leases);
+            .with_max_lost_leases(w.max_lost_leases)
+            .with_consumer_prefix(w.name.clone());
         let queue = Queue::connect(config.redis.url.expose(), queue_config)
             .await
             .context("cannot reach redis")?;
@@ -178,7 +194,8 @@ impl WorkerApp {
         let webhook_config = QueueConfig::new(&config.webhooks.queue)
             .in_slot_of(&w.queue)
             .with_lease(Duration::from_secs(w.lease_secs))
-            .with_max_lost_leases(w.max_lost_leases);
+            .with_max_lost_leases(w.max_lost_leases)
+            .with_consumer_prefix(w.name.clone());
         let webhook_queue = Queue::connect(config.redis.url.expose(), webhook_config)
             .await
             .context("cannot reach redis")?;
@@ -188,7 +205,11 @@ impl WorkerApp {
         );
         let sweeper = sweeper::Sweeper::new(
             store(config)?,
-            format!("sweeper-{}", flint_shared::ids::random_token(12)),
+            format!(
+                "sweeper-{}-{}",
+                w.name.as_deref().unwrap_or("worker"),
+                flint_shared::ids::random_token(12)
+            ),
             Duration::from_secs(w.sweep_interval_secs),
         );
         let listener = TcpListener::bind(w.listen)
@@ -202,6 +223,10 @@ impl WorkerApp {
             webhook_concurrency: config.webhooks.concurrency,
             sweeper,
             listener,
+            readiness: flint_shared::telemetry::ops::Readiness::new(
+                redis_client,
+                config.redis.allow_eviction,
+            ),
             concurrency: w.concurrency,
             grace: Duration::from_secs(w.shutdown_grace_secs),
         })
@@ -220,31 +245,7 @@ impl WorkerApp {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let queue_for_ready = self.queue.clone();
-        let http = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let q = queue_for_ready.clone();
-                    async move {
-                        match q.stats().await {
-                            Ok(_) => (axum::http::StatusCode::OK, "ready".to_owned()),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "not ready: redis unreachable");
-                                (
-                                    axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                                    "redis unreachable".to_owned(),
-                                )
-                            }
-                        }
-                    }
-                }),
-            )
-            .route(
-                "/metrics",
-                get(|| async { flint_shared::telemetry::prometheus().render() }),
-            );
+        let http: axum::Router = flint_shared::telemetry::ops::router(self.readiness);
         let mut http_stop = stop_rx.clone();
         let listener = self.listener;
         let server = tokio::spawn(async move {

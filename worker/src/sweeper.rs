@@ -24,6 +24,7 @@ use flint_shared::payment::Status;
 use flint_shared::payment::record::AttentionReason;
 use flint_shared::payment::store::sweep::Repair;
 use flint_shared::payment::store::{JobAction, Store, StoreError};
+use flint_shared::telemetry::catalogue;
 use flint_shared::time::Timestamp;
 use tokio::sync::watch;
 
@@ -141,7 +142,7 @@ impl Sweeper {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()),
                 );
-                metrics::gauge!("flint_payments_requiring_attention").set(total as f64);
+                metrics::gauge!(catalogue::PAYMENTS_REQUIRING_ATTENTION.name).set(total as f64);
                 tick.requiring_attention = Some(total);
                 break;
             }
@@ -154,7 +155,7 @@ impl Sweeper {
                 break;
             }
         }
-        metrics::counter!("flint_sweeper_payments_checked_total").increment(tick.scanned);
+        metrics::counter!(catalogue::SWEEPER_CHECKED.name).increment(tick.scanned);
         if tick.reaped > 0 {
             tracing::debug!(
                 reaped = tick.reaped,
@@ -176,22 +177,15 @@ impl Sweeper {
         };
         match self.store.repair(&payment_id, now, MAX_REPAIRS).await? {
             Repair::Repaired(count) => {
-                let reason = match status {
-                    Status::Pending => "pending_without_job",
-                    Status::Processing => "processing_without_job",
-                    Status::Paused => "paused_without_job",
-                    Status::Succeeded
-                    | Status::Failed
-                    | Status::Canceled
-                    | Status::RequiresAttention => "other",
-                };
+                let reason = repair_reason(status);
                 tracing::warn!(
                     payment_id = id,
                     status = status.as_str(),
                     repairs = count,
                     "payment had no charge job; its job is restored"
                 );
-                metrics::counter!("flint_payments_repaired_total", "reason" => reason).increment(1);
+                metrics::counter!(catalogue::PAYMENTS_REPAIRED.name, "reason" => reason)
+                    .increment(1);
                 tick.repaired.push((id.to_owned(), status));
             }
             Repair::Exhausted(count) => {
@@ -232,11 +226,32 @@ impl Sweeper {
                 .is_some()
             {
                 tracing::error!(payment_id = %id, repairs, "payment keeps losing its charge job; it requires attention");
-                metrics::counter!("flint_payments_requiring_attention_total", "reason" => AttentionReason::JobLost.as_str())
+                metrics::counter!(catalogue::PAYMENTS_REQUIRING_ATTENTION_TOTAL.name, "reason" => AttentionReason::JobLost.as_str())
                     .increment(1);
                 return Ok(true);
             }
         }
         Ok(false)
+    }
+}
+/// The `reason` label of `flint_payments_repaired_total`: the status that needed a job.
+fn repair_reason(status: Status) -> &'static str {
+    match status {
+        Status::Pending => "pending_without_job",
+        Status::Processing => "processing_without_job",
+        Status::Paused => "paused_without_job",
+        Status::Succeeded | Status::Failed | Status::Canceled | Status::RequiresAttention => {
+            "other"
+        }
+    }
+}
+
+/// Sets the sweeper's counters to zero for every label value they can take.
+pub fn zero_metrics() {
+    catalogue::zero(catalogue::SWEEPER_CHECKED, &[]);
+    let mut reasons: Vec<_> = Status::ALL.into_iter().map(repair_reason).collect();
+    reasons.dedup();
+    for reason in reasons {
+        catalogue::zero(catalogue::PAYMENTS_REPAIRED, &[("reason", reason)]);
     }
 }

@@ -113,13 +113,14 @@ pub async fn create(
         .await?
     {
         Created::New(payment) => {
-            metrics::counter!("flint_payments_created_total", "purpose" => purpose.as_str())
+            metrics::counter!(flint_shared::telemetry::catalogue::PAYMENTS_CREATED.name, "purpose" => purpose.as_str())
                 .increment(1);
             tracing::info!(payment_id = %payment.id, tenant = %tenant.id, purpose = purpose.as_str(), "payment created");
             Ok(accepted(&payment, false))
         }
         Created::Replay(payment) => {
-            metrics::counter!("flint_idempotent_replays_total").increment(1);
+            metrics::counter!(flint_shared::telemetry::catalogue::IDEMPOTENT_REPLAYS.name)
+                .increment(1);
             Ok(accepted(&payment, true))
         }
         Created::KeyReused => Err(ApiError::new(

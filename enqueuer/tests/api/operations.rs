@@ -29,6 +29,43 @@ async fn health_readiness_and_metrics_are_served() {
     }
     assert!(!text.contains("osp_"), "no payment ids in metrics");
     assert!(!text.contains("quantile="), "no summaries: {text}");
+    // Every series has its HELP; counters with a closed label set exist from the start.
+    for needle in [
+        "# HELP flint_payments_created_total ",
+        "# HELP flint_api_request_duration_seconds ",
+        r#"flint_payments_created_total{purpose="balance_recovery"} 0"#,
+        r#"flint_build_info{role="enqueuer",version=""#,
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn readiness_fails_while_redis_may_evict_keys() {
+    let app = spawn_app().await;
+    let policy = |policy: &'static str| {
+        let url = app.redis.url();
+        async move {
+            let client = redis::Client::open(url).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let () = redis::cmd("CONFIG")
+                .arg("SET")
+                .arg("maxmemory-policy")
+                .arg(policy)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    let ready = || async {
+        let r = app.http.get(app.url("/readyz")).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    };
+    assert_eq!(ready().await.0, 200);
+    policy("allkeys-lru").await;
+    assert_eq!(ready().await, (503, "redis settings unsafe".to_owned()));
+    policy("noeviction").await;
+    assert_eq!(ready().await.0, 200);
 }
 
 #[tokio::test]

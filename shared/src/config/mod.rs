@@ -75,12 +75,16 @@ pub enum LogFormat {
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`. May carry a password, so it is a secret.
     pub url: Secret,
+    /// Run on a Redis whose `maxmemory-policy` is not `noeviction` (it may delete jobs and
+    /// payments when full). Refused at start unless this is true.
+    pub allow_eviction: bool,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: Secret::new("redis://127.0.0.1:6379"),
+            allow_eviction: false,
         }
     }
 }

@@ -35,6 +35,9 @@ pub struct WorkerConfig {
     /// An attempt whose worker is lost this many times in a row (crash, kill, stall past the
     /// lease) requires attention instead of running again.
     pub max_lost_leases: u32,
+    /// This worker's name, the start of its consumer names in Redis and in logs (in
+    /// Kubernetes: the pod name). The host name when unset.
+    pub name: Option<String>,
 }
 
 impl Default for WorkerConfig {
@@ -51,6 +54,7 @@ impl Default for WorkerConfig {
             misconfigured_limit_secs: 3_600,
             paused_expiry_days: 30,
             max_lost_leases: 5,
+            name: None,
         }
     }
 }
@@ -88,6 +92,18 @@ impl Default for ProcessorConfig {
 
 impl WorkerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(name) = &self.name
+            && (name.is_empty()
+                || name.len() > 253
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+        {
+            return Err(ConfigError::invalid(
+                "worker.name",
+                "must be 1 to 253 characters of a-z, A-Z, 0-9, '.', '_' or '-'",
+            ));
+        }
         if self.concurrency == 0 || self.concurrency > 10_000 {
             return Err(ConfigError::invalid(
                 "worker.concurrency",

@@ -39,6 +39,13 @@ pub enum Purpose {
 }
 
 impl Purpose {
+    pub const ALL: [Purpose; 4] = [
+        Purpose::Subscription,
+        Purpose::RepeatPurchase,
+        Purpose::BalanceRecovery,
+        Purpose::Support,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Purpose::Subscription => "subscription",

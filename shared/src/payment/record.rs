@@ -121,6 +121,16 @@ pub enum AttemptOutcome {
 }
 
 impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 7] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::SoftDecline,
+        AttemptOutcome::HardDecline,
+        AttemptOutcome::NeedsCustomer,
+        AttemptOutcome::Rejected,
+        AttemptOutcome::BlockedByNetworkRule,
+        AttemptOutcome::Canceled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttemptOutcome::Succeeded => "succeeded",
@@ -245,6 +255,14 @@ pub enum AttentionReason {
 }
 
 impl AttentionReason {
+    pub const ALL: [AttentionReason; 5] = [
+        AttentionReason::UnknownOutcome,
+        AttentionReason::ProcessorMisconfigured,
+        AttentionReason::WorkerLost,
+        AttentionReason::JobLost,
+        AttentionReason::InternalError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AttentionReason::UnknownOutcome => "unknown_outcome",

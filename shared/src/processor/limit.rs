@@ -10,6 +10,8 @@ use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::telemetry::catalogue;
+
 const GCRA: &str = r"
 -- KEYS: the account's theoretical arrival time; ARGV: emission interval (µs), tolerance (µs)
 local t = redis.call('TIME')
@@ -57,6 +59,7 @@ impl RateLimiter {
     /// Waits for this request's turn. If Redis cannot be asked, the request goes ahead (the
     /// processor's own limit and the client's retries remain) and the failure is logged.
     pub async fn acquire(&self) {
+        let mut waited = Duration::ZERO;
         loop {
             let conn = self
                 .conn
@@ -74,8 +77,18 @@ impl RateLimiter {
                 Err(e) => Err(e),
             };
             match wait_us {
-                Ok(0) => return,
-                Ok(us) => tokio::time::sleep(Duration::from_micros(us)).await,
+                Ok(0) => {
+                    if !waited.is_zero() {
+                        metrics::histogram!(catalogue::RATE_LIMIT_WAIT.name)
+                            .record(waited.as_secs_f64());
+                    }
+                    return;
+                }
+                Ok(us) => {
+                    let wait = Duration::from_micros(us);
+                    waited += wait;
+                    tokio::time::sleep(wait).await;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "processor rate limit unavailable; sending unthrottled");
                     return;

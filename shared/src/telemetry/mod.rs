@@ -1,12 +1,16 @@
 //! Log and metrics setup shared by every Flint binary. Logs: JSON lines for collectors or text for a terminal,
 //! filtered by `[log] level` (a `tracing` filter; `RUST_LOG` overrides it when set).
 
+pub mod catalogue;
+pub mod ops;
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
+use catalogue::Kind;
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored),
 /// which lets tests and `flint dev` share a process.
@@ -24,54 +28,23 @@ pub fn init(log: &LogConfig) {
     };
 }
 
-/// The process-wide Prometheus recorder, installed on first use; every binary role renders it
-/// at its `/metrics`.
-/// The latency metrics, each a Prometheus histogram (which, unlike a per-process summary, adds
-/// up across a fleet) with buckets, in seconds, for what it measures.
-pub mod latency {
-    /// An API request, from arrival to answer: sub-millisecond to a second.
-    pub const API_REQUEST: &str = "flint_api_request_duration_seconds";
-    /// A charge attempt, from start to written outcome (retries and rate-limit turns included).
-    pub const CHARGE_ATTEMPT: &str = "flint_charge_attempt_duration_seconds";
-    /// One request to the processor.
-    pub const PROCESSOR_REQUEST: &str = "flint_processor_request_duration_seconds";
-    /// One webhook delivery (its timeout is 10 s by default).
-    pub const WEBHOOK_DELIVERY: &str = "flint_webhook_delivery_duration_seconds";
-
-    pub(super) const BUCKETS: [(&str, &[f64]); 4] = [
-        (
-            API_REQUEST,
-            &[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-            ],
-        ),
-        (
-            CHARGE_ATTEMPT,
-            &[
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
-            ],
-        ),
-        (
-            PROCESSOR_REQUEST,
-            &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0],
-        ),
-        (
-            WEBHOOK_DELIVERY,
-            &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
-        ),
-    ];
-}
-
+/// Histograms (never summaries, which cannot be added up across a fleet) with each latency
+/// metric's own buckets.
 fn builder() -> PrometheusBuilder {
-    latency::BUCKETS
+    catalogue::ALL
         .iter()
-        .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
-            builder
-                .set_buckets_for_metric(Matcher::Full((*name).to_owned()), buckets)
-                .expect("the buckets are a fixed, non-empty list")
+        .fold(PrometheusBuilder::new(), |builder, metric| {
+            match metric.kind {
+                Kind::Histogram(buckets) => builder
+                    .set_buckets_for_metric(Matcher::Full(metric.name.to_owned()), buckets)
+                    .expect("the buckets are a fixed, non-empty list"),
+                Kind::Counter | Kind::Gauge => builder,
+            }
         })
 }
 
+/// The process-wide Prometheus recorder, installed on first use; every binary role renders it
+/// at its `/metrics`.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -94,13 +67,21 @@ mod tests {
     fn every_latency_metric_is_a_histogram_with_its_buckets() {
         let recorder = builder().build_recorder();
         let handle = recorder.handle();
+        let histograms: Vec<_> = catalogue::ALL
+            .iter()
+            .filter_map(|m| match m.kind {
+                Kind::Histogram(buckets) => Some((m.name, buckets)),
+                Kind::Counter | Kind::Gauge => None,
+            })
+            .collect();
+        assert_eq!(histograms.len(), 5);
         metrics::with_local_recorder(&recorder, || {
-            for (name, _) in latency::BUCKETS {
-                metrics::histogram!(name).record(0.003);
+            for (name, _) in &histograms {
+                metrics::histogram!(*name).record(0.003);
             }
         });
         let text = handle.render();
-        for (name, buckets) in latency::BUCKETS {
+        for (name, buckets) in histograms {
             assert!(
                 text.contains(&format!(
                     "{name}_bucket{{le=\"{}\"}} 1",
@@ -113,7 +94,34 @@ mod tests {
                 !text.contains(&format!("{name}{{quantile")),
                 "{name} is a summary: {text}"
             );
-            assert!(buckets.windows(2).all(|w| w[0] < w[1]), "{name}");
         }
+    }
+
+    #[test]
+    fn every_metric_has_its_help_text() {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            catalogue::describe(catalogue::Role::Worker);
+            for metric in catalogue::ALL {
+                match metric.kind {
+                    Kind::Counter => metrics::counter!(metric.name).increment(1),
+                    Kind::Gauge => metrics::gauge!(metric.name).set(1.0),
+                    Kind::Histogram(_) => metrics::histogram!(metric.name).record(1.0),
+                }
+            }
+        });
+        let text = handle.render();
+        for metric in catalogue::ALL {
+            assert!(
+                text.contains(&format!("# HELP {} {}", metric.name, metric.help)),
+                "{}: {text}",
+                metric.name
+            );
+        }
+        assert!(
+            text.contains("flint_build_info{role=\"worker\",version=\""),
+            "{text}"
+        );
     }
 }

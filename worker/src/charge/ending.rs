@@ -114,17 +114,44 @@ impl Ending {
 
     /// Labels of `flint_charge_attempts_total`: the outcome and the decline class.
     pub fn labels(&self) -> (&'static str, &'static str) {
-        let class = self.decline().map_or("none", |d| match self {
+        let class = self.decline().map_or(NO_DECLINE, |d| match self {
             Ending::Hard(_) | Ending::HardSwitch(..) => DeclineClass::Hard.as_str(),
             Ending::NeedsCustomer(..) => DeclineClass::NeedsCustomer.as_str(),
             _ => d.class().as_str(),
         });
         let outcome = match self {
-            Ending::Unanswered(Unanswered::UnknownOutcome, _) => "unknown",
-            Ending::Unanswered(Unanswered::ProcessorMisconfigured, _) => "misconfigured",
-            Ending::NotYet(..) => "unknown",
-            other => other.outcome().map_or("unknown", AttemptOutcome::as_str),
+            Ending::Unanswered(Unanswered::UnknownOutcome, _) => UNKNOWN,
+            Ending::Unanswered(Unanswered::ProcessorMisconfigured, _) => MISCONFIGURED,
+            Ending::NotYet(..) => UNKNOWN,
+            other => other.outcome().map_or(UNKNOWN, AttemptOutcome::as_str),
         };
         (outcome, class)
     }
+
+    /// Every (outcome, decline class) pair [`Ending::labels`] gives for a usual ending.
+    pub fn label_sets() -> Vec<(&'static str, &'static str)> {
+        AttemptOutcome::ALL
+            .into_iter()
+            .map(|outcome| {
+                let class = match outcome {
+                    AttemptOutcome::SoftDecline => DeclineClass::Soft.as_str(),
+                    AttemptOutcome::HardDecline => DeclineClass::Hard.as_str(),
+                    AttemptOutcome::NeedsCustomer => DeclineClass::NeedsCustomer.as_str(),
+                    AttemptOutcome::Succeeded
+                    | AttemptOutcome::Rejected
+                    | AttemptOutcome::BlockedByNetworkRule
+                    | AttemptOutcome::Canceled => NO_DECLINE,
+                };
+                (outcome.as_str(), class)
+            })
+            .chain([(UNKNOWN, NO_DECLINE), (MISCONFIGURED, NO_DECLINE)])
+            .collect()
+    }
 }
+
+/// The `outcome` label of an attempt with no definite answer yet.
+const UNKNOWN: &str = "unknown";
+/// The `outcome` label of an attempt the processor refused the tenant's key for.
+const MISCONFIGURED: &str = "misconfigured";
+/// The `decline_class` label of an attempt that was not declined.
+const NO_DECLINE: &str = "none";

@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use flint_queue::{LostLeases, Outcome};
 use flint_shared::payment::job::ChargeJob;
-use flint_shared::payment::network::CardRules;
+use flint_shared::payment::network::{CardRules, NetworkRule};
 use flint_shared::payment::record::AttentionReason;
 use flint_shared::payment::store::{JobAction, Store, StoreError, Versioned};
 use flint_shared::payment::{Payment, Status};
 use flint_shared::processor::{CardInfo, Processor};
+use flint_shared::telemetry::catalogue;
 use flint_shared::time::Timestamp;
 
 use apply::{apply, apply_start, require_attention};
@@ -155,7 +156,7 @@ impl<P: Processor> Pipeline<P> {
         let step = self
             .attempt(processor, &tenant, &mut current, number, continuation)
             .await?;
-        metrics::histogram!(flint_shared::telemetry::latency::CHARGE_ATTEMPT)
+        metrics::histogram!(catalogue::CHARGE_ATTEMPT_DURATION.name)
             .record(started.elapsed().as_secs_f64());
         match step {
             Step::Moved(p) => Ok(outcome_of_record(&p, &self.policy, Timestamp::now())),
@@ -192,10 +193,10 @@ impl<P: Processor> Pipeline<P> {
         attempted: Attempted,
     ) -> Result<Next, StoreError> {
         let (outcome_label, class) = attempted.ending.labels();
-        metrics::counter!("flint_charge_attempts_total", "outcome" => outcome_label, "decline_class" => class)
+        metrics::counter!(catalogue::CHARGE_ATTEMPTS.name, "outcome" => outcome_label, "decline_class" => class)
             .increment(1);
         if let Ending::Blocked(block) = &attempted.ending {
-            metrics::counter!("flint_network_rule_blocks_total", "rule" => block.rule().as_str().to_owned())
+            metrics::counter!(catalogue::NETWORK_RULE_BLOCKS.name, "rule" => block.rule().as_str().to_owned())
                 .increment(1);
         }
         // The attempt's card and send window as this run knew them: its result holds only for
@@ -328,11 +329,34 @@ fn outcome(next: Next) -> Outcome {
     }
 }
 
+/// Sets the charge counters to zero for every label value they can take, so that ratios and
+/// `increase()` have data from the first scrape.
+pub fn zero_metrics() {
+    for (outcome, class) in Ending::label_sets() {
+        catalogue::zero(
+            catalogue::CHARGE_ATTEMPTS,
+            &[("outcome", outcome), ("decline_class", class)],
+        );
+    }
+    for rule in NetworkRule::KNOWN {
+        catalogue::zero(catalogue::NETWORK_RULE_BLOCKS, &[("rule", rule.as_str())]);
+    }
+    for status in Status::ALL.into_iter().filter(|s| s.is_final()) {
+        catalogue::zero(catalogue::PAYMENTS_FINISHED, &[("status", status.as_str())]);
+    }
+    for reason in AttentionReason::ALL {
+        catalogue::zero(
+            catalogue::PAYMENTS_REQUIRING_ATTENTION_TOTAL,
+            &[("reason", reason.as_str())],
+        );
+    }
+}
+
 fn finished(status: Status) {
-    metrics::counter!("flint_payments_finished_total", "status" => status.as_str()).increment(1);
+    metrics::counter!(catalogue::PAYMENTS_FINISHED.name, "status" => status.as_str()).increment(1);
 }
 
 fn attention(reason: AttentionReason) {
-    metrics::counter!("flint_payments_requiring_attention_total", "reason" => reason.as_str())
+    metrics::counter!(catalogue::PAYMENTS_REQUIRING_ATTENTION_TOTAL.name, "reason" => reason.as_str())
         .increment(1);
 }

@@ -20,6 +20,7 @@ use flint_queue::{LostLeases, NewJob, Outcome, Queue};
 use flint_shared::config::WebhooksConfig;
 use flint_shared::ids::{EventId, WebhookEndpointId};
 use flint_shared::payment::store::Store;
+use flint_shared::telemetry::catalogue;
 use flint_shared::time::Timestamp;
 use flint_shared::webhook::job::WebhookJob;
 use flint_shared::webhook::sign;
@@ -36,6 +37,13 @@ enum Delivery {
 }
 
 impl Delivery {
+    const ALL: [Delivery; 4] = [
+        Delivery::Delivered,
+        Delivery::Retried,
+        Delivery::DeadLettered,
+        Delivery::Dropped,
+    ];
+
     fn as_str(self) -> &'static str {
         match self {
             Delivery::Delivered => "delivered",
@@ -46,7 +54,7 @@ impl Delivery {
     }
 
     fn count(self) {
-        metrics::counter!("flint_webhook_deliveries_total", "outcome" => self.as_str())
+        metrics::counter!(catalogue::WEBHOOK_DELIVERIES.name, "outcome" => self.as_str())
             .increment(1);
     }
 }
@@ -216,7 +224,7 @@ impl Webhooks {
             .body(body)
             .send()
             .await;
-        metrics::histogram!(flint_shared::telemetry::latency::WEBHOOK_DELIVERY)
+        metrics::histogram!(catalogue::WEBHOOK_DELIVERY_DURATION.name)
             .record(started.elapsed().as_secs_f64());
         let answer = match sent {
             Ok(response) => Answer::Status(response.status().as_u16()),
@@ -310,6 +318,16 @@ pub async fn webhook_job(
 /// Reads the webhook queue's depth every `every`: `flint_webhook_pending` (deliveries not yet
 /// done: ready, leased or waiting to retry) and `flint_webhook_dead_letters`, besides the
 /// queue's own gauges.
+/// Sets the delivery counter to zero for every outcome.
+pub fn zero_metrics() {
+    for delivery in Delivery::ALL {
+        catalogue::zero(
+            catalogue::WEBHOOK_DELIVERIES,
+            &[("outcome", delivery.as_str())],
+        );
+    }
+}
+
 pub fn spawn_reporter(queue: Queue, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -318,9 +336,9 @@ pub fn spawn_reporter(queue: Queue, every: Duration) -> tokio::task::JoinHandle<
             match queue.stats().await {
                 Ok(stats) => {
                     flint_queue::metrics::record(&queue.config().name, &stats);
-                    metrics::gauge!("flint_webhook_pending")
+                    metrics::gauge!(catalogue::WEBHOOK_PENDING.name)
                         .set((stats.ready + stats.leased + stats.delayed) as f64);
-                    metrics::gauge!("flint_webhook_dead_letters").set(stats.dead as f64);
+                    metrics::gauge!(catalogue::WEBHOOK_DEAD_LETTERS.name).set(stats.dead as f64);
                 }
                 Err(e) => tracing::warn!(error = %e, "reading the webhook queue's depth failed"),
             }

@@ -327,12 +327,6 @@ impl Store {
         Ok(conn.clone())
     }
 
-    pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn().await?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-        Ok(())
-    }
-
     /// Creates `payment` under the tenant's idempotency key, with its job due at the payment's
     /// `next_attempt_at`.
     pub async fn create(

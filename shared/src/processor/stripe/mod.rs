@@ -28,8 +28,9 @@ pub use wire::classify;
 
 use super::{CardInfo, Intent, IntentRequest, Processor, ProcessorError, SavedCard};
 use crate::config::Secret;
+use crate::telemetry::catalogue;
 use crate::time::Timestamp;
-use wire::{card_info, id_of, intent, text, transport};
+use wire::{StatusClass, card_info, id_of, intent, text, transport};
 
 /// Characters left as they are in a path segment: RFC 3986 unreserved ones.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -125,27 +126,13 @@ impl StripeClient {
         loop {
             let (result, should_retry) = self.call_once(&request, sent).await;
             sent = true;
-            let status_class = match &result {
-                Ok(_) => "2xx",
-                Err(ProcessorError::Transient {
-                    request_id: None, ..
-                }) => "network",
-                Err(ProcessorError::Transient { .. }) => "5xx_or_429",
-                Err(
-                    ProcessorError::Declined(_)
-                    | ProcessorError::NeedsCustomer(_)
-                    | ProcessorError::Rejected { .. }
-                    | ProcessorError::Misconfigured { .. },
-                ) => "4xx",
-            };
-            metrics::counter!("flint_processor_requests_total", "endpoint" => endpoint, "status_class" => status_class).increment(1);
             match result {
                 Err(ProcessorError::Transient { ref reason, .. })
                     if should_retry != Some(false) =>
                 {
                     match backoff.next() {
                         Some(wait) => {
-                            metrics::counter!("flint_processor_retries_total", "endpoint" => endpoint)
+                            metrics::counter!(catalogue::PROCESSOR_RETRIES.name, "endpoint" => endpoint)
                                 .increment(1);
                             tracing::warn!(endpoint, reason = %reason, retry_in_ms = wait.as_millis() as u64, "processor request failed; retrying with the same key");
                             tokio::time::sleep(wait).await;
@@ -225,9 +212,10 @@ impl StripeClient {
         }
         // From the request leaving to its whole answer read; the rate limit's wait is not in it.
         let started = std::time::Instant::now();
-        let answered = || {
-            metrics::histogram!(crate::telemetry::latency::PROCESSOR_REQUEST, "endpoint" => endpoint)
+        let answered = |class: StatusClass| {
+            metrics::histogram!(catalogue::PROCESSOR_REQUEST_DURATION.name, "endpoint" => endpoint)
                 .record(started.elapsed().as_secs_f64());
+            class.count(endpoint);
         };
         let url = format!("{}{path}", self.config.api_base.trim_end_matches('/'));
         let mut request = self
@@ -245,7 +233,10 @@ impl StripeClient {
         };
         let response = match request.send().await {
             Ok(r) => r,
-            Err(e) => return (Err(transport(&e)), None),
+            Err(e) => {
+                StatusClass::Network.count(endpoint);
+                return (Err(transport(&e)), None);
+            }
         };
         let status = response.status().as_u16();
         let request_id = response
@@ -264,9 +255,12 @@ impl StripeClient {
             });
         let body: Value = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            Err(e) => return (Err(transport(&e)), should_retry),
+            Err(e) => {
+                StatusClass::Network.count(endpoint);
+                return (Err(transport(&e)), should_retry);
+            }
         };
-        answered();
+        answered(StatusClass::of(status));
         if (200..300).contains(&status) {
             (Ok(body), should_retry)
         } else {
@@ -274,6 +268,41 @@ impl StripeClient {
                 Err(classify(status, should_retry, request_id, &body)),
                 should_retry,
             )
+        }
+    }
+}
+
+/// The operations Flint sends to Stripe: the `endpoint` label of the processor metrics.
+mod endpoint {
+    pub const RETRIEVE_CUSTOMER: &str = "retrieve_customer";
+    pub const CREATE_INTENT: &str = "create_intent";
+    pub const CONFIRM_INTENT: &str = "confirm_intent";
+    pub const LIST_PAYMENT_METHODS: &str = "list_payment_methods";
+    pub const RETRIEVE_PAYMENT_METHOD: &str = "retrieve_payment_method";
+    pub const RETRIEVE_INTENT: &str = "retrieve_intent";
+    pub const LIST_INTENTS: &str = "list_intents";
+
+    pub const ALL: [&str; 7] = [
+        RETRIEVE_CUSTOMER,
+        CREATE_INTENT,
+        CONFIRM_INTENT,
+        LIST_PAYMENT_METHODS,
+        RETRIEVE_PAYMENT_METHOD,
+        RETRIEVE_INTENT,
+        LIST_INTENTS,
+    ];
+}
+
+/// Sets the processor's request counters to zero for every endpoint and answer class, so that
+/// error and 429 ratios have data before the first failure.
+pub fn zero_metrics() {
+    for endpoint in endpoint::ALL {
+        catalogue::zero(catalogue::PROCESSOR_RETRIES, &[("endpoint", endpoint)]);
+        for class in StatusClass::ALL {
+            catalogue::zero(
+                catalogue::PROCESSOR_REQUESTS,
+                &[("endpoint", endpoint), ("status_class", class.as_str())],
+            );
         }
     }
 }
@@ -335,7 +364,7 @@ impl Processor for StripeClient {
     ) -> Result<Option<String>, ProcessorError> {
         let v = self
             .call(Request::read(
-                "retrieve_customer",
+                endpoint::RETRIEVE_CUSTOMER,
                 &format!("/v1/customers/{}", segment(customer)),
                 &[],
             ))
@@ -381,7 +410,7 @@ impl Processor for StripeClient {
         }
         let v = self
             .call(Request::charge(
-                "create_intent",
+                endpoint::CREATE_INTENT,
                 "/v1/payment_intents",
                 &f,
                 idempotency_key,
@@ -401,7 +430,7 @@ impl Processor for StripeClient {
         let f = form(&[("payment_method", payment_method), ("off_session", "true")]);
         let v = self
             .call(Request::charge(
-                "confirm_intent",
+                endpoint::CONFIRM_INTENT,
                 &format!("/v1/payment_intents/{}/confirm", segment(intent_id)),
                 &f,
                 idempotency_key,
@@ -414,7 +443,7 @@ impl Processor for StripeClient {
     async fn saved_cards(&self, customer: &str) -> Result<Vec<SavedCard>, ProcessorError> {
         let mut cards = Vec::new();
         self.walk_list(
-            "list_payment_methods",
+            endpoint::LIST_PAYMENT_METHODS,
             &format!("/v1/customers/{}/payment_methods", segment(customer)),
             &[("type", "card")],
             |page| {
@@ -435,7 +464,7 @@ impl Processor for StripeClient {
     async fn card(&self, payment_method: &str) -> Result<CardInfo, ProcessorError> {
         let v = self
             .call(Request::read(
-                "retrieve_payment_method",
+                endpoint::RETRIEVE_PAYMENT_METHOD,
                 &format!("/v1/payment_methods/{}", segment(payment_method)),
                 &[],
             ))
@@ -446,7 +475,7 @@ impl Processor for StripeClient {
     async fn retrieve_intent(&self, intent_id: &str) -> Result<Intent, ProcessorError> {
         let v = self
             .call(Request::read(
-                "retrieve_intent",
+                endpoint::RETRIEVE_INTENT,
                 &format!("/v1/payment_intents/{}", segment(intent_id)),
                 &[],
             ))
@@ -464,7 +493,7 @@ impl Processor for StripeClient {
         // payment's own is found.
         let since = created_since.unix_ms().div_euclid(1000).to_string();
         self.walk_list(
-            "list_intents",
+            endpoint::LIST_INTENTS,
             "/v1/payment_intents",
             &[("customer", customer), ("created[gte]", &since)],
             |page| {

@@ -146,6 +146,53 @@ pub(super) fn card_info(pm: &Value, id: &str) -> CardInfo {
     }
 }
 
+/// What kind of answer a processor request got: the `status_class` label of
+/// `flint_processor_requests_total`, so that 429s (slow down) and 5xx or network failures
+/// (the processor is unwell) can be watched apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StatusClass {
+    Success,
+    ClientError,
+    TooManyRequests,
+    ServerError,
+    /// No answer: the connection failed or timed out.
+    Network,
+}
+
+impl StatusClass {
+    pub(super) const ALL: [StatusClass; 5] = [
+        StatusClass::Success,
+        StatusClass::ClientError,
+        StatusClass::TooManyRequests,
+        StatusClass::ServerError,
+        StatusClass::Network,
+    ];
+
+    pub(super) fn of(status: u16) -> StatusClass {
+        match status {
+            429 => StatusClass::TooManyRequests,
+            500.. => StatusClass::ServerError,
+            400.. => StatusClass::ClientError,
+            _ => StatusClass::Success,
+        }
+    }
+
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            StatusClass::Success => "2xx",
+            StatusClass::ClientError => "4xx",
+            StatusClass::TooManyRequests => "429",
+            StatusClass::ServerError => "5xx",
+            StatusClass::Network => "network",
+        }
+    }
+
+    pub(super) fn count(self, endpoint: &'static str) {
+        metrics::counter!(crate::telemetry::catalogue::PROCESSOR_REQUESTS.name, "endpoint" => endpoint, "status_class" => self.as_str())
+            .increment(1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -218,6 +265,22 @@ mod tests {
                 ),
                 "{body}"
             );
+        }
+    }
+
+    #[test]
+    fn answers_are_classed_for_the_requests_metric() {
+        for (status, class) in [
+            (200, "2xx"),
+            (201, "2xx"),
+            (400, "4xx"),
+            (402, "4xx"),
+            (409, "4xx"),
+            (429, "429"),
+            (500, "5xx"),
+            (503, "5xx"),
+        ] {
+            assert_eq!(StatusClass::of(status).as_str(), class, "{status}");
         }
     }
 }

@@ -1,0 +1,169 @@
+//! The Redis settings Flint's guarantees rest on, checked when a process starts and by every
+//! readiness probe.
+//!
+//! - `maxmemory-policy` must be `noeviction`: any other policy lets Redis delete keys when it
+//!   is full, and a deleted job or payment record is a payment lost without a trace. Such a
+//!   Redis is refused unless `[redis] allow_eviction = true` says the operator accepts that.
+//! - Append-only persistence should be on: without it a Redis restart loses every payment
+//!   accepted since the last snapshot (or all of them, with no snapshot). That is a warning,
+//!   not a refusal, because a replicated Redis may rely on its replicas instead.
+//!
+//! The settings are read from `INFO`, which managed Redis services allow even where they
+//! disable `CONFIG GET`.
+
+use redis::aio::ConnectionLike;
+
+/// What the check reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSettings {
+    pub maxmemory_policy: String,
+    pub aof_enabled: bool,
+}
+
+/// What the check concludes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Verdict {
+    /// Why Flint must not run on this Redis; `None` when it may.
+    pub refusal: Option<String>,
+    /// Risks to log at start.
+    pub warnings: Vec<String>,
+}
+
+/// Pure: judges `settings` under `[redis] allow_eviction`.
+pub fn judge(settings: &RedisSettings, allow_eviction: bool) -> Verdict {
+    let mut verdict = Verdict::default();
+    if settings.maxmemory_policy != "noeviction" {
+        let risk = format!(
+            "Redis maxmemory-policy is {}: when Redis is full it deletes keys, and a deleted job or payment is lost without a trace",
+            settings.maxmemory_policy
+        );
+        if allow_eviction {
+            verdict.warnings.push(format!(
+                "{risk} ([redis] allow_eviction = true accepts this)"
+            ));
+        } else {
+            verdict.refusal = Some(format!(
+                "{risk}; set maxmemory-policy noeviction on the Redis server, or set [redis] allow_eviction = true (FLINT__REDIS__ALLOW_EVICTION=true) to run anyway"
+            ));
+        }
+    }
+    if !settings.aof_enabled {
+        verdict.warnings.push(
+            "Redis append-only persistence is off (appendonly no): a Redis restart loses every payment and job written since the last snapshot; set appendonly yes"
+                .to_owned(),
+        );
+    }
+    verdict
+}
+
+/// Reads the settings with `INFO memory` and `INFO persistence`.
+pub async fn read(conn: &mut impl ConnectionLike) -> redis::RedisResult<RedisSettings> {
+    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
+    let persistence: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(conn)
+        .await?;
+    Ok(RedisSettings {
+        maxmemory_policy: field(&memory, "maxmemory_policy")
+            .unwrap_or("unknown")
+            .to_owned(),
+        aof_enabled: field(&persistence, "aof_enabled") == Some("1"),
+    })
+}
+
+fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
+    info.lines()
+        .filter_map(|line| line.trim_end().split_once(':'))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+/// Reads and judges: logs each warning, and returns the refusal as the error.
+pub async fn check(conn: &mut impl ConnectionLike, allow_eviction: bool) -> Result<(), CheckError> {
+    let settings = read(conn).await.map_err(CheckError::Unreachable)?;
+    let verdict = judge(&settings, allow_eviction);
+    for warning in &verdict.warnings {
+        tracing::warn!("{warning}");
+    }
+    match verdict.refusal {
+        Some(reason) => Err(CheckError::Unsafe(reason)),
+        None => Ok(()),
+    }
+}
+
+/// [`check`] on a new connection, as a process starts: the refusal, or why Redis could not be
+/// asked (within a few seconds).
+pub async fn check_at_start(
+    client: &redis::Client,
+    allow_eviction: bool,
+) -> Result<(), CheckError> {
+    let timeout = std::time::Duration::from_secs(5);
+    let unanswered = || {
+        CheckError::Unreachable(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no answer within 5 s",
+        )))
+    };
+    let mut conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+        .await
+        .map_err(|_| unanswered())?
+        .map_err(CheckError::Unreachable)?;
+    tokio::time::timeout(timeout, check(&mut conn, allow_eviction))
+        .await
+        .map_err(|_| unanswered())?
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error("cannot read Redis's settings: {0}")]
+    Unreachable(redis::RedisError),
+    #[error("{0}")]
+    Unsafe(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(policy: &str, aof: bool) -> RedisSettings {
+        RedisSettings {
+            maxmemory_policy: policy.to_owned(),
+            aof_enabled: aof,
+        }
+    }
+
+    #[test]
+    fn only_noeviction_runs_unless_eviction_is_allowed() {
+        for (policy, aof, allow, refused, warnings) in [
+            ("noeviction", true, false, false, 0),
+            ("noeviction", false, false, false, 1),
+            ("allkeys-lru", true, false, true, 0),
+            ("volatile-ttl", true, false, true, 0),
+            ("allkeys-lru", true, true, false, 1),
+            ("allkeys-lru", false, true, false, 2),
+            ("allkeys-lru", false, false, true, 1),
+        ] {
+            let verdict = judge(&settings(policy, aof), allow);
+            assert_eq!(
+                verdict.refusal.is_some(),
+                refused,
+                "{policy} aof={aof} allow={allow}"
+            );
+            assert_eq!(
+                verdict.warnings.len(),
+                warnings,
+                "{policy} aof={aof} allow={allow}"
+            );
+        }
+        let refusal = judge(&settings("allkeys-lru", true), false)
+            .refusal
+            .unwrap();
+        assert!(refusal.contains("allkeys-lru") && refusal.contains("allow_eviction"));
+    }
+
+    #[test]
+    fn fields_are_read_from_info_text() {
+        let info = "# Memory\r\nused_memory:1\r\nmaxmemory_policy:noeviction\r\n";
+        assert_eq!(field(info, "maxmemory_policy"), Some("noeviction"));
+        assert_eq!(field(info, "maxmemory"), None);
+    }
+}
