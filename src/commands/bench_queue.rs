@@ -9,6 +9,11 @@
 //! Pickup latency is measured in-process: one idle worker, jobs pushed one at a time, the
 //! time from push to handler start. apalis-redis has no blocking fetch, so its worker polls
 //! every 100 ms. Push rates: one job per call, and batches of 500 (apalis: `push_bulk`).
+//!
+//! apalis-redis is built only with the `bench-baselines` feature (on by default). A binary
+//! without it (the container image's) runs Flint's side alone and says so on stderr, before the
+//! run and after the results; asked for nothing but apalis-redis systems, it refuses with exit
+//! code 2.
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,7 +26,7 @@ use serde::Serialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use super::queue_worker::{BenchJob, done_key, now_us};
+use super::queue_worker::{BenchJob, done_key, is_built, not_built, now_us};
 use super::redis_child::RedisChild;
 use crate::cli::{BenchQueueArgs, QueueSystem};
 
@@ -49,6 +54,15 @@ pub async fn run(args: &BenchQueueArgs) -> anyhow::Result<()> {
     if args.jobs == 0 || args.workers.contains(&0) || args.concurrency == 0 {
         bail!("--jobs, --workers and --concurrency must be at least 1");
     }
+    let (systems, missing): (Vec<QueueSystem>, Vec<QueueSystem>) =
+        args.systems.iter().partition(|s| is_built(**s));
+    let missing = (!missing.is_empty()).then(|| not_built(&missing));
+    if systems.is_empty() {
+        return Err(missing.expect("no system requested is built").into());
+    }
+    if let Some(missing) = &missing {
+        eprintln!("skipped: {missing}");
+    }
     let child;
     let url = match &args.redis_url {
         Some(url) => url.clone(),
@@ -64,7 +78,7 @@ pub async fn run(args: &BenchQueueArgs) -> anyhow::Result<()> {
         .context("cannot reach Redis")?;
 
     let mut rows = Vec::new();
-    for &system in &args.systems {
+    for &system in &systems {
         let (p50, p99) = pickup_latency(system, &url, args.latency_samples).await?;
         let (single, batched) = push_rates(system, &url).await?;
         for &workers in &args.workers {
@@ -101,7 +115,12 @@ pub async fn run(args: &BenchQueueArgs) -> anyhow::Result<()> {
             .find(|(w, _)| *w == row.workers)
             .map(|(_, base)| row.jobs_per_sec / base);
     }
-    print_rows(&rows, args.json)
+    print_rows(&rows, args.json)?;
+    if let Some(missing) = &missing {
+        // Again after the table, where the empty "vs nolock" column needs it.
+        eprintln!("skipped: {missing}");
+    }
+    Ok(())
 }
 
 fn print_rows(rows: &[Row], json: bool) -> anyhow::Result<()> {
@@ -146,8 +165,16 @@ fn print_rows(rows: &[Row], json: bool) -> anyhow::Result<()> {
 }
 
 /// A pusher for either system.
+#[cfg_attr(
+    feature = "bench-baselines",
+    expect(
+        clippy::large_enum_variant,
+        reason = "one pusher per scenario: its size does not matter"
+    )
+)]
 enum Pusher {
     Flint(Queue),
+    #[cfg(feature = "bench-baselines")]
     Apalis(apalis_redis::RedisStorage<BenchJob>),
 }
 
@@ -157,13 +184,14 @@ impl Pusher {
             QueueSystem::Flint => {
                 Pusher::Flint(Queue::connect(url, QueueConfig::new(queue)).await?)
             }
-            QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => Pusher::Apalis(
-                apalis_redis::RedisStorage::new(apalis_redis::connect(url).await?).with_config(
-                    apalis_redis::Config::default()
-                        .queue(queue)
-                        .lock_tasks(system == QueueSystem::ApalisRedisDefault),
-                ),
-            ),
+            #[cfg(feature = "bench-baselines")]
+            QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
+                Pusher::Apalis(super::queue_worker::apalis_storage(system, url, queue).await?)
+            }
+            #[cfg(not(feature = "bench-baselines"))]
+            QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
+                unreachable!("`run` runs only the systems built into this binary")
+            }
         })
     }
 
@@ -180,6 +208,7 @@ impl Pusher {
                     q.push_batch(jobs).await?;
                 }
             }
+            #[cfg(feature = "bench-baselines")]
             Pusher::Apalis(s) => {
                 if jobs.len() == 1 {
                     s.push(jobs.into_iter().next().expect("one job"))
@@ -338,6 +367,7 @@ async fn flint_pickup(job: BenchJob, tx: Data<mpsc::UnboundedSender<u64>>) -> Ou
     Outcome::Complete
 }
 
+#[cfg(feature = "bench-baselines")]
 async fn apalis_pickup(job: BenchJob, tx: Data<mpsc::UnboundedSender<u64>>) {
     let _ = tx.send(now_us().saturating_sub(job.pushed_at_us));
 }
@@ -365,19 +395,19 @@ async fn pickup_latency(
                 .build(flint_pickup);
             tokio::spawn(async move { w.run_until(stop).await })
         }
+        #[cfg(feature = "bench-baselines")]
         QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
-            let s = apalis_redis::RedisStorage::<BenchJob>::new(apalis_redis::connect(url).await?)
-                .with_config(
-                    apalis_redis::Config::default()
-                        .queue(&queue)
-                        .lock_tasks(system == QueueSystem::ApalisRedisDefault),
-                );
+            let s = super::queue_worker::apalis_storage(system, url, &queue).await?;
             let w = WorkerBuilder::new(format!("latency-{}", flint_shared::ids::random_token(6)))
                 .backend(s.poll_with_interval(Duration::from_millis(100)))
                 .data(tx)
                 .concurrency(1)
                 .build(apalis_pickup);
             tokio::spawn(async move { w.run_until(stop).await })
+        }
+        #[cfg(not(feature = "bench-baselines"))]
+        QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
+            unreachable!("`run` runs only the systems built into this binary")
         }
     };
     let mut pusher = Pusher::new(system, url, &queue).await?;

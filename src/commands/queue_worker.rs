@@ -3,6 +3,9 @@
 //! `flint:bench:{queue}:done` (batched every 20 ms), and with `--record` each run is also
 //! written to `flint:bench:{queue}:runs` before the job "works", so a test can see runs that a
 //! SIGKILL interrupted. Prints `worker ready` once it serves, stops on SIGTERM.
+//!
+//! The apalis-redis systems are built only with the `bench-baselines` feature (on by default,
+//! left out of the container image); without it they are refused with exit code 2.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +17,7 @@ use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{QueueSystem, QueueWorkerArgs};
+use crate::client::Failure;
 
 /// The benchmark's job: its number, and when it was pushed (µs since the epoch).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -61,11 +65,46 @@ async fn flint_job(job: BenchJob, state: Data<State>) -> Outcome {
     Outcome::Complete
 }
 
+#[cfg(feature = "bench-baselines")]
 async fn apalis_job(job: BenchJob, state: Data<State>) {
     run_job(&job, &state).await;
 }
 
+/// Whether `system` is built into this binary: apalis-redis only with `bench-baselines`.
+pub fn is_built(system: QueueSystem) -> bool {
+    system == QueueSystem::Flint || cfg!(feature = "bench-baselines")
+}
+
+/// The usage error (exit code 2) for a system that is not built into this binary.
+pub fn not_built(systems: &[QueueSystem]) -> Failure {
+    let labels: Vec<&str> = systems.iter().map(|s| s.label()).collect();
+    Failure::usage(format!(
+        "{}: not built into this binary (it was built without the `bench-baselines` feature, \
+         as the container image is); build with default features for the apalis-redis baselines",
+        labels.join(", ")
+    ))
+}
+
+/// apalis-redis 1.0.0 on `queue`: its default configuration, or `lock_tasks(false)`.
+#[cfg(feature = "bench-baselines")]
+pub async fn apalis_storage(
+    system: QueueSystem,
+    url: &str,
+    queue: &str,
+) -> anyhow::Result<apalis_redis::RedisStorage<BenchJob>> {
+    Ok(
+        apalis_redis::RedisStorage::new(apalis_redis::connect(url).await?).with_config(
+            apalis_redis::Config::default()
+                .queue(queue)
+                .lock_tasks(system == QueueSystem::ApalisRedisDefault),
+        ),
+    )
+}
+
 pub async fn run(args: &QueueWorkerArgs) -> anyhow::Result<()> {
+    if !is_built(args.system) {
+        return Err(not_built(&[args.system]).into());
+    }
     let client = redis::Client::open(args.redis_url.as_str())?;
     let conn = client.get_connection_manager().await?;
     let state = State {
@@ -101,16 +140,9 @@ pub async fn run(args: &QueueWorkerArgs) -> anyhow::Result<()> {
                 })
                 .await?;
         }
+        #[cfg(feature = "bench-baselines")]
         QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
-            let lock = args.system == QueueSystem::ApalisRedisDefault;
-            let storage = apalis_redis::RedisStorage::<BenchJob>::new(
-                apalis_redis::connect(args.redis_url.as_str()).await?,
-            )
-            .with_config(
-                apalis_redis::Config::default()
-                    .queue(&args.queue)
-                    .lock_tasks(lock),
-            );
+            let storage = apalis_storage(args.system, &args.redis_url, &args.queue).await?;
             let backend = storage.poll_with_interval(Duration::from_millis(100));
             let worker = WorkerBuilder::new(name)
                 .backend(backend)
@@ -124,6 +156,10 @@ pub async fn run(args: &QueueWorkerArgs) -> anyhow::Result<()> {
                     Ok::<(), std::io::Error>(())
                 })
                 .await?;
+        }
+        #[cfg(not(feature = "bench-baselines"))]
+        QueueSystem::ApalisRedisDefault | QueueSystem::ApalisRedisNolock => {
+            unreachable!("refused above: not built into this binary")
         }
     }
     reporter.abort();
