@@ -4,6 +4,10 @@
 //! Kubernetes). Real `flint` processes against a real redis-server.
 
 #[path = "fleet/mod.rs"]
+#[expect(
+    dead_code,
+    reason = "this suite starts workers its own way, to read their logs"
+)]
 mod fleet;
 
 use std::collections::HashMap;
