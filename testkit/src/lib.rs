@@ -3,6 +3,9 @@
 //! - [`redis::RedisServer`]: a real `redis-server` child on a free port with its own temp dir,
 //!   ready when `PING` answers, killed on drop, its log printed when the test failed; AOF
 //!   persistence can be switched on so restart tests keep data.
+//! - [`cluster::RedisCluster`]: a real local Redis Cluster, three primaries and three replicas
+//!   on free ports, ready when every node says `cluster_state:ok` with all slots assigned;
+//!   nodes can be SIGKILLed and a replica's promotion awaited for failover tests.
 //! - [`sandbox::TestSandbox`]: the Stripe sandbox in-process on port 0, with a small HTTP
 //!   client that speaks Stripe's form encoding.
 //! - [`process`]: signals to real child processes and waiting for them with a deadline.
@@ -12,6 +15,7 @@
 //!
 //! Tests never use the machine's shared Redis on 6379.
 
+pub mod cluster;
 pub mod process;
 pub mod processor;
 pub mod python;
