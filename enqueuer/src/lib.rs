@@ -84,9 +84,11 @@ pub fn router(app: Arc<App>, readiness: ops::Readiness) -> Router {
             post(webhooks::rotate_secret),
         )
         .route("/openapi.json", get(openapi::serve))
-        .merge(ops::router(readiness))
         .fallback(|| async { error::ApiError::not_found("route") })
         .layer(axum::middleware::from_fn(observe::track))
+        // Probes and scrapes are not API traffic: merged after the metrics layer, they are
+        // neither counted in the API's request rate nor in its error ratio or latency.
+        .merge(ops::router(readiness))
         .with_state(app)
 }
 

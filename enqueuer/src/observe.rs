@@ -22,7 +22,7 @@ pub async fn track(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or("unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method()).to_owned();
     let started = Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
@@ -31,4 +31,34 @@ pub async fn track(request: Request, next: Next) -> Response {
     metrics::histogram!(catalogue::API_REQUEST_DURATION.name, "route" => route, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// The `method` label: the methods the API serves, and `other` for anything a caller invents,
+/// so that no request can add a series.
+fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invented_methods_share_one_label() {
+        for (method, label) in [("GET", "GET"), ("POST", "POST"), ("DELETE", "DELETE")] {
+            assert_eq!(method_label(&method.parse().unwrap()), label);
+        }
+        for invented in ["FOO1", "XYZZY-ABCDEFGHIJKLMNOP", "get"] {
+            assert_eq!(method_label(&invented.parse().unwrap()), "other");
+        }
+    }
 }

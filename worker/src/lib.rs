@@ -160,6 +160,8 @@ pub struct WorkerApp {
     sweeper: sweeper::Sweeper,
     listener: TcpListener,
     readiness: flint_shared::telemetry::ops::Readiness,
+    /// The store and the tenants whose payments requiring attention are counted.
+    attention: (Store, Vec<String>),
     concurrency: usize,
     grace: Duration,
 }
@@ -223,6 +225,10 @@ impl WorkerApp {
             webhook_concurrency: config.webhooks.concurrency,
             sweeper,
             listener,
+            attention: (
+                store(config)?,
+                config.tenants.iter().map(|t| t.id.clone()).collect(),
+            ),
             readiness: flint_shared::telemetry::ops::Readiness::new(
                 redis_client,
                 config.redis.allow_eviction,
@@ -259,6 +265,11 @@ impl WorkerApp {
             flint_queue::metrics::spawn_reporter(self.queue.clone(), Duration::from_secs(5));
         let webhook_reporter =
             webhooks::spawn_reporter(self.webhook_queue.clone(), Duration::from_secs(5));
+        let attention_reporter = sweeper::spawn_attention_reporter(
+            self.attention.0,
+            self.attention.1,
+            Duration::from_secs(5),
+        );
         let sweeper = tokio::spawn(self.sweeper.run(stop_rx.clone()));
         let backend = self.queue.backend::<ChargeJob>();
         let name = format!("charge-{}", backend.consumer());
@@ -310,6 +321,7 @@ impl WorkerApp {
         }
         reporter.abort();
         webhook_reporter.abort();
+        attention_reporter.abort();
         let _ = sweeper.await;
         let _ = server.await;
         Ok(())

@@ -8,8 +8,9 @@
 //! `flint_payments_repaired_total{reason}`; one whose job had to be restored
 //! [`MAX_REPAIRS`] times already requires attention instead, so a cause that keeps losing jobs
 //! cannot loop. A healthy system repairs nothing. The walk also counts the payments waiting
-//! for an operator (`flint_payments_requiring_attention`), and the reaper forgets finished
-//! payments whose retention is over.
+//! for an operator, and the reaper forgets finished payments whose retention is over. (The
+//! gauge `flint_payments_requiring_attention` is set by every worker from the status indexes:
+//! [`spawn_attention_reporter`].)
 //!
 //! Redis cost per tick, bounded ([`Limits`]): at most 20 walk scripts of 500 payments (three
 //! O(1) or O(log n) reads each, about 1 ms of Redis per script), one script per repair, and at
@@ -142,7 +143,6 @@ impl Sweeper {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner()),
                 );
-                metrics::gauge!(catalogue::PAYMENTS_REQUIRING_ATTENTION.name).set(total as f64);
                 tick.requiring_attention = Some(total);
                 break;
             }
@@ -234,6 +234,34 @@ impl Sweeper {
         Ok(false)
     }
 }
+/// Sets `flint_payments_requiring_attention` from Redis every `every`, in every worker (the
+/// same value everywhere, so dashboards take the max and nothing goes stale when the sweeper
+/// moves to another worker), until the task is dropped.
+pub fn spawn_attention_reporter(
+    store: Store,
+    tenants: Vec<String>,
+    every: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match store
+                .count_in_status(&tenants, Status::RequiresAttention)
+                .await
+            {
+                Ok(count) => {
+                    metrics::gauge!(catalogue::PAYMENTS_REQUIRING_ATTENTION.name).set(count as f64);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "counting payments requiring attention failed")
+                }
+            }
+        }
+    })
+}
+
 /// The `reason` label of `flint_payments_repaired_total`: the status that needed a job.
 fn repair_reason(status: Status) -> &'static str {
     match status {

@@ -9,6 +9,14 @@ async fn health_readiness_and_metrics_are_served() {
     assert_eq!(ready.status(), 200);
     app.create("m1", &body()).await;
     app.create("m1", &body()).await;
+    let invented = reqwest::Method::from_bytes(b"FOO1").unwrap();
+    let r = app
+        .http
+        .request(invented, app.url("/whatever/123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let text = app
         .http
         .get(app.url("/metrics"))
@@ -28,6 +36,15 @@ async fn health_readiness_and_metrics_are_served() {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
     assert!(!text.contains("osp_"), "no payment ids in metrics");
+    // A caller cannot add a series, and probes and scrapes are not API traffic.
+    assert!(text.contains(r#"method="other""#), "{text}");
+    assert!(!text.contains("FOO1"), "{text}");
+    for probe in ["/healthz", "/readyz", "/metrics"] {
+        assert!(
+            !text.contains(&format!("route=\"{probe}\"")),
+            "{probe}: {text}"
+        );
+    }
     assert!(!text.contains("quantile="), "no summaries: {text}");
     // Every series has its HELP; counters with a closed label set exist from the start.
     for needle in [

@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use flint_queue::Outcome;
+use flint_shared::payment::Status;
 use flint_shared::time::Timestamp;
 use flint_testkit::processor::ScriptedProcessor;
 use flint_worker::sweeper::{Limits, MAX_REPAIRS, Sweeper};
@@ -102,6 +103,22 @@ async fn a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator(
     assert!(tick.repaired.is_empty(), "{tick:?}");
     assert!(tick.given_up.is_empty());
     assert_eq!(tick.requiring_attention, Some(1));
+    // What every worker reports as flint_payments_requiring_attention, from the indexes.
+    let store = pipelines::store(&s);
+    assert_eq!(
+        store
+            .count_in_status(&["acme", "another"], Status::RequiresAttention)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store
+            .count_in_status(&["acme"], Status::Succeeded)
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -277,6 +277,21 @@ pub struct Store {
 }
 
 impl Store {
+    /// How many of `tenants`' payments are in `status` now (one `ZCARD` per tenant, in one
+    /// round trip).
+    pub async fn count_in_status(
+        &self,
+        tenants: &[&str],
+        status: Status,
+    ) -> Result<u64, StoreError> {
+        let mut pipe = redis::pipe();
+        for tenant in tenants {
+            pipe.zcard(self.layout.index(tenant, None, Some(status)));
+        }
+        let counts: Vec<u64> = pipe.query_async(&mut self.conn().await?).await?;
+        Ok(counts.into_iter().sum())
+    }
+
     pub fn new(
         client: redis::Client,
         queue: &str,

@@ -170,10 +170,11 @@ impl StatusClass {
 
     pub(super) fn of(status: u16) -> StatusClass {
         match status {
+            200..=299 => StatusClass::Success,
             429 => StatusClass::TooManyRequests,
             500.. => StatusClass::ServerError,
-            400.. => StatusClass::ClientError,
-            _ => StatusClass::Success,
+            // Stripe answers nothing else; anything unexpected is not a success.
+            _ => StatusClass::ClientError,
         }
     }
 
@@ -276,6 +277,7 @@ mod tests {
             (400, "4xx"),
             (402, "4xx"),
             (409, "4xx"),
+            (302, "4xx"),
             (429, "429"),
             (500, "5xx"),
             (503, "5xx"),
