@@ -1,5 +1,6 @@
 //! Flint checks its Redis when a process starts: a `maxmemory-policy` that lets Redis evict
-//! keys is refused (unless allowed by config), append-only persistence off is a warning; and
+//! keys is refused (unless allowed by config), so is a replica, append-only persistence off
+//! is a warning; and
 //! a worker's consumer names in Redis start with its configured name (the pod name in
 //! Kubernetes). Real `flint` processes against a real redis-server.
 
@@ -81,7 +82,7 @@ fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str) -> String {
 }
 
 #[tokio::test]
-async fn a_redis_that_may_evict_is_refused_unless_allowed_and_aof_off_is_a_warning() {
+async fn a_redis_that_may_evict_or_is_a_replica_is_refused_and_aof_off_is_a_warning() {
     let redis = RedisServer::start();
     let sandbox = spawn_sandbox().await;
     let dir = tempfile::tempdir().unwrap();
@@ -119,6 +120,30 @@ async fn a_redis_that_may_evict_is_refused_unless_allowed_and_aof_off_is_a_warni
     assert!(warning.contains("restart loses"), "{warning}");
     assert!(worker.try_wait().unwrap().is_none(), "the worker exited");
     terminate(&mut worker, Duration::from_secs(30));
+
+    // A URL that reaches a replica: every write would fail, so nothing starts.
+    let replica = RedisServer::start();
+    let client = redis::Client::open(replica.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(redis.port())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let replica_dir = tempfile::tempdir().unwrap();
+    let config = fleet::worker_config(
+        replica_dir.path(),
+        &replica,
+        &sandbox.base_url,
+        API_KEY,
+        "",
+        "",
+    );
+    let (mut worker, stderr) = spawn(&config, "worker", &[]);
+    let refusal = wait_for_line(&stderr, "refusing to start");
+    assert!(refusal.contains("replica"), "{refusal}");
+    assert!(!wait_exit(&mut worker, Duration::from_secs(20), "worker").success());
 }
 
 #[tokio::test]

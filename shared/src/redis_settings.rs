@@ -8,6 +8,8 @@
 //!   accepted since the last snapshot (or all of them, with no snapshot). That is a warning,
 //!   not a refusal, because a replicated Redis may rely on its replicas instead.
 //!
+//! - The URL must reach a primary: a replica refuses every write.
+//!
 //! The settings are read from `INFO`, which managed Redis services allow even where they
 //! disable `CONFIG GET`.
 
@@ -18,6 +20,8 @@ use redis::aio::ConnectionLike;
 pub struct RedisSettings {
     pub maxmemory_policy: String,
     pub aof_enabled: bool,
+    /// `role:master` in `INFO replication`; a replica refuses every write.
+    pub primary: bool,
 }
 
 /// What the check concludes.
@@ -32,6 +36,13 @@ pub struct Verdict {
 /// Pure: judges `settings` under `[redis] allow_eviction`.
 pub fn judge(settings: &RedisSettings, allow_eviction: bool) -> Verdict {
     let mut verdict = Verdict::default();
+    if !settings.primary {
+        verdict.refusal = Some(
+            "the Redis at [redis] url is a replica: it refuses every write; point the url at the primary"
+                .to_owned(),
+        );
+        return verdict;
+    }
     if settings.maxmemory_policy != "noeviction" {
         let risk = format!(
             "Redis maxmemory-policy is {}: when Redis is full it deletes keys, and a deleted job or payment is lost without a trace",
@@ -63,11 +74,16 @@ pub async fn read(conn: &mut impl ConnectionLike) -> redis::RedisResult<RedisSet
         .arg("persistence")
         .query_async(conn)
         .await?;
+    let replication: String = redis::cmd("INFO")
+        .arg("replication")
+        .query_async(conn)
+        .await?;
     Ok(RedisSettings {
         maxmemory_policy: field(&memory, "maxmemory_policy")
             .unwrap_or("unknown")
             .to_owned(),
         aof_enabled: field(&persistence, "aof_enabled") == Some("1"),
+        primary: field(&replication, "role") == Some("master"),
     })
 }
 
@@ -128,6 +144,19 @@ mod tests {
         RedisSettings {
             maxmemory_policy: policy.to_owned(),
             aof_enabled: aof,
+            primary: true,
+        }
+    }
+
+    #[test]
+    fn a_replica_is_refused_whatever_else_is_allowed() {
+        let replica = RedisSettings {
+            primary: false,
+            ..settings("noeviction", true)
+        };
+        for allow in [false, true] {
+            let refusal = judge(&replica, allow).refusal.unwrap();
+            assert!(refusal.contains("replica"), "{refusal}");
         }
     }
 

@@ -152,6 +152,19 @@ fn bad_values_name_the_key_and_the_reason() {
         assert!(load_err(&sources(jail)).contains("redis.url"));
 
         jail.clear_env();
+        jail.set_env("FLINT__REDIS__URL", "rediss://:hunter2@redis.example:6380");
+        let msg = load_err(&sources(jail));
+        assert!(msg.contains("redis.url") && msg.contains("TLS"), "{msg}");
+        assert!(
+            !msg.contains("hunter2"),
+            "a password must never be echoed: {msg}"
+        );
+
+        jail.clear_env();
+        jail.set_env("FLINT__WORKER__NAME", "pod/../x");
+        assert!(load_err(&sources(jail)).contains("worker.name"));
+
+        jail.clear_env();
         jail.set_env("FLINT__LOG__FORMAT", "xml");
         assert!(load_err(&sources(jail)).contains("log.format"));
         Ok(())

@@ -18,8 +18,9 @@ use tokio::sync::OnceCell;
 
 use crate::redis_settings::{self, CheckError};
 
-/// A probe that takes longer than this says "not ready" rather than hanging the prober.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// A probe that takes longer than this says "not ready" rather than hanging the prober (well
+/// inside a kubelet's usual probe timeout, so the prober sees the 503).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What `/readyz` asks.
 #[derive(Debug)]
@@ -69,7 +70,8 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Readiness: Redis answers and is configured so that it cannot lose jobs silently.
+/// Readiness: Redis answers, is a primary, and is configured so that it cannot lose jobs
+/// silently.
 #[cfg_attr(feature = "openapi", utoipa::path(get, path = "/readyz", tag = "operations", responses(
     (status = 200, description = "Ready", body = String),
     (status = 503, description = "Redis unreachable, or its settings unsafe", body = String),
@@ -86,7 +88,7 @@ pub async fn readyz(State(readiness): State<Arc<Readiness>>) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, "redis unreachable").into_response()
         }
         Err(CheckError::Unsafe(reason)) => {
-            tracing::error!("not ready: {reason}");
+            tracing::warn!("not ready: {reason}");
             (StatusCode::SERVICE_UNAVAILABLE, "redis settings unsafe").into_response()
         }
     }
