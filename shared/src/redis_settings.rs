@@ -20,7 +20,8 @@ use redis::aio::ConnectionLike;
 pub struct RedisSettings {
     pub maxmemory_policy: String,
     pub aof_enabled: bool,
-    /// `role:master` in `INFO replication`; a replica refuses every write.
+    /// Not a replica (`role:slave` or `role:replica` in `INFO replication`): a replica refuses
+    /// every write. A server that does not say its role is taken at its word.
     pub primary: bool,
 }
 
@@ -83,8 +84,14 @@ pub async fn read(conn: &mut impl ConnectionLike) -> redis::RedisResult<RedisSet
             .unwrap_or("unknown")
             .to_owned(),
         aof_enabled: field(&persistence, "aof_enabled") == Some("1"),
-        primary: field(&replication, "role") == Some("master"),
+        primary: is_primary(&replication),
     })
+}
+
+/// Whether `INFO replication` describes a server that takes writes: anything but a replica
+/// (a server that does not say its role is taken at its word).
+fn is_primary(replication: &str) -> bool {
+    !matches!(field(replication, "role"), Some("slave" | "replica"))
 }
 
 fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
@@ -187,6 +194,25 @@ mod tests {
             .refusal
             .unwrap();
         assert!(refusal.contains("allkeys-lru") && refusal.contains("allow_eviction"));
+    }
+
+    #[test]
+    fn only_a_replica_is_not_a_primary() {
+        for (info, primary) in [
+            (
+                "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n",
+                true,
+            ),
+            (
+                "# Replication\r\nrole:slave\r\nmaster_host:10.0.0.1\r\n",
+                false,
+            ),
+            ("# Replication\r\nrole:replica\r\n", false),
+            ("# Replication\r\nrole:active-replica\r\n", true),
+            ("# Replication\r\n", true),
+        ] {
+            assert_eq!(is_primary(info), primary, "{info:?}");
+        }
     }
 
     #[test]

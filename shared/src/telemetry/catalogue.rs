@@ -102,7 +102,7 @@ pub const PAYMENTS_REQUIRING_ATTENTION_TOTAL: Metric = counter(
 );
 pub const PAYMENTS_REQUIRING_ATTENTION: Metric = gauge(
     "flint_payments_requiring_attention",
-    "Payments currently in requires_attention, as the sweeper last counted them.",
+    "Payments currently in requires_attention, counted from Redis by every worker every few seconds.",
 );
 pub const JOBS_IN_FLIGHT: Metric = gauge(
     "flint_jobs_in_flight",
