@@ -95,6 +95,21 @@ impl ApiError {
         err
     }
 
+    /// The write is on the Redis primary, but `[redis] min_replicas_acked` replicas did not
+    /// acknowledge it in time. Retryable: a retried create with the same Idempotency-Key finds
+    /// the payment, waits for the replicas again and answers 202 with the same id.
+    pub fn not_replicated(e: &StoreError) -> Self {
+        tracing::warn!(error = %e, "write not acknowledged by enough replicas");
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "storage_not_replicated",
+            "The request was written, but not yet confirmed by enough storage replicas. Retry it (with the same Idempotency-Key): a retried create returns the same payment.",
+        );
+        err.retry_after_secs = Some(1);
+        err
+    }
+
     pub fn rate_limited(retry_after_secs: u64) -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -109,7 +124,12 @@ impl ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::unavailable(&e)
+        match e {
+            StoreError::NotReplicated { .. } => ApiError::not_replicated(&e),
+            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Reply(_) => {
+                ApiError::unavailable(&e)
+            }
+        }
     }
 }
 

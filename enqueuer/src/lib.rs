@@ -118,7 +118,11 @@ impl Application {
                 Duration::from_secs(e.idempotency_retention_secs),
                 Duration::from_secs(u64::from(e.payment_retention_days) * 86_400),
             )
-            .with_webhook_queue(&config.webhooks.queue),
+            .with_webhook_queue(&config.webhooks.queue)
+            .with_replica_acks(
+                config.redis.min_replicas_acked,
+                config.redis.min_replicas_timeout(),
+            ),
             webhooks: config.webhooks.clone(),
             body_limit: e.body_limit_bytes,
         };

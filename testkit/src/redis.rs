@@ -127,6 +127,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server process's id while it runs (to `SIGSTOP` it, say).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the server answers `PING` right now.
     pub fn is_up(&self) -> bool {
         ping(self.port)

@@ -107,7 +107,11 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
         Duration::from_secs(config.enqueuer.idempotency_retention_secs),
         Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
     )
-    .with_webhook_queue(&config.webhooks.queue))
+    .with_webhook_queue(&config.webhooks.queue)
+    .with_replica_acks(
+        config.redis.min_replicas_acked,
+        config.redis.min_replicas_timeout(),
+    ))
 }
 
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.

@@ -57,7 +57,11 @@ where
         let mut payment = current.payment.clone();
         let now = Timestamp::now();
         let action = match change(&mut payment, now)? {
-            Change::Nothing => return Ok(payment),
+            // Already so, maybe by an earlier request answered 503 before replicas held it.
+            Change::Nothing => {
+                app.store.confirm_replicated().await?;
+                return Ok(payment);
+            }
             Change::Write(action) => action,
         };
         if app

@@ -85,7 +85,7 @@ fn accepted(payment: &Payment, replayed: bool) -> Response {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
-        (status = 503, description = "Storage unavailable; nothing changed (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing changed; `storage_not_replicated`: written but not yet on enough replicas. Retry with the same Idempotency-Key (see Retry-After)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

@@ -18,7 +18,7 @@ pub struct TestApp {
     pub queue: Queue,
 }
 
-fn tenant(id: &str, key: &str) -> TenantConfig {
+pub fn tenant(id: &str, key: &str) -> TenantConfig {
     TenantConfig {
         id: id.to_owned(),
         api_key_sha256: hex::encode(Sha256::digest(key.as_bytes())),

@@ -9,5 +9,6 @@ mod events;
 mod lifecycle;
 mod list;
 mod operations;
+mod replicas;
 mod scenarios;
 mod webhooks;

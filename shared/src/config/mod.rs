@@ -78,14 +78,69 @@ pub struct RedisConfig {
     /// Run on a Redis whose `maxmemory-policy` is not `noeviction` (it may delete jobs and
     /// payments when full). Refused at start unless this is true.
     pub allow_eviction: bool,
+    /// Durable acceptance: after each write the API answers for (a create, its idempotent
+    /// replay, a cancel or resume, an endpoint change) and each transition a worker writes,
+    /// wait (`WAIT`) until this many replicas hold it. Short of that within
+    /// `min_replicas_timeout_ms`, the API answers a retryable 503 `storage_not_replicated` and a
+    /// worker runs the job again later. `0` (the default) sends no `WAIT`: a failover may then
+    /// lose acknowledged writes.
+    pub min_replicas_acked: u32,
+    /// How long one `WAIT` may take, in milliseconds (1–10000).
+    pub min_replicas_timeout_ms: u64,
 }
+
+/// The most `min_replicas_acked` may ask for.
+pub const MAX_REPLICAS_ACKED: u32 = 10;
+/// The longest `min_replicas_timeout_ms`.
+pub const MAX_REPLICAS_TIMEOUT_MS: u64 = 10_000;
 
 impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: Secret::new("redis://127.0.0.1:6379"),
             allow_eviction: false,
+            min_replicas_acked: 0,
+            min_replicas_timeout_ms: 500,
         }
+    }
+}
+
+impl RedisConfig {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let url = self.url.expose();
+        if url.starts_with("rediss://") {
+            // Said here, at start, rather than as a connection error later.
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "TLS to Redis (rediss://) is not built into Flint yet: use redis:// (through a TLS tunnel or sidecar when the network needs encryption)",
+            ));
+        }
+        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
+            return Err(ConfigError::invalid(
+                "redis.url",
+                "must start with redis:// or redis+unix://",
+            ));
+        }
+        if self.min_replicas_acked > MAX_REPLICAS_ACKED {
+            return Err(ConfigError::invalid(
+                "redis.min_replicas_acked",
+                format!("must be at most {MAX_REPLICAS_ACKED}"),
+            ));
+        }
+        if self.min_replicas_timeout_ms == 0
+            || self.min_replicas_timeout_ms > MAX_REPLICAS_TIMEOUT_MS
+        {
+            return Err(ConfigError::invalid(
+                "redis.min_replicas_timeout_ms",
+                format!("must be 1–{MAX_REPLICAS_TIMEOUT_MS} (milliseconds)"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How long one `WAIT` may take.
+    pub fn min_replicas_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.min_replicas_timeout_ms)
     }
 }
 
@@ -184,20 +239,7 @@ impl Config {
         if let Err(e) = self.log.level.parse::<tracing_subscriber::EnvFilter>() {
             return Err(ConfigError::invalid("log.level", e.to_string()));
         }
-        let url = self.redis.url.expose();
-        if url.starts_with("rediss://") {
-            // Said here, at start, rather than as a connection error later.
-            return Err(ConfigError::invalid(
-                "redis.url",
-                "TLS to Redis (rediss://) is not built into Flint yet: use redis:// (through a TLS tunnel or sidecar when the network needs encryption)",
-            ));
-        }
-        if !(url.starts_with("redis://") || url.starts_with("redis+unix://")) {
-            return Err(ConfigError::invalid(
-                "redis.url",
-                "must start with redis:// or redis+unix://",
-            ));
-        }
+        self.redis.validate()?;
         self.sandbox.validate()?;
         self.enqueuer.validate()?;
         self.worker.validate()?;

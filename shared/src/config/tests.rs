@@ -172,6 +172,57 @@ fn bad_values_name_the_key_and_the_reason() {
 }
 
 #[test]
+fn replica_acknowledgement_is_off_by_default_and_bounded() {
+    Jail::expect_with(|jail| {
+        let config = Config::load(&sources(jail)).unwrap();
+        assert_eq!(
+            config.redis.min_replicas_acked, 0,
+            "no WAIT unless asked for"
+        );
+        assert_eq!(config.redis.min_replicas_timeout_ms, 500);
+
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "2");
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_TIMEOUT_MS", "10000");
+        let config = Config::load(&sources(jail)).unwrap();
+        assert_eq!(config.redis.min_replicas_acked, 2);
+        assert_eq!(
+            config.redis.min_replicas_timeout(),
+            std::time::Duration::from_secs(10)
+        );
+
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "11");
+        let msg = load_err(&sources(jail));
+        assert!(
+            msg.contains("redis.min_replicas_acked") && msg.contains("at most 10"),
+            "{msg}"
+        );
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "-1");
+        let msg = load_err(&sources(jail));
+        assert!(msg.contains("redis.min_replicas_acked"), "{msg}");
+        assert!(msg.contains("FLINT__REDIS__MIN_REPLICAS_ACKED"), "{msg}");
+
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "1");
+        for bad in ["0", "10001"] {
+            jail.set_env("FLINT__REDIS__MIN_REPLICAS_TIMEOUT_MS", bad);
+            let msg = load_err(&sources(jail));
+            assert!(
+                msg.contains("redis.min_replicas_timeout_ms") && msg.contains("1–10000"),
+                "{bad}: {msg}"
+            );
+        }
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_TIMEOUT_MS", "1");
+        assert_eq!(
+            Config::load(&sources(jail))
+                .unwrap()
+                .redis
+                .min_replicas_timeout_ms,
+            1
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn missing_files_that_were_asked_for_are_errors() {
     Jail::expect_with(|jail| {
         let mut src = sources(jail);

@@ -8,6 +8,7 @@ mod network;
 mod paths;
 mod pipelines;
 mod receiver;
+mod replicas;
 mod scenarios;
 mod sweeper;
 mod webhooks;

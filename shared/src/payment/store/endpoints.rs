@@ -1,6 +1,7 @@
 //! Tenants' webhook endpoints, one hash per tenant in the charge queue's slot (the payment
 //! scripts look at it to decide whether an event needs a dispatch job), and redelivery.
 
+use super::ack::Wrote;
 use super::{Store, StoreError};
 use crate::ids::EventId;
 use crate::time::Timestamp;
@@ -54,7 +55,7 @@ impl Store {
         mode: &str,
         expected: &str,
     ) -> Result<Written, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.writer().await?;
         let outcome: String = self
             .scripts
             .endpoints
@@ -66,6 +67,9 @@ impl Store {
             .arg(expected)
             .invoke_async(&mut conn)
             .await?;
+        if outcome == "ok" {
+            self.acknowledge(conn, Wrote::Here).await?;
+        }
         Ok(match outcome.as_str() {
             "ok" => Written::Ok,
             "full" => Written::Full,
@@ -116,12 +120,15 @@ impl Store {
     /// Deletes the endpoint; whether it existed. Deliveries waiting for it find it gone and
     /// are dropped.
     pub async fn delete_endpoint(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.writer().await?;
         let removed: u64 = redis::cmd("HDEL")
             .arg(self.layout.endpoints(tenant))
             .arg(id)
             .query_async(&mut conn)
             .await?;
+        if removed > 0 {
+            self.acknowledge(conn, Wrote::Here).await?;
+        }
         Ok(removed > 0)
     }
 
@@ -132,7 +139,7 @@ impl Store {
         id: &EventId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.writer().await?;
         let mut invocation = self.scripts.redeliver.prepare_invoke();
         invocation.key(self.layout.event(id.as_str()));
         for key in self.layout.webhooks.job_keys() {
@@ -152,6 +159,9 @@ impl Store {
             .arg(now.unix_ms())
             .invoke_async(&mut conn)
             .await?;
+        if outcome == "queued" {
+            self.acknowledge(conn, Wrote::Here).await?;
+        }
         Ok(outcome == "queued")
     }
 }

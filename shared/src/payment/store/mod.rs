@@ -19,6 +19,7 @@
 //! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
+//! | `flint:{q}:ack` | string, 10 s TTL | a marker written before a `WAIT` that must cover earlier writes ([`ack`]) |
 //!
 //! plus the keys of the webhook queue in this slot (`flint:{q}:webhooks:…`), which the payment
 //! scripts push an event's dispatch job to while the tenant has endpoints,
@@ -30,8 +31,10 @@
 //! and its events also carry a TTL a week longer, so that they go even if no worker runs the
 //! reaper for that long (their index entries are then dropped as lists meet them).
 
+mod ack;
 mod endpoints;
 mod events;
+pub use ack::WRITE_CONNECTIONS;
 pub use endpoints::{ReadEndpoint, Written};
 pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
@@ -51,6 +54,8 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use ack::Wrote;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis unavailable: {0}")]
@@ -59,6 +64,17 @@ pub enum StoreError {
     Corrupt(#[from] serde_json::Error),
     #[error("unexpected reply from redis: {0}")]
     Reply(#[from] redis::ParsingError),
+    /// The write is on the primary, but fewer replicas than `[redis] min_replicas_acked`
+    /// acknowledged it in time: a failover now could lose it. Doing the same again is safe
+    /// (creates are idempotent, transitions compare-and-set) and waits again.
+    #[error(
+        "written on the redis primary, but only {acked} of {wanted} replicas acknowledged it within {timeout_ms} ms"
+    )]
+    NotReplicated {
+        acked: u32,
+        wanted: u32,
+        timeout_ms: u64,
+    },
 }
 
 /// What creating a payment did.
@@ -192,6 +208,11 @@ impl Layout {
         format!("{}{tenant}", self.endpoints_prefix())
     }
 
+    /// Written before a `WAIT` that must cover what earlier requests wrote.
+    fn ack_marker(&self) -> String {
+        format!("{}:ack", self.prefix)
+    }
+
     fn sweeper_lock(&self) -> String {
         format!("{}:sweeper", self.prefix)
     }
@@ -272,6 +293,8 @@ pub struct Store {
     conn: OnceCell<ConnectionManager>,
     layout: Layout,
     scripts: Scripts,
+    /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
+    acks: Option<ack::Acks>,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
 }
@@ -313,9 +336,17 @@ impl Store {
                 redeliver: with_events(include_str!("lua/redeliver.lua")),
                 endpoints: Script::new(include_str!("lua/endpoints.lua")),
             },
+            acks: None,
             idempotency_ttl,
             retention,
         }
+    }
+
+    /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
+    /// (`[redis] min_replicas_acked`, `min_replicas_timeout_ms`); `0` waits for none.
+    pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Store {
+        self.acks = ack::Acks::new(replicas, timeout);
+        self
     }
 
     /// Where this store pushes event dispatch jobs (`[webhooks] queue`), in the charge queue's
@@ -352,7 +383,7 @@ impl Store {
         payment: Payment,
         now: Timestamp,
     ) -> Result<Created, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.writer().await?;
         let (record, snapshot) = encode(&payment)?;
         let due = payment.next_attempt_at.unwrap_or(now);
         let job = ChargeJob::new(payment.id.clone());
@@ -383,9 +414,17 @@ impl Store {
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
-            "created" => Ok(Created::New(payment)),
+            "created" => {
+                self.acknowledge(conn, Wrote::Here).await?;
+                Ok(Created::New(payment))
+            }
+            // The first request's write may be on the primary only (its answer may have been
+            // a 503 for that very reason): the replay is answered only once replicas hold it.
             "replay" => match self.get(tenant, &id).await? {
-                Some(v) => Ok(Created::Replay(v.payment)),
+                Some(v) => {
+                    self.acknowledge(conn, Wrote::Before).await?;
+                    Ok(Created::Replay(v.payment))
+                }
                 // The first request's payment has expired (retention) while its key lives on.
                 None => Ok(Created::KeyReused),
             },
@@ -436,7 +475,7 @@ impl Store {
         action: JobAction,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn().await?;
+        let mut conn = self.writer().await?;
         let reap_at = if payment.status.is_final() {
             now.plus(self.retention).unix_ms()
         } else {
@@ -482,6 +521,9 @@ impl Store {
             .arg(all_events)
             .invoke_async(&mut conn)
             .await?;
+        if applied.is_some() {
+            self.acknowledge(conn, Wrote::Here).await?;
+        }
         Ok(applied.map(|v| v.to_string()))
     }
 }

@@ -1,0 +1,309 @@
+//! Durable acceptance (`[redis] min_replicas_acked`) against a real primary and a real replica:
+//! a 202 means the replica held the payment; a replica that does not answer (SIGSTOPped) turns
+//! it into a retryable 503 that the same Idempotency-Key later converges from.
+
+use std::time::{Duration, Instant};
+
+use flint_enqueuer::Application;
+use flint_shared::config::{Config, Secret};
+use flint_testkit::redis::RedisServer;
+
+use crate::helpers::*;
+
+const TIMEOUT_MS: u64 = 500;
+
+async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn info(server: &RedisServer, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn(server).await)
+        .await
+        .unwrap()
+}
+
+/// A second redis-server replicating `primary`, once the link is up on both sides.
+async fn replica_of(primary: &RedisServer) -> RedisServer {
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("repl-diskless-sync-delay")
+        .arg("0")
+        .query_async(&mut conn(primary).await)
+        .await
+        .unwrap();
+    let replica = RedisServer::start();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(primary.port())
+        .query_async(&mut conn(&replica).await)
+        .await
+        .unwrap();
+    flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the replica to be connected",
+        || async {
+            let (p, r) = (
+                info(primary, "replication").await,
+                info(&replica, "replication").await,
+            );
+            (p.contains("connected_slaves:1")
+                && p.contains("state=online")
+                && r.contains("master_link_status:up"))
+            .then_some(())
+        },
+    )
+    .await;
+    // Listed and linked is not yet streaming: after a diskless sync the primary holds the
+    // stream back until the replica's first acknowledgement (up to a second). A write seen on
+    // the replica says it streams.
+    let () = redis::cmd("SET")
+        .arg("test:replica-probe")
+        .arg(replica.port())
+        .query_async(&mut conn(primary).await)
+        .await
+        .unwrap();
+    flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the replica to stream writes",
+        || async {
+            let seen: Option<u16> = redis::cmd("GET")
+                .arg("test:replica-probe")
+                .query_async(&mut conn(&replica).await)
+                .await
+                .unwrap();
+            (seen == Some(replica.port())).then_some(())
+        },
+    )
+    .await;
+    replica
+}
+
+fn signal(server: &RedisServer, signal: &str) {
+    let pid = server.pid().expect("the replica runs");
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+async fn exists(server: &RedisServer, key: &str) -> bool {
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<u32>(&mut conn(server).await)
+        .await
+        .unwrap()
+        == 1
+}
+
+fn payment_key(id: &str) -> String {
+    format!("flint:{{charges}}:pay:{id}")
+}
+
+/// How many payments tenant `acme` has on `server`.
+async fn payments(server: &RedisServer) -> u64 {
+    redis::cmd("ZCARD")
+        .arg("flint:{charges}:idx:acme")
+        .query_async(&mut conn(server).await)
+        .await
+        .unwrap()
+}
+
+async fn waits_sent(server: &RedisServer) -> bool {
+    info(server, "commandstats").await.contains("cmdstat_wait:")
+}
+
+fn acked(replicas: u32) -> impl FnOnce(&mut Config) {
+    move |config| {
+        config.redis.min_replicas_acked = replicas;
+        config.redis.min_replicas_timeout_ms = TIMEOUT_MS;
+    }
+}
+
+#[tokio::test]
+async fn with_a_live_replica_a_202_means_the_replica_holds_the_payment() {
+    let app = spawn_app_with(acked(1)).await;
+    let replica = replica_of(&app.redis).await;
+
+    let r = app.create("durable-1", &body()).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    let id = r.id();
+    // No polling: WAIT returned only once the replica had applied the create.
+    assert!(
+        exists(&replica, &payment_key(&id)).await,
+        "the payment is on the replica when the 202 is answered"
+    );
+    assert!(
+        waits_sent(&app.redis).await,
+        "the create was followed by WAIT"
+    );
+
+    let again = app.create("durable-1", &body()).await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.id(), id);
+    let canceled = app
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+        .await;
+    assert_eq!(canceled.status, 200, "{}", canceled.body);
+    let status: String = redis::cmd("HGET")
+        .arg(payment_key(&id))
+        .arg("s")
+        .query_async(&mut conn(&replica).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "canceled",
+        "the cancel is on the replica when answered"
+    );
+}
+
+#[tokio::test]
+async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_that_converges() {
+    let app = spawn_app_with(acked(1)).await;
+    let replica = replica_of(&app.redis).await;
+    signal(&replica, "STOP");
+
+    let started = Instant::now();
+    let r = app.create("durable-2", &body()).await;
+    let took = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), Some("storage_not_replicated"));
+    assert_eq!(r.body["error"]["type"], "api_error");
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(
+        took >= Duration::from_millis(TIMEOUT_MS) && took < Duration::from_secs(5),
+        "answered after about the timeout, not at once nor much later: {took:?}"
+    );
+    assert_eq!(payments(&app.redis).await, 1, "written on the primary");
+
+    // A retry while the replica still does not answer waits again, and is refused again.
+    let r = app.create("durable-2", &body()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), Some("storage_not_replicated"));
+
+    signal(&replica, "CONT");
+    let r = flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the retry to be accepted",
+        || async {
+            let r = app.create("durable-2", &body()).await;
+            (r.status == 202).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
+    let id = r.id();
+    assert!(exists(&replica, &payment_key(&id)).await);
+    assert_eq!(payments(&app.redis).await, 1, "one payment, on the primary");
+    assert_eq!(payments(&replica).await, 1, "and on the replica");
+    assert_eq!(app.stats().await.ready, 1, "one charge job");
+
+    // A transition the API makes waits the same way.
+    signal(&replica, "STOP");
+    let cancel = format!("/v1/off_session_payments/{id}/cancel");
+    let r = app.post(&cancel, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), Some("storage_not_replicated"));
+    // The retry finds the payment canceled already: answered only once replicas hold it.
+    let r = app.post(&cancel, None).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    signal(&replica, "CONT");
+    let r = flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the cancel's retry to be answered",
+        || async {
+            let r = app.post(&cancel, None).await;
+            (r.status == 200).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r.body["status"], "canceled");
+}
+
+/// An enqueuer of its own on `redis` (another process of the fleet, with its own connections).
+async fn another_enqueuer(redis: &RedisServer, replicas: u32) -> String {
+    let mut config = Config::default();
+    config.redis.url = Secret::new(redis.url());
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.tenants = vec![tenant("acme", KEY_A)];
+    acked(replicas)(&mut config);
+    let app = Application::build(&config).await.unwrap();
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run(std::future::pending()));
+    base
+}
+
+#[tokio::test]
+async fn a_replay_waits_for_replicas_to_hold_what_another_process_wrote() {
+    // The first create is acknowledged without waiting (min_replicas_acked = 0) while the
+    // replica is stopped: it is on the primary only.
+    let app = spawn_app().await;
+    let replica = replica_of(&app.redis).await;
+    signal(&replica, "STOP");
+    let first = app.create("durable-3", &body()).await;
+    assert_eq!(first.status, 202);
+
+    // Its replay through a process that waits, on connections that never wrote it, must not
+    // take the replica's silence for an acknowledgement.
+    let base = another_enqueuer(&app.redis, 1).await;
+    let replay = |base: String| {
+        let http = app.http.clone();
+        async move {
+            Answer::from(
+                http.post(format!("{base}/v1/off_session_payments"))
+                    .bearer_auth(KEY_A)
+                    .header("Idempotency-Key", "durable-3")
+                    .json(&body())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let r = replay(base.clone()).await;
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.code(), Some("storage_not_replicated"));
+
+    signal(&replica, "CONT");
+    let r = flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the replay to be accepted",
+        || async {
+            let r = replay(base.clone()).await;
+            (r.status == 202).then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(r.id(), first.id());
+    assert!(exists(&replica, &payment_key(&first.id())).await);
+}
+
+#[tokio::test]
+async fn with_no_replica_acknowledgement_asked_no_wait_is_sent() {
+    let app = spawn_app().await;
+    let replica = replica_of(&app.redis).await;
+    let r = app.create("cheap-1", &body()).await;
+    assert_eq!(r.status, 202);
+    assert_eq!(app.create("cheap-1", &body()).await.status, 202);
+    let cancel = format!("/v1/off_session_payments/{}/cancel", r.id());
+    assert_eq!(app.post(&cancel, None).await.status, 200);
+    assert_eq!(app.post(&cancel, None).await.status, 200);
+    assert!(
+        !waits_sent(&app.redis).await,
+        "{}",
+        info(&app.redis, "commandstats").await
+    );
+    assert!(
+        !exists(&app.redis, "flint:{charges}:ack").await,
+        "no marker"
+    );
+    drop(replica);
+}
