@@ -179,6 +179,13 @@ pub enum BenchCommand {
     /// concurrency in the same run.
     Import(BenchImportArgs),
 
+    /// What a payment costs Redis: memory per pending payment (N created through the API and
+    /// scheduled months ahead: `INFO memory` before and after, split by key kind with
+    /// `MEMORY USAGE`, projected to 10 million), and Redis CPU per payment from create to
+    /// settlement (M payments due now through the API, one worker process and the sandbox:
+    /// Redis's own CPU time, and `INFO commandstats` per command).
+    Cost(BenchCostArgs),
+
     /// A queue worker process for `flint bench queue` and the crash tests (not for production).
     #[command(hide = true)]
     QueueWorker(QueueWorkerArgs),
@@ -270,6 +277,23 @@ pub struct BenchE2eArgs {
     #[arg(long, default_value_t = 20000)]
     pub payments: usize,
     /// Print one JSON object per scenario instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct BenchCostArgs {
+    /// Pending payments created for the memory measurement.
+    #[arg(long, default_value_t = 100_000)]
+    pub pending: usize,
+    /// Customers the pending payments are spread over (default: one per payment, as in a
+    /// billing run).
+    #[arg(long)]
+    pub customers: Option<usize>,
+    /// Payments created and settled for the CPU measurement.
+    #[arg(long, default_value_t = 20_000)]
+    pub payments: usize,
+    /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
 }

@@ -46,10 +46,7 @@ pub async fn run(args: &BenchApiArgs) -> anyhow::Result<()> {
             child.url()
         }
     };
-    let port = url
-        .rsplit(':')
-        .next()
-        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok());
+    let port = port_of(&url);
     let base = format!("{}/v1/off_session_payments", start_api(&url).await?);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
@@ -117,8 +114,18 @@ pub(super) async fn start_api(url: &str) -> anyhow::Result<String> {
     Ok(base)
 }
 
+/// The port of a `redis://host:port` URL.
+pub(super) fn port_of(url: &str) -> Option<u16> {
+    url.rsplit(':')
+        .next()
+        .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+}
+
+/// The SETs `redis_set_rate` sends.
+pub(super) const SET_REQUESTS: u32 = 200_000;
+
 /// `redis-benchmark -t set` requests per second, or `None` when the tool is missing.
-async fn redis_set_rate(port: u16) -> Option<f64> {
+pub(super) async fn redis_set_rate(port: u16) -> Option<f64> {
     let out = tokio::process::Command::new("redis-benchmark")
         .args([
             "-h",
@@ -128,7 +135,7 @@ async fn redis_set_rate(port: u16) -> Option<f64> {
             "-t",
             "set",
             "-n",
-            "200000",
+            &SET_REQUESTS.to_string(),
             "-c",
             "50",
             "-q",
@@ -170,6 +177,40 @@ async fn create(client: &reqwest::Client, base: &str, n: u64, run: &str) -> bool
         .send()
         .await;
     matches!(sent, Ok(r) if r.status() == 202)
+}
+
+/// Creates `payments` payments, `in_flight` at a time (a closed loop), the n-th with the body
+/// `body(n)` and the Idempotency-Key `{run}-{n}`; fails on the first one not accepted.
+pub(super) async fn create_all(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    run: &str,
+    payments: usize,
+    in_flight: usize,
+    body: impl Fn(usize) -> serde_json::Value,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..payments {
+        if set.len() >= in_flight
+            && let Some(created) = set.join_next().await
+        {
+            created??;
+        }
+        let request = http
+            .post(base)
+            .bearer_auth(key)
+            .header("Idempotency-Key", format!("{run}-{n}"))
+            .json(&body(n));
+        set.spawn(async move {
+            request.send().await?.error_for_status()?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(created) = set.join_next().await {
+        created??;
+    }
+    Ok(())
 }
 
 pub(super) struct Measured {

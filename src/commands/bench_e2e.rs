@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::bench_api::create_all;
 use super::redis_child::RedisChild;
 use crate::cli::BenchE2eArgs;
 
@@ -76,91 +77,9 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
 }
 
 async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyhow::Result<Row> {
-    let redis = RedisChild::start()?;
-    let sandbox_config = flint_shared::config::SandboxConfig {
-        listen: "127.0.0.1:0".parse()?,
-        api_keys: vec![Secret::new(SANDBOX_KEY)],
-        ..Default::default()
-    };
-    let sandbox = flint_sandbox::Sandbox::bind(sandbox_config).await?;
-    let sandbox_url = sandbox.base_url();
-    tokio::spawn(sandbox.run(std::future::pending()));
-
-    let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
-    let mut config = Config::default();
-    config.redis.url = Secret::new(redis.url());
-    config.enqueuer.listen = "127.0.0.1:0".parse()?;
-    config.enqueuer.rate_limit_per_second = 1_000_000;
-    config.enqueuer.rate_limit_burst = 1_000_000;
-    config.tenants = vec![TenantConfig {
-        id: "bench".into(),
-        api_key_sha256: digest.clone(),
-        processor_secret_key: Secret::new(SANDBOX_KEY),
-    }];
-    let api = flint_enqueuer::Application::build(&config).await?;
-    let api_url = format!("http://{}", api.local_addr());
-    tokio::spawn(api.run(std::future::pending()));
-
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()?;
-    let mut customers = Vec::new();
-    for _ in 0..20 {
-        let c: Value = http
-            .post(format!("{sandbox_url}/v1/customers"))
-            .bearer_auth(SANDBOX_KEY)
-            .form(&[
-                ("payment_method", "pm_card_visa"),
-                ("invoice_settings[default_payment_method]", "pm_card_visa"),
-            ])
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let cus = c["id"].as_str().context("customer")?.to_owned();
-        let pm = c["invoice_settings"]["default_payment_method"]
-            .as_str()
-            .context("pm")?
-            .to_owned();
-        customers.push((cus, pm));
-    }
-    let faults = FaultConfig {
-        latency_fixed_ms: latency_ms,
-        path_prefix: Some("/v1/payment_intents".into()),
-        ..Default::default()
-    };
-    http.post(format!("{sandbox_url}/__sandbox/faults"))
-        .json(&faults)
-        .send()
-        .await?
-        .error_for_status()?;
-
-    // Create every payment first, 64 at a time.
-    let mut set = tokio::task::JoinSet::new();
-    for n in 0..payments {
-        if set.len() >= 64
-            && let Some(created) = set.join_next().await
-        {
-            created??;
-        }
-        let (cus, pm) = customers[n % customers.len()].clone();
-        let (http, api_url) = (http.clone(), api_url.clone());
-        set.spawn(async move {
-            http.post(format!("{api_url}/v1/off_session_payments"))
-                .bearer_auth(API_KEY)
-                .header("Idempotency-Key", format!("e2e-{n}"))
-                .json(&json!({"customer": cus, "payment_method": pm, "amount": {"value": 1000, "currency": "usd"},
-                    "purpose": "subscription", "initiated_by": {"type": "service", "id": "bench"}}))
-                .send()
-                .await?
-                .error_for_status()?;
-            anyhow::Ok(())
-        });
-    }
-    while let Some(r) = set.join_next().await {
-        r??;
-    }
+    let system = System::start().await?;
+    system.set_latency(latency_ms).await?;
+    system.create(payments).await?;
 
     // With latency, the fleet's processor rate limit is set 1.2 times above the Little's-law
     // bound, as a deployment sets it near its processor's allowance. It is not what binds, but
@@ -174,61 +93,28 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     } else {
         (1_000_000, 1_000_000)
     };
-    let dir = tempfile::tempdir()?;
-    let file = dir.path().join("worker.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[log]\nlevel = \"error\"\n[redis]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n\
-             [processor]\napi_base = \"{sandbox_url}\"\nrate_limit_per_second = {limit}\nrate_limit_burst = {limit_burst}\n\
-             [[tenants]]\nid = \"bench\"\napi_key_sha256 = \"{digest}\"\nprocessor_secret_key = \"{SANDBOX_KEY}\"\n",
-            redis.url()
-        ),
-    )?;
     let started = Instant::now();
-    let mut worker = tokio::process::Command::new(std::env::current_exe()?)
-        .arg("--config")
-        .arg(&file)
-        .args(["worker", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let mut lines = BufReader::new(worker.stdout.take().context("stdout")?).lines();
-    let line = lines.next_line().await?.context("worker did not start")?;
-    let metrics_url = format!("{}/metrics", line.rsplit(' ').next().context("worker url")?);
-    let pid = worker.id().context("worker pid")?;
+    let worker = system.worker(concurrency, limit, limit_burst).await?;
     let mut rss_mb: f64 = 0.0;
-    let deadline = Instant::now() + Duration::from_secs(600);
     // The steady-state window: from the first sample at or past 10 % settled to the first at or
     // past 90 %, so the process start and the last batch's latency do not count.
     let (low, high) = (payments as f64 * 0.1, payments as f64 * 0.9);
     let mut first: Option<(Instant, f64)> = None;
     let mut last: Option<(Instant, f64)> = None;
-    loop {
-        let text = http.get(&metrics_url).send().await?.text().await?;
-        rss_mb = rss_mb.max(rss(pid));
-        let done = finished(&text);
-        let now = Instant::now();
-        if first.is_none() && done >= low {
-            first = Some((now, done));
-        }
-        if last.is_none() && done >= high {
-            last = Some((now, done));
-        }
-        if done >= payments as f64 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} of {payments} payments settled in 600 s",
-                finished(&text)
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    worker
+        .wait_settled(&system.http, payments, |done| {
+            rss_mb = rss_mb.max(rss(worker.pid));
+            let now = Instant::now();
+            if first.is_none() && done >= low {
+                first = Some((now, done));
+            }
+            if last.is_none() && done >= high {
+                last = Some((now, done));
+            }
+        })
+        .await?;
     let elapsed = started.elapsed();
-    let _ = worker.kill().await;
+    drop(worker);
     let overall = payments as f64 / elapsed.as_secs_f64();
     let rate = match (first, last) {
         (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) / (t1 - t0).as_secs_f64(),
@@ -251,6 +137,185 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         ratio_to_bound: bound.map(|b| rate / b),
         worker_rss_mb: rss_mb,
     })
+}
+
+/// What `flint bench e2e` and `flint bench cost` run payments through: a private redis-server,
+/// the sandbox with 20 customers and their cards, and the API (one tenant, its rate limit
+/// lifted), all in this process.
+#[derive(Debug)]
+pub(super) struct System {
+    pub(super) redis: RedisChild,
+    pub(super) http: reqwest::Client,
+    sandbox_url: String,
+    api_url: String,
+    /// SHA-256 of the tenant's API key, for the worker's configuration.
+    digest: String,
+    /// Customer id and saved card of each customer.
+    customers: Vec<(String, String)>,
+}
+
+impl System {
+    pub(super) async fn start() -> anyhow::Result<System> {
+        let redis = RedisChild::start()?;
+        let sandbox_config = flint_shared::config::SandboxConfig {
+            listen: "127.0.0.1:0".parse()?,
+            api_keys: vec![Secret::new(SANDBOX_KEY)],
+            ..Default::default()
+        };
+        let sandbox = flint_sandbox::Sandbox::bind(sandbox_config).await?;
+        let sandbox_url = sandbox.base_url();
+        tokio::spawn(sandbox.run(std::future::pending()));
+
+        let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
+        let mut config = Config::default();
+        config.redis.url = Secret::new(redis.url());
+        config.enqueuer.listen = "127.0.0.1:0".parse()?;
+        config.enqueuer.rate_limit_per_second = 1_000_000;
+        config.enqueuer.rate_limit_burst = 1_000_000;
+        config.tenants = vec![TenantConfig {
+            id: "bench".into(),
+            api_key_sha256: digest.clone(),
+            processor_secret_key: Secret::new(SANDBOX_KEY),
+        }];
+        let api = flint_enqueuer::Application::build(&config).await?;
+        let api_url = format!("http://{}", api.local_addr());
+        tokio::spawn(api.run(std::future::pending()));
+
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .build()?;
+        let mut customers = Vec::new();
+        for _ in 0..20 {
+            let c: Value = http
+                .post(format!("{sandbox_url}/v1/customers"))
+                .bearer_auth(SANDBOX_KEY)
+                .form(&[
+                    ("payment_method", "pm_card_visa"),
+                    ("invoice_settings[default_payment_method]", "pm_card_visa"),
+                ])
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let cus = c["id"].as_str().context("customer")?.to_owned();
+            let pm = c["invoice_settings"]["default_payment_method"]
+                .as_str()
+                .context("pm")?
+                .to_owned();
+            customers.push((cus, pm));
+        }
+        Ok(System {
+            redis,
+            http,
+            sandbox_url,
+            api_url,
+            digest,
+            customers,
+        })
+    }
+
+    /// Adds `latency_ms` to every PaymentIntent request the sandbox answers.
+    async fn set_latency(&self, latency_ms: u64) -> anyhow::Result<()> {
+        let faults = FaultConfig {
+            latency_fixed_ms: latency_ms,
+            path_prefix: Some("/v1/payment_intents".into()),
+            ..Default::default()
+        };
+        self.http
+            .post(format!("{}/__sandbox/faults", self.sandbox_url))
+            .json(&faults)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Creates `payments` payments due now, 64 in flight, round robin over the customers.
+    pub(super) async fn create(&self, payments: usize) -> anyhow::Result<()> {
+        let base = format!("{}/v1/off_session_payments", self.api_url);
+        create_all(&self.http, &base, API_KEY, "e2e", payments, 64, |n| {
+            let (cus, pm) = &self.customers[n % self.customers.len()];
+            json!({"customer": cus, "payment_method": pm, "amount": {"value": 1000, "currency": "usd"},
+                "purpose": "subscription", "initiated_by": {"type": "service", "id": "bench"}})
+        })
+        .await
+    }
+
+    /// A `flint worker` process at `concurrency` under the fleet's processor rate limit `limit`
+    /// per second (burst `burst`), started once it listens. Killed when dropped.
+    pub(super) async fn worker(
+        &self,
+        concurrency: usize,
+        limit: u32,
+        burst: u32,
+    ) -> anyhow::Result<Worker> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("worker.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[log]\nlevel = \"error\"\n[redis]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n\
+                 [processor]\napi_base = \"{}\"\nrate_limit_per_second = {limit}\nrate_limit_burst = {burst}\n\
+                 [[tenants]]\nid = \"bench\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{SANDBOX_KEY}\"\n",
+                self.redis.url(),
+                self.sandbox_url,
+                self.digest
+            ),
+        )?;
+        let mut child = tokio::process::Command::new(std::env::current_exe()?)
+            .arg("--config")
+            .arg(&file)
+            .args(["worker", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let line = lines.next_line().await?.context("worker did not start")?;
+        let metrics_url = format!("{}/metrics", line.rsplit(' ').next().context("worker url")?);
+        let pid = child.id().context("worker pid")?;
+        Ok(Worker {
+            _child: child,
+            metrics_url,
+            pid,
+            _dir: dir,
+        })
+    }
+}
+
+/// A `flint worker` process of a [`System`]; killed when dropped.
+#[derive(Debug)]
+pub(super) struct Worker {
+    _child: tokio::process::Child,
+    metrics_url: String,
+    pid: u32,
+    _dir: tempfile::TempDir,
+}
+
+impl Worker {
+    /// Reads the worker's `/metrics` every 20 ms until it has settled `payments` payments
+    /// (at most 600 s), calling `sample` with the number settled after each read.
+    pub(super) async fn wait_settled(
+        &self,
+        http: &reqwest::Client,
+        payments: usize,
+        mut sample: impl FnMut(f64),
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(600);
+        loop {
+            let text = http.get(&self.metrics_url).send().await?.text().await?;
+            let done = finished(&text);
+            sample(done);
+            if done >= payments as f64 {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("{done} of {payments} payments settled in 600 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// Sum of `flint_payments_finished_total` over its labels.

@@ -335,19 +335,43 @@ fn system_arg(system: QueueSystem) -> &'static str {
 /// Calls in `INFO commandstats`, without the bench's own bookkeeping.
 fn commands(info: &str) -> u64 {
     const OWN: &[&str] = &["get", "incrby", "info", "config|resetstat", "config"];
+    commandstats(info)
+        .into_iter()
+        .filter(|c| !OWN.contains(&c.name.as_str()))
+        .map(|c| c.calls)
+        .sum()
+}
+
+/// One line of `INFO commandstats`.
+#[derive(Debug)]
+pub(super) struct CommandStat {
+    /// As Redis names it: `evalsha`, `config|resetstat`.
+    pub(super) name: String,
+    pub(super) calls: u64,
+    /// Microseconds spent in the command; a script's includes the commands it ran, which are
+    /// also counted on their own lines.
+    pub(super) usec: u64,
+}
+
+/// The lines of `INFO commandstats`.
+pub(super) fn commandstats(info: &str) -> Vec<CommandStat> {
     info.lines()
         .filter_map(|line| line.strip_prefix("cmdstat_"))
         .filter_map(|line| {
             let (name, rest) = line.split_once(':')?;
-            if OWN.contains(&name) {
-                return None;
-            }
-            rest.split(',')
-                .find_map(|kv| kv.strip_prefix("calls="))?
-                .parse::<u64>()
-                .ok()
+            let field = |key: &str| {
+                rest.split(',')
+                    .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            Some(CommandStat {
+                name: name.to_owned(),
+                calls: field("calls")?,
+                usec: field("usec")?,
+            })
         })
-        .sum()
+        .collect()
 }
 
 async fn cleanup(conn: &mut redis::aio::MultiplexedConnection, queue: &str) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod bench_api;
+mod bench_cost;
 mod bench_e2e;
 mod bench_import;
 mod bench_queue;
@@ -46,6 +47,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(BenchCommand::Api(args)) => bench_api::run(args).await,
         Command::Bench(BenchCommand::E2e(args)) => bench_e2e::run(args).await,
         Command::Bench(BenchCommand::Import(args)) => bench_import::run(args).await,
+        Command::Bench(BenchCommand::Cost(args)) => bench_cost::run(args).await,
         Command::Bench(BenchCommand::QueueWorker(args)) => queue_worker::run(args).await,
     }
 }
