@@ -28,6 +28,9 @@ pub struct ErrorDetail {
     pub param: Option<String>,
 }
 
+/// The message of `storage_not_replicated`, true of every route that can answer it.
+pub const NOT_REPLICATED: &str = "The change was written on the storage primary, but fewer storage replicas than required confirmed it in time, so a storage failover could still undo it. A create may be retried with the same Idempotency-Key: it returns the same payment. For any other change, read the resource (GET) before repeating the request: it may already be done.";
+
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -83,28 +86,32 @@ impl ApiError {
         )
     }
 
+    /// Nothing was written: Redis could not be reached, or no write connection came free in
+    /// time. Never for a failure after the write landed (that is [`ApiError::not_replicated`]).
     pub fn unavailable(e: &StoreError) -> Self {
         tracing::warn!(error = %e, "storage unavailable");
         let mut err = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "storage_unavailable",
-            "Storage is unavailable; nothing was changed. Retry with the same Idempotency-Key.",
+            "Storage is unavailable; nothing was changed. Retry the request (a create with the same Idempotency-Key).",
         );
         err.retry_after_secs = Some(1);
         err
     }
 
-    /// The write is on the Redis primary, but `[redis] min_replicas_acked` replicas did not
-    /// acknowledge it in time. Retryable: a retried create with the same Idempotency-Key finds
-    /// the payment, waits for the replicas again and answers 202 with the same id.
+    /// The change is on the Redis primary, but `[redis] min_replicas_acked` replicas did not
+    /// confirm it in time (fewer acknowledged, or confirming failed). Not "nothing changed": a
+    /// create retried with the same Idempotency-Key finds the payment, waits for the replicas
+    /// again and answers 202 with the same id; cancel and resume take no key and a resume is
+    /// not idempotent, so the client reads the payment before repeating one.
     pub fn not_replicated(e: &StoreError) -> Self {
-        tracing::warn!(error = %e, "write not acknowledged by enough replicas");
+        tracing::warn!(error = %e, "write not confirmed by enough replicas");
         let mut err = ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "storage_not_replicated",
-            "The request was written, but not yet confirmed by enough storage replicas. Retry it (with the same Idempotency-Key): a retried create returns the same payment.",
+            NOT_REPLICATED,
         );
         err.retry_after_secs = Some(1);
         err
@@ -125,10 +132,13 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotReplicated { .. } => ApiError::not_replicated(&e),
-            StoreError::Unavailable(_) | StoreError::Corrupt(_) | StoreError::Reply(_) => {
-                ApiError::unavailable(&e)
+            StoreError::NotReplicated { .. } | StoreError::ReplicationUnconfirmed { .. } => {
+                ApiError::not_replicated(&e)
             }
+            StoreError::Unavailable(_)
+            | StoreError::Corrupt(_)
+            | StoreError::Reply(_)
+            | StoreError::WritersBusy { .. } => ApiError::unavailable(&e),
         }
     }
 }

@@ -177,7 +177,7 @@ fn cancel_change(p: &mut Payment, actor: &Actor, now: Timestamp) -> Result<Chang
         (status = 404, description = "No such payment", body = ErrorBody),
         (status = 409, description = "Already succeeded or failed", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing changed, retry; `storage_not_replicated`: the change was written but not yet confirmed by enough replicas: read the payment before repeating the request (see Retry-After)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -288,7 +288,7 @@ fn resume_change(
         (status = 404, description = "No such payment", body = ErrorBody),
         (status = 409, description = "Not resumable now, or resumed too often", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
-        (status = 503, description = "Storage unavailable", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing changed, retry; `storage_not_replicated`: the change was written but not yet confirmed by enough replicas: read the payment before repeating the request (see Retry-After)", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]

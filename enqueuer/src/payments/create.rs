@@ -85,7 +85,7 @@ fn accepted(payment: &Payment, replayed: bool) -> Response {
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not JSON", body = ErrorBody),
         (status = 429, description = "Rate limited (see Retry-After)", body = ErrorBody),
-        (status = 503, description = "`storage_unavailable`: nothing changed; `storage_not_replicated`: written but not yet on enough replicas. Retry with the same Idempotency-Key (see Retry-After)", body = ErrorBody),
+        (status = 503, description = "`storage_unavailable`: nothing changed; `storage_not_replicated`: written, but not yet confirmed by enough replicas. Either way retry with the same Idempotency-Key (see Retry-After): it returns the same payment", body = ErrorBody),
     ),
     security(("api_key" = []))
 )]
@@ -107,17 +107,19 @@ pub async fn create(
         .map_err(|e| ApiError::invalid(e.code, e.param, e.message))?;
     let purpose = new.purpose;
     let payment = Payment::create(PaymentId::generate(), new, now);
+    // Counted and logged once the payment is written, before replicas are waited for: a
+    // create answered `storage_not_replicated` exists all the same (its retry is a replay).
+    let counted = |payment: &Payment| {
+        metrics::counter!(flint_shared::telemetry::catalogue::PAYMENTS_CREATED.name, "purpose" => purpose.as_str())
+            .increment(1);
+        tracing::info!(payment_id = %payment.id, tenant = %tenant.id, purpose = purpose.as_str(), "payment created");
+    };
     match app
         .store
-        .create(&tenant.id, &key, &fingerprint, payment, now)
+        .create_observed(&tenant.id, &key, &fingerprint, payment, now, counted)
         .await?
     {
-        Created::New(payment) => {
-            metrics::counter!(flint_shared::telemetry::catalogue::PAYMENTS_CREATED.name, "purpose" => purpose.as_str())
-                .increment(1);
-            tracing::info!(payment_id = %payment.id, tenant = %tenant.id, purpose = purpose.as_str(), "payment created");
-            Ok(accepted(&payment, false))
-        }
+        Created::New(payment) => Ok(accepted(&payment, false)),
         Created::Replay(payment) => {
             metrics::counter!(flint_shared::telemetry::catalogue::IDEMPOTENT_REPLAYS.name)
                 .increment(1);

@@ -211,6 +211,14 @@ async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_th
     let r = app.post(&cancel, None).await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.code(), Some("storage_not_replicated"));
+    // Cancel and resume take no Idempotency-Key, and a repeated resume is a second resume: the
+    // answer says the change was written and to read the payment before repeating it.
+    let message = r.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("was written") && message.contains("read the resource (GET)"),
+        "{message}"
+    );
+    assert!(!message.contains("Retry it"), "{message}");
     // The retry finds the payment canceled already: answered only once replicas hold it.
     let r = app.post(&cancel, None).await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -306,4 +314,190 @@ async fn with_no_replica_acknowledgement_asked_no_wait_is_sent() {
         "no marker"
     );
     drop(replica);
+}
+
+/// The `flint_payments_created_total` series of `purpose`.
+async fn created_total(app: &TestApp, purpose: &str) -> Option<String> {
+    let text = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!("flint_payments_created_total{{purpose=\"{purpose}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_create_answered_not_replicated_is_counted_once_as_created() {
+    // `repeat_purchase`: no other test of this binary creates one (the metrics are the
+    // process's).
+    let mut b = body();
+    b["purpose"] = serde_json::json!("repeat_purchase");
+    let app = spawn_app_with(acked(1)).await;
+    let replica = replica_of(&app.redis).await;
+    signal(&replica, "STOP");
+    let r = app.create("counted-1", &b).await;
+    assert_eq!(r.code(), Some("storage_not_replicated"), "{}", r.body);
+    assert_eq!(
+        created_total(&app, "repeat_purchase").await.as_deref(),
+        Some("1"),
+        "the payment exists: counted when written, not only if replicas confirm it"
+    );
+    signal(&replica, "CONT");
+    flint_testkit::poll_until(
+        Duration::from_secs(10),
+        "the retry to be accepted",
+        || async { (app.create("counted-1", &b).await.status == 202).then_some(()) },
+    )
+    .await;
+    assert_eq!(
+        created_total(&app, "repeat_purchase").await.as_deref(),
+        Some("1"),
+        "its replay is not a second creation"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmation_that_breaks_after_the_write_is_not_answered_as_nothing_changed() {
+    // No replica: `WAIT 1` blocks for its whole (long) timeout, time enough to kill the pooled
+    // connection it waits on, as a network fault would break it.
+    let app = spawn_app_with(|config| {
+        config.redis.min_replicas_acked = 1;
+        config.redis.min_replicas_timeout_ms = 10_000;
+    })
+    .await;
+    let started = Instant::now();
+    let create = tokio::spawn({
+        let http = app.http.clone();
+        let url = app.url("/v1/off_session_payments");
+        async move {
+            Answer::from(
+                http.post(url)
+                    .bearer_auth(KEY_A)
+                    .header("Idempotency-Key", "broken-1")
+                    .json(&body())
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    });
+    let waiting = flint_testkit::poll_until(
+        Duration::from_secs(5),
+        "the create's WAIT to be blocked on the primary",
+        || async {
+            let clients: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut conn(&app.redis).await)
+                .await
+                .unwrap();
+            clients
+                .lines()
+                .find(|l| l.contains(" cmd=wait "))
+                .and_then(|l| l.split(' ').find_map(|f| f.strip_prefix("id=")))
+                .map(str::to_owned)
+        },
+    )
+    .await;
+    let killed: u32 = redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(&waiting)
+        .query_async(&mut conn(&app.redis).await)
+        .await
+        .unwrap();
+    assert_eq!(killed, 1);
+
+    let r = create.await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered when the connection broke, not at the WAIT's timeout"
+    );
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(
+        r.code(),
+        Some("storage_not_replicated"),
+        "the payment was written: storage_unavailable would say nothing changed, and a client \
+         believing it may create it again under a new key: {}",
+        r.body
+    );
+    assert_eq!(payments(&app.redis).await, 1, "written on the primary");
+}
+
+async fn endpoint_change(app: &TestApp, path: &str, body: serde_json::Value) -> Answer {
+    let r = app.post(path, Some(body)).await;
+    assert!(
+        r.status == 200 || r.status == 201,
+        "{path}: {} {}",
+        r.status,
+        r.body
+    );
+    r
+}
+
+#[tokio::test]
+async fn webhook_endpoint_changes_are_answered_as_done_when_replicas_do_not_confirm_them() {
+    let app = spawn_app_with(acked(1)).await;
+    let replica = replica_of(&app.redis).await;
+    signal(&replica, "STOP");
+
+    // A 503 here would lose the secret (shown only in this answer) and its retry would make a
+    // second endpoint.
+    let made = endpoint_change(
+        &app,
+        "/v1/webhook_endpoints",
+        serde_json::json!({"url": "https://hooks.example.com/flint", "enabled_events": ["*"]}),
+    )
+    .await;
+    assert_eq!(made.status, 201);
+    let id = made.id();
+    let first = made.body["secret"].as_str().unwrap().to_owned();
+    // ... and its retry would drop the secret the receiver still verifies with.
+    let rotated = endpoint_change(
+        &app,
+        &format!("/v1/webhook_endpoints/{id}/rotate_secret"),
+        serde_json::json!({}),
+    )
+    .await;
+    let second = rotated.body["secret"].as_str().unwrap();
+    assert!(second.starts_with("whsec_") && second != first);
+    endpoint_change(
+        &app,
+        &format!("/v1/webhook_endpoints/{id}"),
+        serde_json::json!({"description": "billing"}),
+    )
+    .await;
+
+    let listed = app.get("/v1/webhook_endpoints").await;
+    assert_eq!(
+        listed.body["data"].as_array().unwrap().len(),
+        1,
+        "one endpoint"
+    );
+    let stored: String = redis::cmd("HGET")
+        .arg("flint:{charges}:whe:acme")
+        .arg(&id)
+        .query_async(&mut conn(&app.redis).await)
+        .await
+        .unwrap();
+    assert!(
+        stored.contains(&first) && stored.contains(second),
+        "both secrets sign during the overlap"
+    );
+
+    let deleted = app
+        .delete_as(KEY_A, &format!("/v1/webhook_endpoints/{id}"))
+        .await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert!(
+        waits_sent(&app.redis).await,
+        "the WAITs were sent all the same"
+    );
+    signal(&replica, "CONT");
 }

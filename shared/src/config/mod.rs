@@ -78,12 +78,13 @@ pub struct RedisConfig {
     /// Run on a Redis whose `maxmemory-policy` is not `noeviction` (it may delete jobs and
     /// payments when full). Refused at start unless this is true.
     pub allow_eviction: bool,
-    /// Durable acceptance: after each write the API answers for (a create, its idempotent
-    /// replay, a cancel or resume, an endpoint change) and each transition a worker writes,
-    /// wait (`WAIT`) until this many replicas hold it. Short of that within
-    /// `min_replicas_timeout_ms`, the API answers a retryable 503 `storage_not_replicated` and a
-    /// worker runs the job again later. `0` (the default) sends no `WAIT`: a failover may then
-    /// lose acknowledged writes.
+    /// Durable acceptance: after each payment write the API answers for (a create, its
+    /// idempotent replay, a cancel or resume) and each transition a worker writes, wait (`WAIT`)
+    /// until this many replicas hold it. Short of that within `min_replicas_timeout_ms`, the API
+    /// answers 503 `storage_not_replicated` (the change is on the primary; only a create is safe
+    /// to repeat blindly, with its Idempotency-Key) and a worker runs the job again later.
+    /// Webhook endpoint changes are answered as done either way. `0` (the default) sends no
+    /// `WAIT`: a failover may then lose acknowledged writes.
     pub min_replicas_acked: u32,
     /// How long one `WAIT` may take, in milliseconds (1–10000).
     pub min_replicas_timeout_ms: u64,

@@ -85,7 +85,7 @@ impl<P: Processor> Pipeline<P> {
         match self.run_job(job, lost.0).await {
             Ok(next) => outcome(next),
             Err(e) => {
-                tracing::warn!(payment_id = %job.payment_id, error = %e, "storage unavailable; the job runs again shortly");
+                tracing::warn!(payment_id = %job.payment_id, error = %e, "storage failed or did not confirm the write; the job runs again shortly");
                 Outcome::RetryAt(Timestamp::now().plus(STORE_RETRY).system_time())
             }
         }

@@ -29,9 +29,21 @@
 //! (`flint:{q}:ack`, expiring) first: replication is one ordered stream, so replicas that hold
 //! the marker hold everything written before it.
 //!
-//! For workers, [`StoreError::NotReplicated`] is a storage error like any other: the job runs
-//! again later and re-reads the record; the write itself is on the primary, and the charge
-//! pipeline settles an open attempt from the processor's records before sending anything.
+//! Errors. Once the write landed, nothing that goes wrong while confirming it (the marker, the
+//! `WAIT`, their connection breaking or timing out) may read as "nothing was written": every
+//! such failure is [`StoreError::NotReplicated`] or [`StoreError::ReplicationUnconfirmed`]
+//! (the one owner of that mapping is [`confirmation`]), never [`StoreError::Unavailable`]. A
+//! write that cannot get a connection within the timeout ([`StoreError::WritersBusy`]) has not
+//! been sent: that one does mean nothing was written.
+//!
+//! Payments (create, cancel, resume, worker transitions) are held back until replicas confirm
+//! them. Webhook endpoint changes and redelivery are not ([`Store::acknowledge_or_warn`]): an
+//! error after the write would lose a secret shown only in that answer and turn a retry into a
+//! second endpoint or a second rotation, so they answer as done and log a warning instead.
+//!
+//! For workers, both are storage errors like any other: the job runs again later and re-reads
+//! the record; the write itself is on the primary, and the charge pipeline settles an open
+//! attempt from the processor's records before sending anything.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -56,15 +68,21 @@ pub(super) struct Acks {
     timeout: Duration,
     idle: Mutex<Vec<MultiplexedConnection>>,
     slots: Semaphore,
+    connections: usize,
 }
 
 impl Acks {
     pub(super) fn new(replicas: u32, timeout: Duration) -> Option<Acks> {
+        Acks::with_connections(replicas, timeout, WRITE_CONNECTIONS)
+    }
+
+    fn with_connections(replicas: u32, timeout: Duration, connections: usize) -> Option<Acks> {
         (replicas > 0).then(|| Acks {
             replicas,
             timeout,
             idle: Mutex::new(Vec::new()),
-            slots: Semaphore::new(WRITE_CONNECTIONS),
+            slots: Semaphore::new(connections),
+            connections,
         })
     }
 
@@ -168,7 +186,9 @@ pub(super) enum Wrote {
 }
 
 impl Store {
-    /// The connection for a write that [`Store::acknowledge`] will cover.
+    /// The connection for a write that [`Store::acknowledge`] will cover. With every write
+    /// connection busy for `min_replicas_timeout_ms`, [`StoreError::WritersBusy`]: the write
+    /// has not been sent.
     pub(super) async fn writer(&self) -> Result<Writer<'_>, StoreError> {
         let Some(acks) = &self.acks else {
             return Ok(Writer {
@@ -177,10 +197,12 @@ impl Store {
                 reusable: true,
             });
         };
-        let slot = acks
-            .slots
-            .acquire()
+        let slot = tokio::time::timeout(acks.timeout, acks.slots.acquire())
             .await
+            .map_err(|_| StoreError::WritersBusy {
+                connections: acks.connections,
+                waited_ms: millis(acks.timeout),
+            })?
             .expect("the write connections' semaphore is never closed");
         let idle = acks.idle().pop();
         let conn = match idle {
@@ -204,8 +226,10 @@ impl Store {
 
     /// After a write through `writer` that the caller is about to report as done: with
     /// `min_replicas_acked = n > 0`, `WAIT n timeout` on that connection, and
-    /// [`StoreError::NotReplicated`] when fewer replicas acknowledged it in time (the write
-    /// stays on the primary). Nothing at all with `n = 0`.
+    /// [`StoreError::NotReplicated`] when fewer replicas acknowledged it in time, or
+    /// [`StoreError::ReplicationUnconfirmed`] when the marker or the `WAIT` failed (the write
+    /// stays on the primary either way; never [`StoreError::Unavailable`]). Nothing at all with
+    /// `n = 0`.
     pub(super) async fn acknowledge(
         &self,
         mut writer: Writer<'_>,
@@ -214,30 +238,34 @@ impl Store {
         let Some(acks) = writer.pool.as_ref().map(|(acks, _)| *acks) else {
             return Ok(());
         };
-        if wrote == Wrote::Before {
-            let () = redis::cmd("SET")
-                .arg(self.layout.ack_marker())
-                .arg("1")
-                .arg("PX")
-                .arg(MARKER_TTL_MS)
-                .query_async(&mut writer)
-                .await?;
+        let timeout_ms = millis(acks.timeout);
+        let acked = async {
+            if wrote == Wrote::Before {
+                let () = redis::cmd("SET")
+                    .arg(self.layout.ack_marker())
+                    .arg("1")
+                    .arg("PX")
+                    .arg(MARKER_TTL_MS)
+                    .query_async(&mut writer)
+                    .await?;
+            }
+            redis::cmd("WAIT")
+                .arg(acks.replicas)
+                .arg(timeout_ms)
+                .query_async::<u32>(&mut writer)
+                .await
         }
-        let timeout_ms = u64::try_from(acks.timeout.as_millis()).unwrap_or(u64::MAX);
-        let acked: u32 = redis::cmd("WAIT")
-            .arg(acks.replicas)
-            .arg(timeout_ms)
-            .query_async(&mut writer)
-            .await?;
-        if acked >= acks.replicas {
-            Ok(())
-        } else {
-            Err(StoreError::NotReplicated {
-                acked,
-                wanted: acks.replicas,
-                timeout_ms,
-            })
-        }
+        .await;
+        confirmation(acks.replicas, timeout_ms, acked)
+    }
+
+    /// [`Store::acknowledge`] for a write whose answer replication does not hold back (webhook
+    /// endpoint changes, redelivery): the `WAIT` is sent, and falling short of it is returned for
+    /// the caller to log, not to answer with. Answering an error here would lose what only that
+    /// answer shows (a new endpoint's or a rotated secret) and invite a retry that makes a second
+    /// endpoint or a second rotation.
+    pub(super) async fn acknowledge_or_warn(&self, writer: Writer<'_>) -> Option<StoreError> {
+        self.acknowledge(writer, Wrote::Here).await.err()
     }
 
     /// Waits until `min_replicas_acked` replicas hold everything written so far on the primary
@@ -249,5 +277,103 @@ impl Store {
         }
         let writer = self.writer().await?;
         self.acknowledge(writer, Wrote::Before).await
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// What a confirmation after a landed write amounts to: `acked` is the marker-and-`WAIT` reply.
+/// Whatever failed, the write is on the primary: never [`StoreError::Unavailable`], whose
+/// answer says nothing was written (a client believing it might repeat the request under a new
+/// key, and be charged twice).
+fn confirmation(
+    wanted: u32,
+    timeout_ms: u64,
+    acked: redis::RedisResult<u32>,
+) -> Result<(), StoreError> {
+    match acked {
+        Ok(acked) if acked >= wanted => Ok(()),
+        Ok(acked) => Err(StoreError::NotReplicated {
+            acked,
+            wanted,
+            timeout_ms,
+        }),
+        Err(error) => Err(StoreError::ReplicationUnconfirmed { wanted, error }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use flint_testkit::redis::RedisServer;
+
+    use super::*;
+
+    #[test]
+    fn a_failure_after_the_write_is_never_reported_as_nothing_written() {
+        let io = |kind| redis::RedisError::from(io::Error::new(kind, "test"));
+        let cases: Vec<(u32, redis::RedisResult<u32>, &str)> = vec![
+            (1, Ok(1), "ok"),
+            (1, Ok(2), "ok"),
+            (2, Ok(1), "short"),
+            (1, Ok(0), "short"),
+            (1, Err(io(io::ErrorKind::ConnectionReset)), "unconfirmed"),
+            (1, Err(io(io::ErrorKind::BrokenPipe)), "unconfirmed"),
+            (1, Err(io(io::ErrorKind::TimedOut)), "unconfirmed"),
+            (
+                1,
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Client,
+                    "an error reply to the marker",
+                ))),
+                "unconfirmed",
+            ),
+        ];
+        for (wanted, acked, expected) in cases {
+            let shown = format!("{acked:?}");
+            let got = match confirmation(wanted, 500, acked) {
+                Ok(()) => "ok",
+                Err(StoreError::NotReplicated { .. }) => "short",
+                Err(StoreError::ReplicationUnconfirmed { .. }) => "unconfirmed",
+                Err(other) => panic!("{shown}: {other} (reads as nothing written)"),
+            };
+            assert_eq!(got, expected, "wanted {wanted}, reply {shown}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_write_that_finds_no_free_connection_in_time_is_refused_unsent() {
+        let redis = RedisServer::start();
+        let mut store = Store::new(
+            redis::Client::open(redis.url()).unwrap(),
+            "charges",
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+        );
+        store.acks = Acks::with_connections(1, Duration::from_millis(200), 1);
+        let held = store.writer().await.unwrap();
+
+        let started = std::time::Instant::now();
+        let second = tokio::time::timeout(Duration::from_secs(5), store.writer())
+            .await
+            .expect("waiting for a write connection is bounded");
+        assert!(
+            matches!(
+                second,
+                Err(StoreError::WritersBusy {
+                    connections: 1,
+                    waited_ms: 200
+                })
+            ),
+            "{second:?}"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(200));
+
+        // Freed, the connection serves the next write.
+        drop(held);
+        assert!(store.writer().await.is_ok());
     }
 }

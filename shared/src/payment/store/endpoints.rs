@@ -1,7 +1,13 @@
 //! Tenants' webhook endpoints, one hash per tenant in the charge queue's slot (the payment
 //! scripts look at it to decide whether an event needs a dispatch job), and redelivery.
+//!
+//! With `[redis] min_replicas_acked`, these writes are followed by `WAIT` but not held back by
+//! it ([`Store::acknowledge_or_warn`]): a write that replicas do not confirm in time is
+//! answered as done, with a warning naming the endpoint (or event), never its secret. A 503
+//! after the write landed would lose a secret shown only in that answer, and its retry would
+//! make a second endpoint or drop the previous secret. A failover may undo a recent change; the
+//! tenant sees that in its endpoint list.
 
-use super::ack::Wrote;
 use super::{Store, StoreError};
 use crate::ids::EventId;
 use crate::time::Timestamp;
@@ -67,8 +73,16 @@ impl Store {
             .arg(expected)
             .invoke_async(&mut conn)
             .await?;
-        if outcome == "ok" {
-            self.acknowledge(conn, Wrote::Here).await?;
+        if outcome == "ok"
+            && let Some(e) = self.acknowledge_or_warn(conn).await
+        {
+            tracing::warn!(
+                error = %e,
+                tenant,
+                webhook_endpoint_id = %endpoint.endpoint.id,
+                change = mode,
+                "webhook endpoint written on the primary without replicas' confirmation; answered as done"
+            );
         }
         Ok(match outcome.as_str() {
             "ok" => Written::Ok,
@@ -126,8 +140,16 @@ impl Store {
             .arg(id)
             .query_async(&mut conn)
             .await?;
-        if removed > 0 {
-            self.acknowledge(conn, Wrote::Here).await?;
+        if removed > 0
+            && let Some(e) = self.acknowledge_or_warn(conn).await
+        {
+            tracing::warn!(
+                error = %e,
+                tenant,
+                webhook_endpoint_id = id,
+                change = "delete",
+                "webhook endpoint deleted on the primary without replicas' confirmation; answered as done"
+            );
         }
         Ok(removed > 0)
     }
@@ -159,8 +181,15 @@ impl Store {
             .arg(now.unix_ms())
             .invoke_async(&mut conn)
             .await?;
-        if outcome == "queued" {
-            self.acknowledge(conn, Wrote::Here).await?;
+        if outcome == "queued"
+            && let Some(e) = self.acknowledge_or_warn(conn).await
+        {
+            tracing::warn!(
+                error = %e,
+                tenant,
+                event_id = %id,
+                "redelivery queued on the primary without replicas' confirmation; answered as done"
+            );
         }
         Ok(outcome == "queued")
     }

@@ -65,8 +65,9 @@ pub enum StoreError {
     #[error("unexpected reply from redis: {0}")]
     Reply(#[from] redis::ParsingError),
     /// The write is on the primary, but fewer replicas than `[redis] min_replicas_acked`
-    /// acknowledged it in time: a failover now could lose it. Doing the same again is safe
-    /// (creates are idempotent, transitions compare-and-set) and waits again.
+    /// acknowledged it in time: a failover now could lose it. Not "nothing changed": a create
+    /// repeated with the same idempotency key converges on the one payment and waits again; any
+    /// other change should be read back before it is repeated (a resume is not idempotent).
     #[error(
         "written on the redis primary, but only {acked} of {wanted} replicas acknowledged it within {timeout_ms} ms"
     )]
@@ -75,6 +76,34 @@ pub enum StoreError {
         wanted: u32,
         timeout_ms: u64,
     },
+    /// The write is on the primary, but confirming that replicas hold it failed (the marker
+    /// or the `WAIT` met a broken connection, a timeout or an error reply): like
+    /// [`StoreError::NotReplicated`], written and unconfirmed, never "nothing changed".
+    #[error(
+        "written on the redis primary, but confirming that {wanted} replicas hold it failed: {error}"
+    )]
+    ReplicationUnconfirmed {
+        wanted: u32,
+        #[source]
+        error: redis::RedisError,
+    },
+    /// Every write connection of `[redis] min_replicas_acked` stayed busy for
+    /// `min_replicas_timeout_ms`: the write was not sent, nothing changed.
+    #[error(
+        "all {connections} write connections stayed busy for {waited_ms} ms; nothing was written"
+    )]
+    WritersBusy { connections: usize, waited_ms: u64 },
+}
+
+impl StoreError {
+    /// The write is on the primary but replicas did not confirm it: the answer must not say
+    /// that nothing changed.
+    pub fn is_written_unconfirmed(&self) -> bool {
+        matches!(
+            self,
+            StoreError::NotReplicated { .. } | StoreError::ReplicationUnconfirmed { .. }
+        )
+    }
 }
 
 /// What creating a payment did.
@@ -383,6 +412,22 @@ impl Store {
         payment: Payment,
         now: Timestamp,
     ) -> Result<Created, StoreError> {
+        self.create_observed(tenant, idempotency_key, fingerprint, payment, now, |_| {})
+            .await
+    }
+
+    /// [`Store::create`], calling `created` as soon as the payment is written, before replicas
+    /// are waited for: a create whose acknowledgement then falls short is still counted and
+    /// logged once (its replay later answers [`Created::Replay`]).
+    pub async fn create_observed(
+        &self,
+        tenant: &str,
+        idempotency_key: &str,
+        fingerprint: &str,
+        payment: Payment,
+        now: Timestamp,
+        created: impl FnOnce(&Payment),
+    ) -> Result<Created, StoreError> {
         let mut conn = self.writer().await?;
         let (record, snapshot) = encode(&payment)?;
         let due = payment.next_attempt_at.unwrap_or(now);
@@ -415,6 +460,7 @@ impl Store {
             .await?;
         match outcome.as_str() {
             "created" => {
+                created(&payment);
                 self.acknowledge(conn, Wrote::Here).await?;
                 Ok(Created::New(payment))
             }
