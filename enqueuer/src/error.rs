@@ -94,7 +94,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "storage_unavailable",
-            "Storage is unavailable; nothing was changed. Retry the request (a create with the same Idempotency-Key).",
+            "Storage is unavailable; the request was most likely not applied (when Redis stopped answering mid-request, it may have been). Retry a create with the same Idempotency-Key; read the payment before repeating any other change.",
         );
         err.retry_after_secs = Some(1);
         err
