@@ -33,16 +33,15 @@ use apalis_core::task::builder::TaskBuilder;
 use apalis_core::task::task_id::TaskId;
 use apalis_core::worker::context::WorkerContext;
 use backon::BackoffBuilder;
-use redis::aio::ConnectionManager;
 use serde::de::DeserializeOwned;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::QueueConfig;
+use crate::connection::{RedisConnection, RedisTarget, Timeouts};
 use crate::delivery::LostLeases;
 use crate::error::QueueError;
 use crate::outcome::JobResponse;
-use crate::queue::connect;
 use crate::store::{RawJob, RawOutcome, Store};
 
 /// Acks applied per script call.
@@ -87,7 +86,7 @@ type CloseFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// An apalis [`Backend`] over a Flint queue. Build it with [`crate::Queue::backend`].
 pub struct RedisBackend<Args> {
     store: Store,
-    client: redis::Client,
+    target: RedisTarget,
     consumer: String,
     shared: Arc<Shared>,
     ack_rx: Option<mpsc::UnboundedReceiver<(RawJob, RawOutcome)>>,
@@ -124,7 +123,7 @@ fn consumer_name(prefix: Option<&str>) -> String {
 }
 
 impl<Args> RedisBackend<Args> {
-    pub(crate) fn new(store: Store, client: redis::Client) -> Self {
+    pub(crate) fn new(store: Store, target: RedisTarget) -> Self {
         let consumer = consumer_name(store.config.consumer_prefix.as_deref());
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
@@ -134,7 +133,7 @@ impl<Args> RedisBackend<Args> {
         });
         RedisBackend {
             store,
-            client,
+            target,
             consumer,
             shared,
             ack_rx: Some(ack_rx),
@@ -165,7 +164,7 @@ impl<Args: DeserializeOwned + Send + 'static> RedisBackend<Args> {
             .expect("the ack receiver is taken once, at start");
         let ctx = Ctx {
             store: self.store.clone(),
-            client: self.client.clone(),
+            target: self.target.clone(),
             consumer: self.consumer.clone(),
             shared: Arc::clone(&self.shared),
             stop,
@@ -218,9 +217,9 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
             }
             let tasks = std::mem::take(&mut self.tasks);
             let rx = self.rx.take();
-            let (store, client, consumer, shared) = (
+            let (store, target, consumer, shared) = (
                 self.store.clone(),
-                self.client.clone(),
+                self.target.clone(),
                 self.consumer.clone(),
                 Arc::clone(&self.shared),
             );
@@ -243,7 +242,7 @@ impl<Args: DeserializeOwned + Send + 'static> Backend for RedisBackend<Args> {
                 // Anything still held had no outcome (its handler never finished): release it too.
                 unstarted.extend(shared.inflight().drain().map(|(_, job)| job));
                 if !unstarted.is_empty() {
-                    match connect(&client, Duration::ZERO).await {
+                    match target.connect(Timeouts::default()).await {
                         Ok(mut conn) => match store.release(&mut conn, &consumer, &unstarted).await
                         {
                             Ok(n) => {
@@ -346,7 +345,7 @@ where
 #[derive(Clone)]
 struct Ctx {
     store: Store,
-    client: redis::Client,
+    target: RedisTarget,
     consumer: String,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
@@ -375,13 +374,13 @@ impl Ctx {
     }
 
     /// A connection, retried with backoff until it works or the worker stops.
-    async fn connect(&mut self, block: Duration) -> Option<ConnectionManager> {
+    async fn connect(&mut self, timeouts: Timeouts) -> Option<RedisConnection> {
         let mut backoff = backoff();
         loop {
             if self.stopped() {
                 return None;
             }
-            match connect(&self.client, block).await {
+            match self.target.connect(timeouts).await {
                 Ok(conn) => return Some(conn),
                 Err(e) => {
                     let wait = backoff.next().unwrap_or(Duration::from_secs(2));
@@ -409,7 +408,10 @@ async fn fetch<Args: DeserializeOwned + Send + 'static>(
     mut ctx: Ctx,
     tx: mpsc::Sender<Task<Args>>,
 ) {
-    let Some(mut conn) = ctx.connect(ctx.store.config.block).await else {
+    let Some(mut conn) = ctx
+        .connect(Timeouts::blocking(ctx.store.config.block))
+        .await
+    else {
         return;
     };
     let reclaim_every = ctx.store.config.lease / 3;
@@ -488,7 +490,7 @@ const RECLAIM_BATCH: usize = 100;
 /// once; anything else waits out the backoff. Returns whether the worker is stopping.
 async fn handle_error(
     ctx: &mut Ctx,
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConnection,
     backoff: &mut impl Iterator<Item = Duration>,
     e: QueueError,
 ) -> bool {
@@ -540,7 +542,7 @@ fn deliver<Args: DeserializeOwned>(ctx: &Ctx, tx: &mpsc::Sender<Task<Args>>, job
 const PRUNE_EVERY: Duration = Duration::from_secs(30);
 
 async fn promote(mut ctx: Ctx) {
-    let Some(mut conn) = ctx.connect(Duration::ZERO).await else {
+    let Some(mut conn) = ctx.connect(Timeouts::default()).await else {
         return;
     };
     let mut backoff = backoff();
@@ -585,7 +587,7 @@ async fn promote(mut ctx: Ctx) {
 }
 
 async fn renew(mut ctx: Ctx) {
-    let Some(mut conn) = ctx.connect(Duration::ZERO).await else {
+    let Some(mut conn) = ctx.connect(Timeouts::default()).await else {
         return;
     };
     let every = ctx.store.config.renew_interval();
@@ -624,7 +626,7 @@ async fn renew(mut ctx: Ctx) {
 }
 
 async fn ack(mut ctx: Ctx, mut rx: mpsc::UnboundedReceiver<(RawJob, RawOutcome)>) {
-    let Some(mut conn) = ctx.connect(Duration::ZERO).await else {
+    let Some(mut conn) = ctx.connect(Timeouts::default()).await else {
         return;
     };
     let mut batch = Vec::with_capacity(ACK_BATCH);

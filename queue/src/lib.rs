@@ -37,9 +37,13 @@
 //! - Workers survive Redis restarts and lost connections: they log, back off and reconnect.
 //! - All keys of a queue share one hash tag (see [`keys`]); the layout of a job is written only
 //!   by the Lua in [`lua`], which other scripts include to move jobs atomically with their data.
+//! - Standalone or cluster: a queue runs on one Redis server or on a Redis Cluster
+//!   ([`RedisTarget`], [`Queue::connect_to`]); every script and command touches one slot, and
+//!   workers ride a failover as they ride a restart.
 
 mod backend;
 mod config;
+mod connection;
 mod delivery;
 mod error;
 pub mod keys;
@@ -51,6 +55,7 @@ mod store;
 
 pub use backend::{AckLayer, AckService, RedisBackend};
 pub use config::QueueConfig;
+pub use connection::{RedisConnection, RedisTarget, Timeouts};
 pub use delivery::LostLeases;
 pub use error::QueueError;
 pub use outcome::{JobResponse, Outcome};

@@ -1,14 +1,14 @@
 //! The producer and admin side of a queue: push (single, delayed, batched, idempotent by job
 //! id), depth statistics, and dead letters.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
 
 use crate::QueueError;
 use crate::backend::RedisBackend;
 use crate::config::QueueConfig;
+use crate::connection::{RedisConnection, RedisTarget, Timeouts};
 use crate::store::{DeadLetter, QueueStats, Store};
 
 /// Whether a push created a job or found a live one with the same id.
@@ -61,21 +61,8 @@ impl<T> NewJob<T> {
 #[derive(Debug, Clone)]
 pub struct Queue {
     store: Store,
-    client: redis::Client,
-    conn: ConnectionManager,
-}
-
-/// A reconnecting connection whose reads may block for up to `block` (plus slack).
-pub(crate) async fn connect(
-    client: &redis::Client,
-    block: Duration,
-) -> Result<ConnectionManager, QueueError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(block + Duration::from_secs(5)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    Ok(client.get_connection_manager_with_config(config).await?)
+    target: RedisTarget,
+    conn: RedisConnection,
 }
 
 fn valid_id(id: &str) -> bool {
@@ -88,16 +75,30 @@ fn ms(at: SystemTime) -> u64 {
 }
 
 impl Queue {
+    /// A queue on the standalone server at `redis_url`.
     pub async fn connect(redis_url: &str, config: QueueConfig) -> Result<Queue, QueueError> {
-        let client = redis::Client::open(redis_url)?;
-        let mut conn = connect(&client, Duration::ZERO).await?;
+        Queue::connect_to(&RedisTarget::Standalone(redis_url.to_owned()), config).await
+    }
+
+    /// A queue on a standalone server or a Redis Cluster. Connects (and creates the queue's
+    /// stream and consumer group if missing) before returning.
+    pub async fn connect_to(
+        target: &RedisTarget,
+        config: QueueConfig,
+    ) -> Result<Queue, QueueError> {
+        let mut conn = target.connect(Timeouts::default()).await?;
         let store = Store::new(config);
         store.ensure_group(&mut conn).await?;
         Ok(Queue {
             store,
-            client,
+            target: target.clone(),
             conn,
         })
+    }
+
+    /// Where the queue's Redis is.
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
     }
 
     pub fn config(&self) -> &QueueConfig {
@@ -178,6 +179,6 @@ impl Queue {
 
     /// A fresh apalis backend for one worker (each gets its own consumer identity).
     pub fn backend<Args>(&self) -> RedisBackend<Args> {
-        RedisBackend::new(self.store.clone(), self.client.clone())
+        RedisBackend::new(self.store.clone(), self.target.clone())
     }
 }

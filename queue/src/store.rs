@@ -3,10 +3,10 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use redis::aio::ConnectionManager;
 use redis::{Script, Value};
 
 use crate::config::QueueConfig;
+use crate::connection::RedisConnection;
 use crate::keys::{GROUP, Keys};
 use crate::{QueueError, lua};
 
@@ -86,7 +86,7 @@ impl Store {
     }
 
     /// Creates the stream and its consumer group if missing (idempotent).
-    pub async fn ensure_group(&self, conn: &mut ConnectionManager) -> Result<(), QueueError> {
+    pub async fn ensure_group(&self, conn: &mut RedisConnection) -> Result<(), QueueError> {
         let created: Result<Value, _> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(&self.keys.stream)
@@ -105,7 +105,7 @@ impl Store {
     /// Pushes `(id, due_ms, payload)` jobs; `true` for each that is new.
     pub async fn push(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         jobs: &[(String, u64, Vec<u8>)],
     ) -> Result<Vec<bool>, QueueError> {
         if jobs.is_empty() {
@@ -127,7 +127,7 @@ impl Store {
     /// no longer holds).
     pub async fn ack(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         outcomes: &[(RawJob, RawOutcome)],
     ) -> Result<u64, QueueError> {
         if outcomes.is_empty() {
@@ -155,7 +155,7 @@ impl Store {
     /// Moves due delayed jobs to ready; returns `(moved, next due time in ms)`.
     pub async fn promote(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
     ) -> Result<(u64, Option<u64>), QueueError> {
         let mut invocation = self.scripts.promote.prepare_invoke();
         for key in self.keys.job_keys() {
@@ -176,7 +176,7 @@ impl Store {
     /// no longer pending and is left out.
     pub async fn renew(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         consumer: &str,
         entries: &[String],
     ) -> Result<Vec<String>, QueueError> {
@@ -196,7 +196,7 @@ impl Store {
 
     pub async fn release(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         consumer: &str,
         jobs: &[RawJob],
     ) -> Result<u64, QueueError> {
@@ -221,7 +221,7 @@ impl Store {
     /// 1 replayed, 2 a live job has that id, 0 no such dead letter.
     pub async fn replay(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         dead_entry_id: &str,
     ) -> Result<i64, QueueError> {
         let mut invocation = self.scripts.replay.prepare_invoke();
@@ -235,7 +235,7 @@ impl Store {
             .await?)
     }
 
-    pub async fn stats(&self, conn: &mut ConnectionManager) -> Result<QueueStats, QueueError> {
+    pub async fn stats(&self, conn: &mut RedisConnection) -> Result<QueueStats, QueueError> {
         let mut invocation = self.scripts.stats.prepare_invoke();
         for key in self.keys.all() {
             invocation.key(key);
@@ -253,7 +253,7 @@ impl Store {
     }
 
     /// Removes consumers that hold nothing and have been idle longer than the configured limit.
-    pub async fn prune_consumers(&self, conn: &mut ConnectionManager) -> Result<u64, QueueError> {
+    pub async fn prune_consumers(&self, conn: &mut RedisConnection) -> Result<u64, QueueError> {
         let idle_ms =
             u64::try_from(self.config.consumer_idle_limit.as_millis()).unwrap_or(u64::MAX);
         Ok(self
@@ -268,7 +268,7 @@ impl Store {
     /// `XREADGROUP … BLOCK`: new jobs for `consumer`, leased to it by the read itself.
     pub async fn read_new(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         consumer: &str,
         count: usize,
     ) -> Result<Vec<RawJob>, QueueError> {
@@ -315,7 +315,7 @@ impl Store {
     /// how many jobs were moved and how many dead-lettered (lease lost too often).
     pub async fn reclaim(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         consumer: &str,
         cursor: &str,
         count: usize,
@@ -344,7 +344,7 @@ impl Store {
     /// Dead letters, newest first: `(dead letter id, job id, reason, dead at ms)`.
     pub async fn dead_letters(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, QueueError> {
         let reply: Value = redis::cmd("XREVRANGE")
@@ -361,7 +361,7 @@ impl Store {
     /// The dead letter `id`, if it is there.
     pub async fn dead_letter(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut RedisConnection,
         id: &str,
     ) -> Result<Option<DeadLetter>, QueueError> {
         let reply: Value = redis::cmd("XRANGE")

@@ -165,13 +165,6 @@ fn print_rows(rows: &[Row], json: bool) -> anyhow::Result<()> {
 }
 
 /// A pusher for either system.
-#[cfg_attr(
-    feature = "bench-baselines",
-    expect(
-        clippy::large_enum_variant,
-        reason = "one pusher per scenario: its size does not matter"
-    )
-)]
 enum Pusher {
     Flint(Queue),
     #[cfg(feature = "bench-baselines")]

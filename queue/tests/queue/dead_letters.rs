@@ -3,14 +3,11 @@ use std::time::Duration;
 
 use flint_queue::{Outcome, Replayed};
 use flint_testkit::poll_until;
-use flint_testkit::redis::RedisServer;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn an_aborted_job_becomes_a_dead_letter_that_can_be_replayed() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("dead")).await;
+pub async fn an_aborted_job_becomes_a_dead_letter_that_can_be_replayed(env: Env) {
+    let queue = env.queue(env.config("dead")).await;
     let runs = Runs::scripted(Arc::new(|_, run| {
         Ok(if run == 1 {
             Outcome::DeadLetter("card stolen".into())
@@ -57,10 +54,8 @@ async fn an_aborted_job_becomes_a_dead_letter_that_can_be_replayed() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn a_handler_error_dead_letters_the_job_with_the_error() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("err")).await;
+pub async fn a_handler_error_dead_letters_the_job_with_the_error(env: Env) {
+    let queue = env.queue(env.config("err")).await;
     let runs = Runs::scripted(Arc::new(|_, _| Err("processor misconfigured".to_owned())));
     let worker = TestWorker::start(&queue, &runs, 1);
     queue.push(job(1)).await.unwrap();
@@ -78,10 +73,10 @@ async fn a_handler_error_dead_letters_the_job_with_the_error() {
     assert_eq!(runs.count(1), 1);
 }
 
-#[tokio::test]
-async fn the_dead_letter_store_is_bounded() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("bounded").with_dead_letters_max(10)).await;
+pub async fn the_dead_letter_store_is_bounded(env: Env) {
+    let queue = env
+        .queue(env.config("bounded").with_dead_letters_max(10))
+        .await;
     let runs = Runs::scripted(Arc::new(|_, _| Ok(Outcome::DeadLetter("no".into()))));
     let worker = TestWorker::start(&queue, &runs, 4);
     queue.push_batch((0..50).map(job).collect()).await.unwrap();
@@ -99,10 +94,8 @@ async fn the_dead_letter_store_is_bounded() {
     assert_eq!(letters.len(), 10, "only the newest are kept");
 }
 
-#[tokio::test]
-async fn replaying_while_a_live_job_has_the_id_changes_nothing() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("replaydup")).await;
+pub async fn replaying_while_a_live_job_has_the_id_changes_nothing(env: Env) {
+    let queue = env.queue(env.config("replaydup")).await;
     let runs = Runs::scripted(Arc::new(|_, _| Ok(Outcome::DeadLetter("no".into()))));
     let worker = TestWorker::start(&queue, &runs, 1);
     queue.push(job(1)).await.unwrap();

@@ -3,14 +3,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use flint_queue::{NewJob, Outcome};
 use flint_testkit::poll_until;
-use flint_testkit::redis::RedisServer;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn a_delayed_job_does_not_run_before_its_time() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("later")).await;
+pub async fn a_delayed_job_does_not_run_before_its_time(env: Env) {
+    let queue = env.queue(env.config("later")).await;
     let runs = Runs::new();
     let worker = TestWorker::start(&queue, &runs, 2);
     let due = Instant::now() + Duration::from_millis(800);
@@ -27,10 +24,8 @@ async fn a_delayed_job_does_not_run_before_its_time() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn a_handler_retry_runs_the_job_again_at_the_time_it_asked() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("retry")).await;
+pub async fn a_handler_retry_runs_the_job_again_at_the_time_it_asked(env: Env) {
+    let queue = env.queue(env.config("retry")).await;
     let runs = Runs::scripted(Arc::new(|_, run| {
         Ok(if run < 3 {
             Outcome::RetryAt(SystemTime::now() + Duration::from_millis(300))
@@ -61,10 +56,8 @@ async fn a_handler_retry_runs_the_job_again_at_the_time_it_asked() {
     assert_eq!(runs.count(1), 3, "the backend never retries on its own");
 }
 
-#[tokio::test]
-async fn a_retried_job_keeps_its_id_so_pushes_stay_deduplicated() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("retryid")).await;
+pub async fn a_retried_job_keeps_its_id_so_pushes_stay_deduplicated(env: Env) {
+    let queue = env.queue(env.config("retryid")).await;
     let runs = Runs::scripted(Arc::new(|_, run| {
         Ok(if run == 1 {
             Outcome::RetryAt(SystemTime::now() + Duration::from_secs(60))
@@ -88,11 +81,9 @@ async fn a_retried_job_keeps_its_id_so_pushes_stay_deduplicated() {
 }
 
 /// Delays without wedges: 200,000 jobs due at the same instant all drain.
-#[tokio::test]
-async fn two_hundred_thousand_jobs_due_at_once_all_drain() {
+pub async fn two_hundred_thousand_jobs_due_at_once_all_drain(env: Env) {
     const N: u64 = 200_000;
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("herd").with_batch(256)).await;
+    let queue = env.queue(env.config("herd").with_batch(256)).await;
     // Far enough ahead that all are still waiting when the push ends, then all due at once.
     let at = SystemTime::now() + Duration::from_secs(15);
     let jobs: Vec<_> = (0..N)
@@ -124,10 +115,8 @@ async fn two_hundred_thousand_jobs_due_at_once_all_drain() {
     assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
 }
 
-#[tokio::test]
-async fn a_live_job_marked_again_runs_once_more_at_once_whatever_it_reported() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("again")).await;
+pub async fn a_live_job_marked_again_runs_once_more_at_once_whatever_it_reported(env: Env) {
+    let queue = env.queue(env.config("again")).await;
     // The first run asks for a retry in an hour; the mark overrides it.
     let runs = Runs::scripted(Arc::new(|_, run| {
         Ok(if run == 1 {
@@ -147,7 +136,7 @@ async fn a_live_job_marked_again_runs_once_more_at_once_whatever_it_reported() {
     )
     .await;
     // What a payment's resume does to its live job, through the queue's own Lua.
-    assert_eq!(run_now(&redis, "again", "job-1").await, "marked");
+    assert_eq!(run_now(&env, &queue, "job-1").await, "marked");
     poll_until(Duration::from_secs(10), "a second run", || async {
         (runs.count(1) == 2).then_some(())
     })

@@ -1,14 +1,12 @@
 use std::time::Duration;
 
+use flint_queue::keys::Keys;
 use flint_testkit::poll_until;
-use flint_testkit::redis::RedisServer;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn every_pushed_job_runs_once_and_nothing_of_it_stays_in_redis() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("drain")).await;
+pub async fn every_pushed_job_runs_once_and_nothing_of_it_stays_in_redis(env: Env) {
+    let queue = env.queue(env.config("drain")).await;
     let jobs: Vec<_> = (0..500).map(job).collect();
     queue.push_batch(jobs).await.unwrap();
     let runs = Runs::new();
@@ -25,20 +23,19 @@ async fn every_pushed_job_runs_once_and_nothing_of_it_stays_in_redis() {
     worker.stop().await;
     assert_eq!(runs.total(), 500, "no job ran twice");
     // Only the (empty) stream itself remains: no per-job key, no leftover id.
-    assert_eq!(keys(&redis).await, vec!["flint:{drain}:stream".to_owned()]);
-    let mut conn = redis_conn(&redis).await;
+    let stream = Keys::new(&queue.config().name).stream;
+    assert_eq!(env.keys().await, vec![stream.clone()]);
+    let mut conn = env.conn().await;
     let len: u64 = redis::cmd("XLEN")
-        .arg("flint:{drain}:stream")
+        .arg(&stream)
         .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(len, 0);
 }
 
-#[tokio::test]
-async fn two_workers_share_a_queue_without_running_a_job_twice() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("shared")).await;
+pub async fn two_workers_share_a_queue_without_running_a_job_twice(env: Env) {
+    let queue = env.queue(env.config("shared")).await;
     queue
         .push_batch((0..1000).map(job).collect())
         .await
@@ -55,13 +52,11 @@ async fn two_workers_share_a_queue_without_running_a_job_twice() {
     assert_eq!(runs.total(), 1000);
 }
 
-#[tokio::test]
-async fn an_idle_worker_blocks_on_redis_and_starts_a_pushed_job_at_once() {
-    let redis = RedisServer::start();
+pub async fn an_idle_worker_blocks_on_redis_and_starts_a_pushed_job_at_once(env: Env) {
     // A 30 s blocking read: a job that starts within 2 s was delivered by the read waking up,
     // not by a poll interval.
-    let config = config("idle").with_block(Duration::from_secs(30));
-    let queue = queue(&redis, config).await;
+    let config = env.config("idle").with_block(Duration::from_secs(30));
+    let queue = env.queue(config).await;
     let runs = Runs::new();
     let worker = TestWorker::start(&queue, &runs, 4);
     // A first job proves the worker is up; afterwards it is idle in its 30 s blocking read.
@@ -84,10 +79,8 @@ async fn an_idle_worker_blocks_on_redis_and_starts_a_pushed_job_at_once() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn a_worker_that_stops_gives_back_what_it_did_not_start() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("handback").with_batch(50)).await;
+pub async fn a_worker_that_stops_gives_back_what_it_did_not_start(env: Env) {
+    let queue = env.queue(env.config("handback").with_batch(50)).await;
     let slow: Vec<_> = (0..60)
         .map(|n| flint_queue::NewJob::new(Job { n, work_ms: 300 }).with_id(format!("job-{n}")))
         .collect();
@@ -109,17 +102,18 @@ async fn a_worker_that_stops_gives_back_what_it_did_not_start() {
     assert_eq!(stats.ready as usize, 60 - started, "{stats:?}");
 }
 
-#[tokio::test]
-async fn consumers_of_exited_workers_are_removed_from_the_group() {
-    let redis = RedisServer::start();
-    let config = config("prune").with_consumer_idle_limit(Duration::from_millis(300));
-    let queue = queue(&redis, config).await;
-    let mut conn = redis_conn(&redis).await;
+pub async fn consumers_of_exited_workers_are_removed_from_the_group(env: Env) {
+    let config = env
+        .config("prune")
+        .with_consumer_idle_limit(Duration::from_millis(300));
+    let queue = env.queue(config).await;
+    let stream = Keys::new(&queue.config().name).stream;
+    let mut conn = env.conn().await;
     // Ten processes that came and went: consumers holding nothing.
     for i in 0..10 {
         let () = redis::cmd("XGROUP")
             .arg("CREATECONSUMER")
-            .arg("flint:{prune}:stream")
+            .arg(&stream)
             .arg("workers")
             .arg(format!("gone-{i}"))
             .query_async(&mut conn)
@@ -133,10 +127,10 @@ async fn consumers_of_exited_workers_are_removed_from_the_group() {
         Duration::from_secs(10),
         "the exited consumers to be removed",
         || async {
-            let mut conn = redis_conn(&redis).await;
+            let mut conn = env.conn().await;
             let consumers: Vec<Vec<redis::Value>> = redis::cmd("XINFO")
                 .arg("CONSUMERS")
-                .arg("flint:{prune}:stream")
+                .arg(&stream)
                 .arg("workers")
                 .query_async(&mut conn)
                 .await
@@ -170,11 +164,10 @@ async fn consumers_of_exited_workers_are_removed_from_the_group() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn a_queue_in_another_queues_slot_runs_its_jobs_with_keys_only_in_that_slot() {
-    let redis = RedisServer::start();
-    let host = queue(&redis, config("host")).await;
-    let guest = queue(&redis, config("guest").in_slot_of("host")).await;
+pub async fn a_queue_in_another_queues_slot_runs_its_jobs_with_keys_only_in_that_slot(env: Env) {
+    let (host_name, guest_name) = (env.name("host"), env.name("guest"));
+    let host = env.queue(config(&host_name)).await;
+    let guest = env.queue(config(&guest_name).in_slot_of(&host_name)).await;
     host.push(job(1)).await.unwrap();
     guest.push_batch((10..60).map(job).collect()).await.unwrap();
     let runs = Runs::new();
@@ -188,13 +181,14 @@ async fn a_queue_in_another_queues_slot_runs_its_jobs_with_keys_only_in_that_slo
     worker.stop().await;
     assert_eq!(runs.count(1), 0, "the host's job is not the guest's");
     assert_eq!(host.stats().await.unwrap().ready, 1);
-    let keys = keys(&redis).await;
+    let keys = env.keys().await;
     assert!(
-        keys.iter().all(|k| k.starts_with("flint:{host}:")),
+        keys.iter()
+            .all(|k| k.starts_with(&format!("flint:{{{host_name}}}:"))),
         "{keys:?}"
     );
     assert!(
-        keys.contains(&"flint:{host}:guest:stream".to_owned()),
+        keys.contains(&Keys::in_slot(&host_name, &guest_name).stream),
         "{keys:?}"
     );
 }

@@ -1,17 +1,25 @@
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use flint_queue::NewJob;
+use flint_queue::keys::Keys;
+use flint_queue::{NewJob, Queue, RedisTarget};
+use flint_testkit::cluster::RedisCluster;
 use flint_testkit::poll_until;
 use flint_testkit::redis::{Persistence, RedisServer};
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn a_long_job_keeps_its_lease_while_its_worker_lives() {
-    let redis = RedisServer::start();
+/// A queue on a server the test kills or restarts, by url (as a standalone deployment
+/// connects).
+async fn standalone_queue(redis: &RedisServer, name: &str) -> Queue {
+    Queue::connect(&redis.url(), config(name))
+        .await
+        .expect("queue connects")
+}
+
+pub async fn a_long_job_keeps_its_lease_while_its_worker_lives(env: Env) {
     // Lease 600 ms, job 2.5 s: without renewal another worker would take it over.
-    let config = config("long").with_lease(Duration::from_millis(600));
-    let queue = queue(&redis, config).await;
+    let config = env.config("long").with_lease(Duration::from_millis(600));
+    let queue = env.queue(config).await;
     let runs = Runs::new();
     let a = TestWorker::start(&queue, &runs, 1);
     let b = TestWorker::start(&queue, &runs, 1);
@@ -43,11 +51,9 @@ async fn a_long_job_keeps_its_lease_while_its_worker_lives() {
     );
 }
 
-#[tokio::test]
-async fn jobs_of_a_worker_that_vanished_run_elsewhere_after_the_lease() {
-    let redis = RedisServer::start();
-    let config = config("vanish").with_lease(Duration::from_millis(1000));
-    let queue = queue(&redis, config).await;
+pub async fn jobs_of_a_worker_that_vanished_run_elsewhere_after_the_lease(env: Env) {
+    let config = env.config("vanish").with_lease(Duration::from_millis(1000));
+    let queue = env.queue(config).await;
     queue
         .push_batch(
             (0..20)
@@ -108,7 +114,7 @@ async fn jobs_of_a_worker_that_vanished_run_elsewhere_after_the_lease() {
 #[tokio::test]
 async fn workers_ride_out_a_redis_restart_and_every_kept_job_completes() {
     let mut redis = RedisServer::start_with(Persistence::Aof);
-    let queue = queue(&redis, config("restart")).await;
+    let queue = standalone_queue(&redis, "restart").await;
     let jobs: Vec<_> = (0..3000)
         .map(|n| NewJob::new(Job { n, work_ms: 1 }).with_id(format!("r{n}")))
         .collect();
@@ -141,7 +147,7 @@ async fn workers_ride_out_a_redis_restart_and_every_kept_job_completes() {
 #[tokio::test]
 async fn a_worker_started_while_redis_is_down_waits_and_then_works() {
     let mut redis = RedisServer::start_with(Persistence::Aof);
-    let queue = queue(&redis, config("late")).await;
+    let queue = standalone_queue(&redis, "late").await;
     queue.push_batch((0..10).map(job).collect()).await.unwrap();
     redis.kill();
     let runs = Runs::new();
@@ -154,5 +160,87 @@ async fn a_worker_started_while_redis_is_down_waits_and_then_works() {
     )
     .await;
     assert!(worker.is_running());
+    worker.stop().await;
+}
+
+/// The cluster's counterpart of a restart: the primary serving the queue's slot is SIGKILLed
+/// while a worker drains the queue, and its replica takes over. Every job the replica had
+/// before the kill runs, the worker never exits, and jobs pushed after the failover run too.
+/// At least once: a job in flight at the kill whose lease or acknowledgement had not reached
+/// the replica runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_ride_out_a_failover_of_their_queues_primary_on_a_cluster() {
+    const N: u64 = 2000;
+    const LATER: u64 = 100;
+    let mut cluster = RedisCluster::start();
+    let target = RedisTarget::Cluster(cluster.nodes());
+    let queue = Queue::connect_to(&target, config("failover"))
+        .await
+        .expect("queue connects");
+    let primary = cluster.primary_for_key(&Keys::new("failover").stream);
+    let jobs = |range: std::ops::Range<u64>| -> Vec<_> {
+        range
+            .map(|n| NewJob::new(Job { n, work_ms: 1 }).with_id(format!("f{n}")))
+            .collect()
+    };
+    queue.push_batch(jobs(0..N)).await.unwrap();
+    // A write of the test's own on that primary, then WAIT: the replica has acknowledged
+    // everything written before it, every push included.
+    let mut direct = redis::Client::open(primary.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let () = redis::cmd("SET")
+        .arg("{failover}:pushed")
+        .arg(1)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    let replicas: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query_async(&mut direct)
+        .await
+        .unwrap();
+    assert_eq!(replicas, 1, "the replica has every push");
+
+    let runs = Runs::new();
+    let worker = TestWorker::start(&queue, &runs, 8);
+    poll_until(
+        Duration::from_secs(30),
+        "the drain to be under way",
+        || async { (runs.distinct() >= 200).then_some(()) },
+    )
+    .await;
+    let killed = Instant::now();
+    let promoted = tokio::task::block_in_place(|| cluster.failover_to_replica_of(&primary));
+    eprintln!("{promoted} promoted {:?} after the kill", killed.elapsed());
+    poll_until(
+        Duration::from_secs(30),
+        "a push through the new primary",
+        || async { queue.push_batch(jobs(N..N + LATER)).await.ok() },
+    )
+    .await;
+    poll_until(
+        Duration::from_secs(60),
+        "every job to complete after the failover",
+        || async {
+            let s = queue.stats().await.ok()?;
+            (runs.distinct() as u64 == N + LATER && s.ready + s.leased + s.delayed == 0)
+                .then_some(())
+        },
+    )
+    .await;
+    eprintln!(
+        "drained {:?} after the kill; {} runs of {} jobs",
+        killed.elapsed(),
+        runs.total(),
+        N + LATER
+    );
+    assert!(
+        worker.is_running(),
+        "the worker must not exit on a failover"
+    );
     worker.stop().await;
 }

@@ -1,15 +1,119 @@
-//! A test worker: an apalis worker on a Flint queue whose handler records every run and
-//! returns what the test scripted for that job.
+//! Where a test runs ([`Env`]: a standalone server or a Redis Cluster), and a test worker: an
+//! apalis worker on a Flint queue whose handler records every run and returns what the test
+//! scripted for that job.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use apalis::prelude::*;
-use flint_queue::{Outcome, Queue, QueueConfig};
+use flint_queue::keys::Keys;
+use flint_queue::{Outcome, Queue, QueueConfig, RedisConnection, RedisTarget, Timeouts};
+use flint_testkit::cluster::RedisCluster;
 use flint_testkit::redis::RedisServer;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+/// The kind of Redis a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Standalone,
+    Cluster,
+}
+
+/// A test's Redis. In [`Mode::Standalone`] a `redis-server` of the test's own. In
+/// [`Mode::Cluster`] the one cluster that the cluster tests running at a time share (started
+/// by the first, stopped when the last lets go of it: a cluster takes seconds to form); its
+/// queues are apart from other tests' by name ([`Env::name`]), so by hash tag.
+pub struct Env {
+    target: RedisTarget,
+    /// Appended to the test's queue names (empty on a server of the test's own).
+    suffix: String,
+    /// Held for the test's lifetime: its server, or its share of the cluster.
+    _server: Option<RedisServer>,
+    _cluster: Option<Arc<RedisCluster>>,
+}
+
+impl Env {
+    pub fn start(mode: Mode) -> Env {
+        match mode {
+            Mode::Standalone => {
+                let server = RedisServer::start();
+                Env {
+                    target: RedisTarget::Standalone(server.url()),
+                    suffix: String::new(),
+                    _server: Some(server),
+                    _cluster: None,
+                }
+            }
+            Mode::Cluster => {
+                static NEXT: AtomicU64 = AtomicU64::new(1);
+                let cluster = shared_cluster();
+                Env {
+                    target: RedisTarget::Cluster(cluster.nodes()),
+                    suffix: format!("~{}~", NEXT.fetch_add(1, Ordering::Relaxed)),
+                    _server: None,
+                    _cluster: Some(cluster),
+                }
+            }
+        }
+    }
+
+    pub fn target(&self) -> &RedisTarget {
+        &self.target
+    }
+
+    /// The test's name for queue `base`: `base` itself on a server of its own, unique to the
+    /// test on a shared cluster (`base~N~`).
+    pub fn name(&self, base: &str) -> String {
+        format!("{base}{}", self.suffix)
+    }
+
+    /// [`config`] for the test's queue `base`.
+    pub fn config(&self, base: &str) -> QueueConfig {
+        config(&self.name(base))
+    }
+
+    pub async fn queue(&self, config: QueueConfig) -> Queue {
+        Queue::connect_to(&self.target, config)
+            .await
+            .expect("queue connects")
+    }
+
+    /// A connection of the test's own (routed by key on a cluster).
+    pub async fn conn(&self) -> RedisConnection {
+        self.target
+            .connect(Timeouts::default())
+            .await
+            .expect("redis connects")
+    }
+
+    /// Every key of the test's queues (of every queue on a server of its own), sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        // Every key of the test's queues has the suffix in it, and no other test's has.
+        let pattern = format!("*{}*", self.suffix);
+        let mut keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut self.conn().await)
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+}
+
+/// The cluster the cluster tests share while any of them runs.
+fn shared_cluster() -> Arc<RedisCluster> {
+    static SHARED: Mutex<Weak<RedisCluster>> = Mutex::new(Weak::new());
+    let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(cluster) = shared.upgrade() {
+        return cluster;
+    }
+    let cluster = Arc::new(RedisCluster::start());
+    *shared = Arc::downgrade(&cluster);
+    cluster
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Job {
@@ -133,42 +237,15 @@ pub fn config(name: &str) -> QueueConfig {
         .with_block(Duration::from_millis(500))
 }
 
-pub async fn queue(redis: &RedisServer, config: QueueConfig) -> Queue {
-    Queue::connect(&redis.url(), config)
-        .await
-        .expect("queue connects")
-}
-
-pub async fn redis_conn(redis: &RedisServer) -> redis::aio::MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
-/// Every key in the database.
-pub async fn keys(redis: &RedisServer) -> Vec<String> {
-    let mut conn = redis_conn(redis).await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.sort();
-    keys
-}
-
 pub fn job(n: u64) -> flint_queue::NewJob<Job> {
     flint_queue::NewJob::new(Job { n, work_ms: 0 }).with_id(format!("job-{n}"))
 }
 
 /// `fq_run_now` from the queue's Lua library, as a user's script calls it (a payment's resume):
 /// returns `moved`, `pushed` or `marked`.
-pub async fn run_now(redis: &RedisServer, queue: &str, job_id: &str) -> String {
-    let keys = flint_queue::keys::Keys::new(queue);
+pub async fn run_now(env: &Env, queue: &Queue, job_id: &str) -> String {
+    let keys = Keys::new(&queue.config().name);
     let payload = serde_json::to_string(&Job { n: 0, work_ms: 0 }).unwrap();
-    let mut conn = redis_conn(redis).await;
     let script = flint_queue::lua::script("return fq_run_now(fq_queue(1), ARGV[1], ARGV[2])");
     let mut invocation = script.prepare_invoke();
     for key in keys.job_keys() {
@@ -177,7 +254,7 @@ pub async fn run_now(redis: &RedisServer, queue: &str, job_id: &str) -> String {
     invocation
         .arg(job_id)
         .arg(payload)
-        .invoke_async(&mut conn)
+        .invoke_async(&mut env.conn().await)
         .await
         .unwrap()
 }

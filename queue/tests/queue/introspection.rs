@@ -3,14 +3,11 @@ use std::time::{Duration, SystemTime};
 
 use flint_queue::{NewJob, Outcome};
 use flint_testkit::poll_until;
-use flint_testkit::redis::RedisServer;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn depth_per_state_and_the_oldest_ready_age_are_reported() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("depth")).await;
+pub async fn depth_per_state_and_the_oldest_ready_age_are_reported(env: Env) {
+    let queue = env.queue(env.config("depth")).await;
     let empty = queue.stats().await.unwrap();
     assert_eq!(
         (
@@ -71,10 +68,8 @@ async fn depth_per_state_and_the_oldest_ready_age_are_reported() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn leased_jobs_are_counted_while_they_run() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("leased")).await;
+pub async fn leased_jobs_are_counted_while_they_run(env: Env) {
+    let queue = env.queue(env.config("leased")).await;
     let slow: Vec<_> = (0..3)
         .map(|n| NewJob::new(Job { n, work_ms: 1500 }).with_id(format!("s{n}")))
         .collect();
@@ -90,34 +85,39 @@ async fn leased_jobs_are_counted_while_they_run() {
     worker.stop().await;
 }
 
-#[tokio::test]
-async fn depth_is_exported_as_prometheus_gauges() {
+pub async fn depth_is_exported_as_prometheus_gauges(env: Env) {
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("gauges")).await;
+    let name = env.name("gauges");
+    let queue = env.queue(config(&name)).await;
     queue.push_batch((0..4).map(job).collect()).await.unwrap();
     let stats = queue.stats().await.unwrap();
-    metrics::with_local_recorder(&recorder, || flint_queue::metrics::record("gauges", &stats));
+    metrics::with_local_recorder(&recorder, || flint_queue::metrics::record(&name, &stats));
     let text = handle.render();
     assert!(
-        text.contains(r#"flint_queue_jobs{queue="gauges",state="ready"} 4"#),
+        text.contains(&format!(
+            r#"flint_queue_jobs{{queue="{name}",state="ready"}} 4"#
+        )),
         "{text}"
     );
     assert!(
-        text.contains(r#"flint_queue_jobs{queue="gauges",state="dead"} 0"#),
+        text.contains(&format!(
+            r#"flint_queue_jobs{{queue="{name}",state="dead"}} 0"#
+        )),
         "{text}"
     );
     assert!(
-        text.contains(r#"flint_queue_oldest_ready_age_seconds{queue="gauges"}"#),
+        text.contains(&format!(
+            r#"flint_queue_oldest_ready_age_seconds{{queue="{name}"}}"#
+        )),
         "{text}"
     );
 }
 
-#[tokio::test]
-async fn every_key_a_queue_writes_carries_its_hash_tag() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("tagged")).await;
+pub async fn every_key_a_queue_writes_carries_its_hash_tag(env: Env) {
+    let name = env.name("tagged");
+    let tag = format!("flint:{{{name}}}:");
+    let queue = env.queue(config(&name)).await;
     let runs = Runs::scripted(Arc::new(|job, _| {
         Ok(if job.n % 2 == 0 {
             Outcome::DeadLetter("x".into())
@@ -136,9 +136,9 @@ async fn every_key_a_queue_writes_carries_its_hash_tag() {
     })
     .await;
     worker.stop().await;
-    let keys = keys(&redis).await;
+    let keys = env.keys().await;
     assert!(keys.len() >= 4, "{keys:?}");
     for key in keys {
-        assert!(key.starts_with("flint:{tagged}:"), "{key}");
+        assert!(key.starts_with(&tag), "{key}");
     }
 }

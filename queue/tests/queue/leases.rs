@@ -8,9 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use apalis::prelude::*;
-use flint_queue::{LostLeases, Outcome, Queue, QueueConfig};
+use flint_queue::{LostLeases, Outcome, Queue, QueueConfig, RedisTarget};
 use flint_testkit::poll_until;
-use flint_testkit::redis::RedisServer;
 use tokio::sync::{Notify, oneshot};
 
 use crate::harness::*;
@@ -24,18 +23,22 @@ struct FrozenWorker {
 }
 
 impl FrozenWorker {
-    fn start(redis_url: &str, config: QueueConfig, seen: Arc<Mutex<Vec<u32>>>) -> FrozenWorker {
+    fn start(
+        target: &RedisTarget,
+        config: QueueConfig,
+        seen: Arc<Mutex<Vec<u32>>>,
+    ) -> FrozenWorker {
         let (release, gate) = std_mpsc::channel::<()>();
         let gate = Arc::new(Mutex::new(gate));
         let (stop, stopped) = oneshot::channel::<()>();
-        let url = redis_url.to_owned();
+        let target = target.clone();
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
-                let queue = Queue::connect(&url, config).await.unwrap();
+                let queue = Queue::connect_to(&target, config).await.unwrap();
                 let handler = move |_job: Job, lost: LostLeases| {
                     let (gate, seen) = (Arc::clone(&gate), Arc::clone(&seen));
                     async move {
@@ -90,13 +93,11 @@ fn lease_config(name: &str) -> QueueConfig {
         .with_block(Duration::from_millis(200))
 }
 
-#[tokio::test]
-async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing() {
-    let redis = RedisServer::start();
-    let config = lease_config("stall");
-    let queue = queue(&redis, config.clone()).await;
+pub async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing(env: Env) {
+    let config = lease_config(&env.name("stall"));
+    let queue = env.queue(config.clone()).await;
     let frozen_seen = Arc::new(Mutex::new(Vec::new()));
-    let frozen = FrozenWorker::start(&redis.url(), config.clone(), Arc::clone(&frozen_seen));
+    let frozen = FrozenWorker::start(env.target(), config.clone(), Arc::clone(&frozen_seen));
     queue.push(job(1)).await.unwrap();
     poll_until(Duration::from_secs(10), "the first delivery", || async {
         (!frozen_seen.lock().unwrap().is_empty()).then_some(())
@@ -139,13 +140,16 @@ async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing()
 
     // The stalled worker wakes up and reports its run complete: that entry is not its any more,
     // and the outcome is ignored (counted as stale).
-    let stale = r#"flint_queue_stale_outcomes_total{queue="stall"}"#;
-    let before = counter(stale);
+    let stale = format!(
+        r#"flint_queue_stale_outcomes_total{{queue="{}"}}"#,
+        queue.config().name
+    );
+    let before = counter(&stale);
     frozen.thaw();
     poll_until(
         Duration::from_secs(10),
         "the late outcome to be fenced",
-        || async { (counter(stale) > before).then_some(()) },
+        || async { (counter(&stale) > before).then_some(()) },
     )
     .await;
     frozen.finish();
@@ -156,9 +160,9 @@ async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing()
         "the job is still scheduled"
     );
     let ids: Option<String> = redis::cmd("HGET")
-        .arg(flint_queue::keys::Keys::new("stall").ids)
+        .arg(flint_queue::keys::Keys::new(&queue.config().name).ids)
         .arg("job-1")
-        .query_async(&mut redis_conn(&redis).await)
+        .query_async(&mut env.conn().await)
         .await
         .unwrap();
     assert_eq!(ids.as_deref(), Some("1"), "the job is still live");
@@ -166,16 +170,14 @@ async fn a_stalled_worker_loses_its_lease_and_its_late_outcome_changes_nothing()
     live.await.unwrap().unwrap();
 }
 
-#[tokio::test]
-async fn a_job_that_keeps_losing_its_lease_is_dead_lettered_with_the_reason() {
-    let redis = RedisServer::start();
-    let config = lease_config("poison").with_max_lost_leases(1);
-    let queue = queue(&redis, config.clone()).await;
+pub async fn a_job_that_keeps_losing_its_lease_is_dead_lettered_with_the_reason(env: Env) {
+    let config = lease_config(&env.name("poison")).with_max_lost_leases(1);
+    let queue = env.queue(config.clone()).await;
     let seen = Arc::new(Mutex::new(Vec::new()));
     // Each delivery freezes the worker that takes it; a third worker finds the job's lease
     // lost twice in a row, one more than allowed.
     let workers: Vec<FrozenWorker> = (0..3)
-        .map(|_| FrozenWorker::start(&redis.url(), config.clone(), Arc::clone(&seen)))
+        .map(|_| FrozenWorker::start(env.target(), config.clone(), Arc::clone(&seen)))
         .collect();
     queue.push(job(1)).await.unwrap();
     let dead = poll_until(Duration::from_secs(20), "a dead letter", || async {
@@ -196,10 +198,8 @@ async fn a_job_that_keeps_losing_its_lease_is_dead_lettered_with_the_reason() {
     assert_eq!((stats.ready, stats.leased, stats.delayed), (0, 0, 0));
 }
 
-#[tokio::test]
-async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("again-complete")).await;
+pub async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload(env: Env) {
+    let queue = env.queue(env.config("again-complete")).await;
     let started = Arc::new(Notify::new());
     let release = Arc::new(Notify::new());
     let runs = Arc::new(Mutex::new(Vec::new()));
@@ -231,7 +231,7 @@ async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload
     tokio::spawn(async move { worker.run().await });
     queue.push(job(7)).await.unwrap();
     started.notified().await;
-    assert_eq!(run_now(&redis, "again-complete", "job-7").await, "marked");
+    assert_eq!(run_now(&env, &queue, "job-7").await, "marked");
     release.notify_one();
     poll_until(Duration::from_secs(10), "a second run", || async {
         (runs.lock().unwrap().len() == 2).then_some(())
@@ -250,13 +250,12 @@ async fn a_job_asked_to_run_again_while_it_completes_runs_again_with_its_payload
     assert!(queue.dead_letters(10).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run() {
-    let redis = RedisServer::start();
+pub async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run(env: Env) {
     // Renewals far apart: the worker's own reclaim takes the job over after the lease, while
     // its first run is still going, and fetches it again.
-    let config = lease_config("self-takeover").with_renew_every(Duration::from_secs(3600));
-    let queue = queue(&redis, config).await;
+    let config =
+        lease_config(&env.name("self-takeover")).with_renew_every(Duration::from_secs(3600));
+    let queue = env.queue(config).await;
     let runs = Arc::new(Mutex::new(Vec::new()));
     let (release_first, release_second) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
     let (n, r1, r2) = (
@@ -296,13 +295,16 @@ async fn a_run_whose_job_its_own_worker_took_over_cannot_acknowledge_the_new_run
     .await;
     // Both runs are in flight in one worker. The first finishes: its "done" is for the entry
     // it was given, which is no longer held, and must not finish the job the second run holds.
-    let stale = r#"flint_queue_stale_outcomes_total{queue="self-takeover"}"#;
-    let before = counter(stale);
+    let stale = format!(
+        r#"flint_queue_stale_outcomes_total{{queue="{}"}}"#,
+        queue.config().name
+    );
+    let before = counter(&stale);
     release_first.notify_one();
     poll_until(
         Duration::from_secs(10),
         "the first run's outcome fenced",
-        || async { (counter(stale) > before).then_some(()) },
+        || async { (counter(&stale) > before).then_some(()) },
     )
     .await;
     let stats = queue.stats().await.unwrap();

@@ -1,12 +1,9 @@
 use flint_queue::{NewJob, Pushed, QueueError};
-use flint_testkit::redis::RedisServer;
 
 use crate::harness::*;
 
-#[tokio::test]
-async fn pushing_an_id_twice_makes_one_job_and_says_so() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("idem")).await;
+pub async fn pushing_an_id_twice_makes_one_job_and_says_so(env: Env) {
+    let queue = env.queue(env.config("idem")).await;
     assert_eq!(
         queue.push(job(1)).await.unwrap(),
         ("job-1".to_owned(), Pushed::Enqueued)
@@ -32,10 +29,8 @@ async fn pushing_an_id_twice_makes_one_job_and_says_so() {
     assert_eq!(queue.stats().await.unwrap().ready, 3);
 }
 
-#[tokio::test]
-async fn jobs_without_an_id_get_a_fresh_one() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("anon")).await;
+pub async fn jobs_without_an_id_get_a_fresh_one(env: Env) {
+    let queue = env.queue(env.config("anon")).await;
     let (a, pa) = queue
         .push(NewJob::new(Job { n: 1, work_ms: 0 }))
         .await
@@ -48,10 +43,8 @@ async fn jobs_without_an_id_get_a_fresh_one() {
     assert_eq!((pa, pb), (Pushed::Enqueued, Pushed::Enqueued));
 }
 
-#[tokio::test]
-async fn invalid_ids_are_refused_and_push_nothing() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("badid")).await;
+pub async fn invalid_ids_are_refused_and_push_nothing(env: Env) {
+    let queue = env.queue(env.config("badid")).await;
     for bad in ["", "has space", &"x".repeat(201)] {
         let err = queue
             .push(NewJob::new(Job { n: 1, work_ms: 0 }).with_id(bad))
@@ -62,10 +55,8 @@ async fn invalid_ids_are_refused_and_push_nothing() {
     assert_eq!(queue.stats().await.unwrap().ready, 0);
 }
 
-#[tokio::test]
-async fn a_finished_job_id_can_be_pushed_again() {
-    let redis = RedisServer::start();
-    let queue = queue(&redis, config("again")).await;
+pub async fn a_finished_job_id_can_be_pushed_again(env: Env) {
+    let queue = env.queue(env.config("again")).await;
     let runs = Runs::new();
     let worker = TestWorker::start(&queue, &runs, 1);
     queue.push(job(7)).await.unwrap();
