@@ -105,15 +105,13 @@ impl Application {
             );
         }
         catalogue::zero(catalogue::IDEMPOTENT_REPLAYS, &[]);
-        let client = redis::Client::open(config.redis.url.expose()).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("redis.url: {e}"))
-        })?;
-        let readiness = ops::Readiness::new(client.clone(), config.redis.allow_eviction);
+        let target = config.redis.target();
+        let readiness = ops::Readiness::new(target.clone(), config.redis.allow_eviction);
         let e = &config.enqueuer;
         let app = App {
             auth: auth::Auth::new(&config.tenants, e.rate_limit_per_second, e.rate_limit_burst),
             store: flint_shared::payment::store::Store::new(
-                client,
+                target,
                 &e.queue,
                 Duration::from_secs(e.idempotency_retention_secs),
                 Duration::from_secs(u64::from(e.payment_retention_days) * 86_400),

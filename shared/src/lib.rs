@@ -20,6 +20,7 @@ pub mod money;
 pub mod payment;
 pub mod processor;
 pub mod redis_settings;
+pub mod redis_target;
 pub mod telemetry;
 pub mod time;
 pub mod webhook;

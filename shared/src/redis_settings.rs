@@ -10,10 +10,15 @@
 //!
 //! - The URL must reach a primary: a replica refuses every write.
 //!
+//! On a Redis Cluster (`[redis] cluster_nodes`) every primary is asked and judged, each
+//! message naming its node.
+//!
 //! The settings are read from `INFO`, which managed Redis services allow even where they
 //! disable `CONFIG GET`.
 
 use redis::aio::ConnectionLike;
+
+use crate::redis_target::{RedisTarget, Timeouts, connect};
 
 /// What the check reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,24 +73,100 @@ pub fn judge(settings: &RedisSettings, allow_eviction: bool) -> Verdict {
     verdict
 }
 
-/// Reads the settings with `INFO memory` and `INFO persistence`.
-pub async fn read(conn: &mut impl ConnectionLike) -> redis::RedisResult<RedisSettings> {
-    let memory: String = redis::cmd("INFO").arg("memory").query_async(conn).await?;
-    let persistence: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async(conn)
-        .await?;
-    let replication: String = redis::cmd("INFO")
-        .arg("replication")
-        .query_async(conn)
-        .await?;
-    Ok(RedisSettings {
-        maxmemory_policy: field(&memory, "maxmemory_policy")
-            .unwrap_or("unknown")
-            .to_owned(),
-        aof_enabled: field(&persistence, "aof_enabled") == Some("1"),
-        primary: is_primary(&replication),
-    })
+/// One server's settings; `node` is its address on a cluster (`None` for a standalone server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSettings {
+    pub node: Option<String>,
+    pub settings: RedisSettings,
+}
+
+/// Reads the settings with `INFO memory`, `INFO persistence` and `INFO replication`: of the
+/// one server, or, on a cluster connection, of every primary (redis-rs sends a keyless `INFO`
+/// to each primary and answers by node address). In cluster mode every primary is checked,
+/// not only the one serving the charge slot: a failover or a resharding may move the slot to
+/// any of them.
+pub async fn read(conn: &mut impl ConnectionLike) -> redis::RedisResult<Vec<NodeSettings>> {
+    let memory = info(conn, "memory").await?;
+    let persistence = info(conn, "persistence").await?;
+    let replication = info(conn, "replication").await?;
+    memory
+        .into_iter()
+        .map(|(node, memory)| {
+            let section = |all: &[(Option<String>, String)], name: &str| {
+                all.iter()
+                    .find(|(n, _)| *n == node)
+                    .map(|(_, text)| text.clone())
+                    .ok_or_else(|| {
+                        redis::RedisError::from((
+                            redis::ErrorKind::Client,
+                            "a node answered one INFO but not another",
+                            format!("{node:?}: no INFO {name}"),
+                        ))
+                    })
+            };
+            let persistence = section(&persistence, "persistence")?;
+            let replication = section(&replication, "replication")?;
+            Ok(NodeSettings {
+                settings: RedisSettings {
+                    maxmemory_policy: field(&memory, "maxmemory_policy")
+                        .unwrap_or("unknown")
+                        .to_owned(),
+                    aof_enabled: field(&persistence, "aof_enabled") == Some("1"),
+                    primary: is_primary(&replication),
+                },
+                node,
+            })
+        })
+        .collect()
+}
+
+/// `INFO section`: one text from a server, or one per node (by address) from a cluster.
+async fn info(
+    conn: &mut impl ConnectionLike,
+    section: &str,
+) -> redis::RedisResult<Vec<(Option<String>, String)>> {
+    let reply: redis::Value = redis::cmd("INFO").arg(section).query_async(conn).await?;
+    match reply {
+        redis::Value::Map(nodes) => nodes
+            .into_iter()
+            .map(|(node, text)| {
+                let node: String = redis::from_redis_value(node)?;
+                let text: String = redis::from_redis_value(text.extract_error()?)?;
+                Ok((Some(node), text))
+            })
+            .collect(),
+        single => Ok(vec![(None, redis::from_redis_value(single)?)]),
+    }
+}
+
+/// Pure: judges every node's settings, each message naming its node on a cluster. The first
+/// refusal found is the refusal.
+pub fn judge_all(nodes: &[NodeSettings], allow_eviction: bool) -> Verdict {
+    let mut all = Verdict::default();
+    for NodeSettings { node, settings } in nodes {
+        let verdict = match node {
+            None => judge(settings, allow_eviction),
+            Some(node) if !settings.primary => Verdict {
+                refusal: Some(format!(
+                    "Redis Cluster node {node} serves slots but answers as a replica (a failover in progress?)"
+                )),
+                warnings: Vec::new(),
+            },
+            Some(node) => {
+                let verdict = judge(settings, allow_eviction);
+                let named = |m: String| format!("Redis Cluster node {node}: {m}");
+                Verdict {
+                    refusal: verdict.refusal.map(named),
+                    warnings: verdict.warnings.into_iter().map(named).collect(),
+                }
+            }
+        };
+        if all.refusal.is_none() {
+            all.refusal = verdict.refusal;
+        }
+        all.warnings.extend(verdict.warnings);
+    }
+    all
 }
 
 /// Whether `INFO replication` describes a server that takes writes: anything but a replica
@@ -102,8 +183,8 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 
 /// Reads and judges: logs each warning, and returns the refusal as the error.
 pub async fn check(conn: &mut impl ConnectionLike, allow_eviction: bool) -> Result<(), CheckError> {
-    let settings = read(conn).await.map_err(CheckError::Unreachable)?;
-    let verdict = judge(&settings, allow_eviction);
+    let nodes = read(conn).await.map_err(CheckError::Unreachable)?;
+    let verdict = judge_all(&nodes, allow_eviction);
     for warning in &verdict.warnings {
         tracing::warn!("{warning}");
     }
@@ -113,12 +194,9 @@ pub async fn check(conn: &mut impl ConnectionLike, allow_eviction: bool) -> Resu
     }
 }
 
-/// [`check`] on a new connection, as a process starts: the refusal, or why Redis could not be
-/// asked (within a few seconds).
-pub async fn check_at_start(
-    client: &redis::Client,
-    allow_eviction: bool,
-) -> Result<(), CheckError> {
+/// [`check`] on a new connection to `target`, as a process starts: the refusal, or why Redis
+/// could not be asked (within a few seconds).
+pub async fn check_at_start(target: &RedisTarget, allow_eviction: bool) -> Result<(), CheckError> {
     let timeout = std::time::Duration::from_secs(5);
     let unanswered = || {
         CheckError::Unreachable(redis::RedisError::from(std::io::Error::new(
@@ -126,7 +204,7 @@ pub async fn check_at_start(
             "no answer within 5 s",
         )))
     };
-    let mut conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection())
+    let mut conn = tokio::time::timeout(timeout, connect(target, Timeouts::default()))
         .await
         .map_err(|_| unanswered())?
         .map_err(CheckError::Unreachable)?;

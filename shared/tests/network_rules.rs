@@ -31,7 +31,10 @@ fn card(brand: CardBrand) -> CardInfo {
 }
 
 fn rules(redis: &RedisServer) -> CardRules {
-    CardRules::new(redis::Client::open(redis.url()).unwrap(), "charges")
+    CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(redis.url()),
+        "charges",
+    )
 }
 
 fn at(ms: i64) -> Timestamp {

@@ -13,7 +13,7 @@ use serde_json::json;
 
 fn store(redis: &RedisServer) -> Store {
     Store::new(
-        redis::Client::open(redis.url()).unwrap(),
+        flint_shared::redis_target::RedisTarget::Standalone(redis.url()),
         "charges",
         Duration::from_secs(3600),
         Duration::from_secs(3600),

@@ -24,7 +24,7 @@ async fn granted(
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..limiters {
         let limiter = Arc::new(RateLimiter::new(
-            redis::Client::open(redis.url()).unwrap(),
+            flint_shared::redis_target::RedisTarget::Standalone(redis.url()),
             "charges",
             "sk_test_shared_account",
             per_second,

@@ -15,8 +15,7 @@ pub async fn run(mut config: Config, args: &EnqueuerArgs) -> anyhow::Result<()> 
     if config.tenants.is_empty() {
         bail!("no [[tenants]] configured: nobody could call the API (see config/base.toml)");
     }
-    let redis = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
-    match check_at_start(&redis, config.redis.allow_eviction).await {
+    match check_at_start(&config.redis.target(), config.redis.allow_eviction).await {
         Ok(()) => {}
         Err(CheckError::Unsafe(reason)) => bail!("refusing to start: {reason}"),
         // The API starts while Redis is down (and answers 503); /readyz checks the settings

@@ -100,9 +100,8 @@ fn send_window(config: &Config) -> Duration {
 
 /// The payment store as `[enqueuer]` configures it (the API and the workers share it).
 pub fn store(config: &Config) -> anyhow::Result<Store> {
-    let client = redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
     Ok(Store::new(
-        client,
+        config.redis.target(),
         &config.worker.queue,
         Duration::from_secs(config.enqueuer.idempotency_retention_secs),
         Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
@@ -116,8 +115,7 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
 
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.
 pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>> {
-    let redis_client =
-        redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
+    let target = config.redis.target();
     let w = &config.worker;
     let processors = config
         .tenants
@@ -133,7 +131,7 @@ pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>
             stripe.timeout = Duration::from_millis(config.processor.timeout_ms);
             stripe.max_retries = config.processor.max_network_retries;
             let limiter = flint_shared::processor::limit::RateLimiter::new(
-                redis_client.clone(),
+                target.clone(),
                 &w.queue,
                 t.processor_secret_key.expose(),
                 config.processor.rate_limit_per_second,
@@ -149,7 +147,7 @@ pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>
         store(config)?,
         processors,
         policy(config),
-        CardRules::new(redis_client, &w.queue),
+        CardRules::new(target, &w.queue),
     ))
 }
 
@@ -184,16 +182,15 @@ impl WorkerApp {
             metrics::counter!(catalogue::QUEUE_STALE_OUTCOMES.name, "queue" => queue.clone())
                 .increment(0);
         }
-        let redis_client =
-            redis::Client::open(config.redis.url.expose()).context("invalid redis.url")?;
-        flint_shared::redis_settings::check_at_start(&redis_client, config.redis.allow_eviction)
+        let target = config.redis.target();
+        flint_shared::redis_settings::check_at_start(&target, config.redis.allow_eviction)
             .await
             .context("refusing to start")?;
         let queue_config = QueueConfig::new(&w.queue)
             .with_lease(Duration::from_secs(w.lease_secs))
             .with_max_lost_leases(w.max_lost_leases)
             .with_consumer_prefix(w.name.clone());
-        let queue = Queue::connect(config.redis.url.expose(), queue_config)
+        let queue = Queue::connect_to(&target, queue_config)
             .await
             .context("cannot reach redis")?;
         let pipeline = Arc::new(stripe_pipeline(config)?);
@@ -202,7 +199,7 @@ impl WorkerApp {
             .with_lease(Duration::from_secs(w.lease_secs))
             .with_max_lost_leases(w.max_lost_leases)
             .with_consumer_prefix(w.name.clone());
-        let webhook_queue = Queue::connect(config.redis.url.expose(), webhook_config)
+        let webhook_queue = Queue::connect_to(&target, webhook_config)
             .await
             .context("cannot reach redis")?;
         let webhooks = Arc::new(
@@ -234,7 +231,7 @@ impl WorkerApp {
                 config.tenants.iter().map(|t| t.id.clone()).collect(),
             ),
             readiness: flint_shared::telemetry::ops::Readiness::new(
-                redis_client,
+                target,
                 config.redis.allow_eviction,
             ),
             concurrency: w.concurrency,

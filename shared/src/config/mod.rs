@@ -23,6 +23,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::redis_target::RedisTarget;
+
 pub use enqueuer::{EnqueuerConfig, TenantConfig};
 pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
 pub use secret::{REDACTED, Secret};
@@ -74,7 +76,12 @@ pub enum LogFormat {
 #[serde(default, deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[user:password@]host:port[/db]`. May carry a password, so it is a secret.
+    /// Ignored when `cluster_nodes` is set.
     pub url: Secret,
+    /// A Redis Cluster, by the `redis://[user:password@]host:port` urls of some of its nodes
+    /// (the cluster tells the rest). Empty (the default): one server, at `url`. Set, Flint runs
+    /// in cluster mode and `url` is ignored. May carry passwords, so they are secrets.
+    pub cluster_nodes: Vec<Secret>,
     /// Run on a Redis whose `maxmemory-policy` is not `noeviction` (it may delete jobs and
     /// payments when full). Refused at start unless this is true.
     pub allow_eviction: bool,
@@ -99,6 +106,7 @@ impl Default for RedisConfig {
     fn default() -> Self {
         RedisConfig {
             url: Secret::new("redis://127.0.0.1:6379"),
+            cluster_nodes: Vec::new(),
             allow_eviction: false,
             min_replicas_acked: 0,
             min_replicas_timeout_ms: 500,
@@ -107,7 +115,25 @@ impl Default for RedisConfig {
 }
 
 impl RedisConfig {
+    /// Where Flint's Redis is: the cluster of `cluster_nodes` when there are any, else the
+    /// server at `url`. The one owner of that choice.
+    pub fn target(&self) -> RedisTarget {
+        if self.cluster_nodes.is_empty() {
+            RedisTarget::Standalone(self.url.expose().to_owned())
+        } else {
+            RedisTarget::Cluster(
+                self.cluster_nodes
+                    .iter()
+                    .map(|node| node.expose().to_owned())
+                    .collect(),
+            )
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if !self.cluster_nodes.is_empty() {
+            return self.validate_cluster();
+        }
         let url = self.url.expose();
         if url.starts_with("rediss://") {
             // Said here, at start, rather than as a connection error later.
@@ -122,6 +148,38 @@ impl RedisConfig {
                 "must start with redis:// or redis+unix://",
             ));
         }
+        self.validate_replica_acks()
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        for node in &self.cluster_nodes {
+            let node = node.expose();
+            if node.starts_with("rediss://") {
+                return Err(ConfigError::invalid(
+                    "redis.cluster_nodes",
+                    "TLS to Redis (rediss://) is not built into Flint yet: use redis:// (through a TLS tunnel or sidecar when the network needs encryption)",
+                ));
+            }
+            let parsed = node
+                .strip_prefix("redis://")
+                .and_then(|_| url::Url::parse(node).ok());
+            if parsed.is_none_or(|u| u.host_str().is_none_or(str::is_empty)) {
+                return Err(ConfigError::invalid(
+                    "redis.cluster_nodes",
+                    "each node must be a redis://[user:password@]host:port url",
+                ));
+            }
+        }
+        if self.min_replicas_acked > 0 {
+            return Err(ConfigError::invalid(
+                "redis.min_replicas_acked",
+                "durable acceptance (WAIT) is not supported in cluster mode yet: set it to 0 with cluster_nodes, or use a standalone primary (url)",
+            ));
+        }
+        self.validate_replica_acks()
+    }
+
+    fn validate_replica_acks(&self) -> Result<(), ConfigError> {
         if self.min_replicas_acked > MAX_REPLICAS_ACKED {
             return Err(ConfigError::invalid(
                 "redis.min_replicas_acked",

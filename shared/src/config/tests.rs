@@ -172,6 +172,56 @@ fn bad_values_name_the_key_and_the_reason() {
 }
 
 #[test]
+fn cluster_nodes_choose_cluster_mode_and_are_validated() {
+    Jail::expect_with(|jail| {
+        let config = Config::load(&sources(jail)).unwrap();
+        assert_eq!(
+            config.redis.target(),
+            RedisTarget::Standalone("redis://127.0.0.1:6379".to_owned())
+        );
+
+        jail.set_env(
+            "FLINT__REDIS__CLUSTER_NODES",
+            "[redis://10.0.0.1:7000, redis://:pw@10.0.0.2:7001]",
+        );
+        let config = Config::load(&sources(jail)).unwrap();
+        assert_eq!(
+            config.redis.target(),
+            RedisTarget::Cluster(vec![
+                "redis://10.0.0.1:7000".to_owned(),
+                "redis://:pw@10.0.0.2:7001".to_owned()
+            ]),
+            "cluster_nodes win; url is ignored"
+        );
+
+        for (bad, reason) in [
+            ("[rediss://:hunter2@10.0.0.1:7000]", "TLS"),
+            ("[http://10.0.0.1:7000]", "redis://"),
+            ("[redis+unix:///tmp/redis.sock]", "redis://"),
+            ("[redis://]", "redis://"),
+        ] {
+            jail.set_env("FLINT__REDIS__CLUSTER_NODES", bad);
+            let msg = load_err(&sources(jail));
+            assert!(
+                msg.contains("redis.cluster_nodes") && msg.contains(reason),
+                "{bad}: {msg}"
+            );
+            assert!(!msg.contains("hunter2"), "{msg}");
+        }
+
+        jail.set_env("FLINT__REDIS__CLUSTER_NODES", "[redis://10.0.0.1:7000]");
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "1");
+        let msg = load_err(&sources(jail));
+        assert!(
+            msg.contains("redis.min_replicas_acked")
+                && msg.contains("not supported in cluster mode yet"),
+            "{msg}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
 fn replica_acknowledgement_is_off_by_default_and_bounded() {
     Jail::expect_with(|jail| {
         let config = Config::load(&sources(jail)).unwrap();

@@ -21,13 +21,12 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use crate::codes::string_codes;
 use crate::payment::decline::{Decline, NetworkAdviceCode};
 use crate::processor::{CardBrand, CardInfo};
+use crate::redis_target::{LazyConnection, RedisConnection, RedisTarget, Timeouts};
 use crate::time::Timestamp;
 
 const VISA_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
@@ -238,30 +237,24 @@ pub enum CardOutcome<'a> {
 
 #[derive(Debug)]
 pub struct CardRules {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: LazyConnection,
     prefix: String,
     reserve: Script,
     record: Script,
 }
 
 impl CardRules {
-    pub fn new(client: redis::Client, queue: &str) -> CardRules {
+    pub fn new(target: RedisTarget, queue: &str) -> CardRules {
         CardRules {
-            client,
-            conn: OnceCell::new(),
+            redis: LazyConnection::new(target, Timeouts::default()),
             prefix: format!("flint:{{{queue}}}:card"),
             reserve: Script::new(RESERVE),
             record: Script::new(RECORD),
         }
     }
 
-    async fn conn(&self) -> Result<ConnectionManager, redis::RedisError> {
-        Ok(self
-            .conn
-            .get_or_try_init(|| self.client.get_connection_manager())
-            .await?
-            .clone())
+    async fn conn(&self) -> Result<RedisConnection, redis::RedisError> {
+        self.redis.get().await
     }
 
     /// Both scripts start the same: the card's keys, then now, the attempt, whether the card

@@ -6,10 +6,9 @@
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
+use crate::redis_target::{LazyConnection, RedisTarget, Timeouts};
 use crate::telemetry::catalogue;
 
 const GCRA: &str = r"
@@ -26,8 +25,7 @@ return 0
 
 #[derive(Debug)]
 pub struct RateLimiter {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: LazyConnection,
     key: String,
     interval_us: u64,
     tolerance_us: u64,
@@ -38,7 +36,7 @@ impl RateLimiter {
     /// `per_second` sustained, `burst` at once, for the account of `secret_key` (keyed by a
     /// digest, never the key itself) under the queue's hash tag.
     pub fn new(
-        client: redis::Client,
+        target: RedisTarget,
         queue: &str,
         secret_key: &str,
         per_second: u32,
@@ -47,8 +45,7 @@ impl RateLimiter {
         let account = hex::encode(&Sha256::digest(secret_key.as_bytes())[..8]);
         let interval_us = 1_000_000 / u64::from(per_second.max(1));
         RateLimiter {
-            client,
-            conn: OnceCell::new(),
+            redis: LazyConnection::new(target, Timeouts::default()),
             key: format!("flint:{{{queue}}}:ratelimit:{account}"),
             interval_us,
             tolerance_us: interval_us * u64::from(burst.max(1) - 1),
@@ -61,17 +58,14 @@ impl RateLimiter {
     pub async fn acquire(&self) {
         let mut waited = Duration::ZERO;
         loop {
-            let conn = self
-                .conn
-                .get_or_try_init(|| self.client.get_connection_manager())
-                .await;
+            let conn = self.redis.get().await;
             let wait_us: Result<u64, redis::RedisError> = match conn {
-                Ok(conn) => {
+                Ok(mut conn) => {
                     self.script
                         .key(&self.key)
                         .arg(self.interval_us)
                         .arg(self.tolerance_us)
-                        .invoke_async(&mut conn.clone())
+                        .invoke_async(&mut conn)
                         .await
                 }
                 Err(e) => Err(e),

@@ -13,10 +13,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use redis::aio::ConnectionManager;
-use tokio::sync::OnceCell;
 
 use crate::redis_settings::{self, CheckError};
+use crate::redis_target::{LazyConnection, RedisTarget, Timeouts};
 
 /// A probe that takes longer than this says "not ready" rather than hanging the prober (well
 /// inside a kubelet's usual probe timeout, so the prober sees the 503).
@@ -25,30 +24,25 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What `/readyz` asks.
 #[derive(Debug)]
 pub struct Readiness {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: LazyConnection,
     allow_eviction: bool,
 }
 
 impl Readiness {
-    pub fn new(client: redis::Client, allow_eviction: bool) -> Readiness {
+    /// Asks the Redis at `target`: the server, or every primary of a cluster.
+    pub fn new(target: RedisTarget, allow_eviction: bool) -> Readiness {
         Readiness {
-            client,
-            conn: OnceCell::new(),
+            redis: LazyConnection::new(target, Timeouts::default()),
             allow_eviction,
         }
     }
 
     async fn check(&self) -> Result<(), CheckError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| self.client.get_connection_manager())
+        let mut conn = self.redis.get().await.map_err(CheckError::Unreachable)?;
+        let nodes = redis_settings::read(&mut conn)
             .await
             .map_err(CheckError::Unreachable)?;
-        let settings = redis_settings::read(&mut conn.clone())
-            .await
-            .map_err(CheckError::Unreachable)?;
-        match redis_settings::judge(&settings, self.allow_eviction).refusal {
+        match redis_settings::judge_all(&nodes, self.allow_eviction).refusal {
             Some(reason) => Err(CheckError::Unsafe(reason)),
             None => Ok(()),
         }

@@ -26,7 +26,7 @@ use crate::pipelines::{self, charged, needs_customer, rejected};
 /// Kept one second after finishing; idempotency keys one second.
 fn short_lived(s: &Stack) -> Store {
     Store::new(
-        redis::Client::open(s.redis.url()).unwrap(),
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
         "charges",
         Duration::from_secs(1),
         Duration::from_secs(1),
@@ -102,7 +102,10 @@ async fn redis_returns_to_its_baseline_once_payments_are_finished_and_forgotten(
         short_lived(&s),
         HashMap::from([("acme".to_owned(), processor.clone())]),
         policy,
-        CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges"),
+        CardRules::new(
+            flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+            "charges",
+        ),
     ));
     let _worker = pipelines::worker(&s, pipeline).await;
     let sweeper = Sweeper::new(short_lived(&s), "growth".into(), Duration::from_secs(60));

@@ -45,7 +45,10 @@ pub fn scripted_with(
         flint_worker::store(&s.config).unwrap(),
         HashMap::from([("acme".to_owned(), processor.clone())]),
         policy,
-        CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges"),
+        CardRules::new(
+            flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+            "charges",
+        ),
     ))
 }
 

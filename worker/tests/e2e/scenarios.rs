@@ -260,16 +260,19 @@ async fn a_continued_attempt_settles_before_its_customer_or_its_card_can_end_it(
         network_advice_code: Some(flint_shared::payment::decline::NetworkAdviceCode::DoNotTryAgain),
         ..soft_decline("ch_other")
     };
-    CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges")
-        .record(
-            "acme",
-            &card,
-            "osp_other:1",
-            CardOutcome::Declined(&closed),
-            Timestamp::now(),
-        )
-        .await
-        .unwrap();
+    CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+        "charges",
+    )
+    .record(
+        "acme",
+        &card,
+        "osp_other:1",
+        CardOutcome::Declined(&closed),
+        Timestamp::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(deliver(&stripe(&s), &id).await, Outcome::Complete);
     let p = s.payment(&id).await;
     assert_eq!(
@@ -393,7 +396,10 @@ async fn a_decline_whose_card_rule_cannot_be_stored_is_asked_again_not_retried_e
         pipelines::store(&s),
         std::collections::HashMap::from([("acme".to_owned(), processor.clone())]),
         flint_worker::policy(&s.config),
-        CardRules::new(redis::Client::open(rules_redis.url()).unwrap(), "charges"),
+        CardRules::new(
+            flint_shared::redis_target::RedisTarget::Standalone(rules_redis.url()),
+            "charges",
+        ),
     ));
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
     let first = {
@@ -430,7 +436,10 @@ async fn a_decline_whose_card_rule_cannot_be_stored_is_asked_again_not_retried_e
 #[tokio::test]
 async fn an_attempt_that_ends_without_a_decline_gives_its_card_place_back() {
     let s = api_only(vec![100]).await;
-    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let rules = CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+        "charges",
+    );
     let visa = visa();
     // The card has declined 19 times in 30 days: one reattempt is left.
     for i in 0..19 {
@@ -559,7 +568,10 @@ async fn an_open_attempt_recorded_without_a_send_window_is_treated_as_possibly_s
 #[tokio::test]
 async fn a_continued_attempt_the_card_rules_never_admitted_sends_nothing_once_they_block() {
     let s = api_only(vec![100]).await;
-    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let rules = CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+        "charges",
+    );
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
     // The first try opens its window with the payment's card, then cannot look the card up:
     // it stops before the card rules were asked, and is asked again.
@@ -604,7 +616,10 @@ async fn a_continued_attempt_the_card_rules_never_admitted_sends_nothing_once_th
 #[tokio::test]
 async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_ends_at_once() {
     let s = api_only(vec![100]).await;
-    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let rules = CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+        "charges",
+    );
     // No card on the payment: the attempt resolves the customer's default. Its first try finds
     // it, cannot look it up, and stops before recording it.
     let id = s.pay("cus_1", None, json!({})).await;
@@ -749,7 +764,10 @@ async fn a_first_try_never_writes_over_the_window_a_continuation_sent_in() {
 #[tokio::test]
 async fn a_try_that_finds_its_attempt_ended_by_another_gives_its_card_place_back() {
     let s = api_only(vec![100]).await;
-    let rules = CardRules::new(redis::Client::open(s.redis.url()).unwrap(), "charges");
+    let rules = CardRules::new(
+        flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
+        "charges",
+    );
     let (id, pipeline, processor) = card_less_payment(&s).await;
     // The customer's default is a Visa card that declined recently: an attempt on it takes a
     // place among its 20 reattempts in 30 days.

@@ -6,7 +6,7 @@
 //!
 //! Connections. `WAIT` blocks the connection it is sent on until the replicas answer or the
 //! timeout passes, and `WAIT` covers the writes of *its own* connection only (the offset Redis
-//! keeps per client). On the shared multiplexed [`ConnectionManager`] every command of the
+//! keeps per client). On the shared multiplexed connection every command of the
 //! process would queue behind each `WAIT`: writes and reads serialised at one replica round trip
 //! per write while replicas are healthy, and while one stalls, one timeout per queued write.
 //! Measured (local primary and replica, timeout 500 ms, replica SIGSTOPped, 16 concurrent
@@ -41,6 +41,13 @@
 //! error after the write would lose a secret shown only in that answer and turn a retry into a
 //! second endpoint or a second rotation, so they answer as done and log a warning instead.
 //!
+//! Redis Cluster. Not supported yet: `[redis] min_replicas_acked > 0` with `cluster_nodes` is
+//! refused at config validation, and a store built so anyway refuses each write unsent
+//! ([`StoreError::Unavailable`]). A `WAIT` has no key, so a cluster connection cannot route it
+//! to the primary of the charge slot (redis-rs would send it to every primary); the write
+//! connections would have to be plain connections to that primary, found by slot and followed
+//! through failovers.
+//!
 //! For workers, both are storage errors like any other: the job runs again later and re-reads
 //! the record; the write itself is on the primary, and the charge pipeline settles an open
 //! attempt from the processor's records before sending anything.
@@ -48,11 +55,12 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, RedisFuture, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{Store, StoreError};
+use crate::redis_target::{RedisConnection, RedisTarget};
 
 /// Connections one store keeps for writes and their `WAIT`s; more concurrent writes wait for
 /// one to be free.
@@ -104,7 +112,7 @@ pub(super) struct Writer<'a> {
 }
 
 enum Conn {
-    Shared(ConnectionManager),
+    Shared(RedisConnection),
     Own(MultiplexedConnection),
 }
 
@@ -212,7 +220,13 @@ impl Store {
                     .set_connection_timeout(Some(Duration::from_secs(1)))
                     // The WAIT itself may take the whole timeout.
                     .set_response_timeout(Some(acks.timeout + Duration::from_secs(2)));
-                self.client
+                let RedisTarget::Standalone(url) = self.redis.target() else {
+                    return Err(StoreError::Unavailable(redis::RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "[redis] min_replicas_acked is not supported in cluster mode yet",
+                    ))));
+                };
+                redis::Client::open(url.as_str())?
                     .get_multiplexed_async_connection_with_config(&config)
                     .await?
             }
@@ -348,7 +362,7 @@ mod tests {
     async fn a_write_that_finds_no_free_connection_in_time_is_refused_unsent() {
         let redis = RedisServer::start();
         let mut store = Store::new(
-            redis::Client::open(redis.url()).unwrap(),
+            RedisTarget::Standalone(redis.url()),
             "charges",
             Duration::from_secs(3600),
             Duration::from_secs(3600),

@@ -46,13 +46,12 @@ use crate::config::WebhooksConfig;
 use crate::payment::event::{encode, encode_all, recorded_since};
 use crate::payment::job::ChargeJob;
 use crate::payment::{EventKind, Payment, Status};
+use crate::redis_target::{LazyConnection, RedisConnection, RedisTarget, Timeouts};
 use crate::time::Timestamp;
 use crate::webhook::job::WebhookJob;
 use flint_queue::keys::Keys as QueueKeys;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sha2::{Digest, Sha256};
-use tokio::sync::OnceCell;
 
 use ack::Wrote;
 
@@ -318,8 +317,7 @@ struct Scripts {
 
 #[derive(Debug)]
 pub struct Store {
-    client: redis::Client,
-    conn: OnceCell<ConnectionManager>,
+    redis: LazyConnection,
     layout: Layout,
     scripts: Scripts,
     /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
@@ -344,15 +342,19 @@ impl Store {
         Ok(counts.into_iter().sum())
     }
 
+    /// The store of the payments in `target`, their keys under `queue`'s hash tag.
     pub fn new(
-        client: redis::Client,
+        target: RedisTarget,
         queue: &str,
         idempotency_ttl: Duration,
         retention: Duration,
     ) -> Store {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            response: Duration::from_secs(2),
+        };
         Store {
-            client,
-            conn: OnceCell::new(),
+            redis: LazyConnection::new(target, timeouts),
             layout: Layout::new(queue, &WebhooksConfig::default().queue),
             scripts: Scripts {
                 create: with_events(include_str!("lua/create.lua")),
@@ -388,18 +390,8 @@ impl Store {
 
     /// The shared reconnecting connection, made on first use (so the API starts, and
     /// answers 503, while Redis is down).
-    async fn conn(&self) -> Result<ConnectionManager, StoreError> {
-        let conn = self
-            .conn
-            .get_or_try_init(|| async {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(1)))
-                    .set_response_timeout(Some(Duration::from_secs(2)))
-                    .set_number_of_retries(1);
-                self.client.get_connection_manager_with_config(config).await
-            })
-            .await?;
-        Ok(conn.clone())
+    async fn conn(&self) -> Result<RedisConnection, StoreError> {
+        Ok(self.redis.get().await?)
     }
 
     /// Creates `payment` under the tenant's idempotency key, with its job due at the payment's
