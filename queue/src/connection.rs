@@ -25,13 +25,25 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 use crate::QueueError;
 
 /// Where a queue's Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum RedisTarget {
     /// One server: `redis://host:port[/db]`.
     Standalone(String),
     /// A Redis Cluster, by the urls of some of its nodes (`redis://host:port`); the cluster
     /// tells the rest of its topology.
     Cluster(Vec<String>),
+}
+
+/// Never the URLs: they may carry a password (redis-rs's own `Client` redacts it likewise).
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RedisTarget::Standalone(_) => f.write_str("RedisTarget::Standalone(<url>)"),
+            RedisTarget::Cluster(nodes) => {
+                write!(f, "RedisTarget::Cluster(<{} node urls>)", nodes.len())
+            }
+        }
+    }
 }
 
 /// How long a connection waits for Redis.
@@ -152,6 +164,25 @@ impl ConnectionLike for RedisConnection {
         match &self.0 {
             Inner::Standalone(conn) => conn.get_db(),
             Inner::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::RedisTarget;
+
+    #[test]
+    fn a_target_never_prints_its_urls() {
+        for target in [
+            RedisTarget::Standalone("redis://:hunter2@redis.internal:6379".into()),
+            RedisTarget::Cluster(vec!["redis://:hunter2@node-1:6379".into()]),
+        ] {
+            let shown = format!("{target:?}");
+            assert!(
+                !shown.contains("hunter2") && !shown.contains("redis.internal"),
+                "{shown}"
+            );
         }
     }
 }

@@ -146,11 +146,14 @@ pub fn judge_all(nodes: &[NodeSettings], allow_eviction: bool) -> Verdict {
     for NodeSettings { node, settings } in nodes {
         let verdict = match node {
             None => judge(settings, allow_eviction),
+            // The cluster client routes writes by the cluster's slot map and follows MOVED, so
+            // a node that answers as a replica is a stale map (after a manual failover, say),
+            // not a misconfiguration: refusing would keep readiness down until a restart.
             Some(node) if !settings.primary => Verdict {
-                refusal: Some(format!(
-                    "Redis Cluster node {node} serves slots but answers as a replica (a failover in progress?)"
-                )),
-                warnings: Vec::new(),
+                refusal: None,
+                warnings: vec![format!(
+                    "Redis Cluster node {node} was asked as a primary but answers as a replica (a failover happened or is in progress)"
+                )],
             },
             Some(node) => {
                 let verdict = judge(settings, allow_eviction);
@@ -204,7 +207,11 @@ pub async fn check_at_start(target: &RedisTarget, allow_eviction: bool) -> Resul
             "no answer within 5 s",
         )))
     };
-    let mut conn = tokio::time::timeout(timeout, connect(target, Timeouts::default()))
+    let quick = Timeouts {
+        connect: std::time::Duration::from_secs(2),
+        response: std::time::Duration::from_secs(2),
+    };
+    let mut conn = tokio::time::timeout(timeout, connect(target, quick))
         .await
         .map_err(|_| unanswered())?
         .map_err(CheckError::Unreachable)?;
@@ -272,6 +279,31 @@ mod tests {
             .refusal
             .unwrap();
         assert!(refusal.contains("allkeys-lru") && refusal.contains("allow_eviction"));
+    }
+
+    #[test]
+    fn a_cluster_node_answering_as_a_replica_is_a_stale_map_not_a_refusal() {
+        let replica = RedisSettings {
+            primary: false,
+            ..settings("noeviction", true)
+        };
+        let cluster = judge_all(
+            &[NodeSettings {
+                node: Some("127.0.0.1:7001".to_owned()),
+                settings: replica.clone(),
+            }],
+            false,
+        );
+        assert!(cluster.refusal.is_none(), "{cluster:?}");
+        assert_eq!(cluster.warnings.len(), 1, "{cluster:?}");
+        let standalone = judge_all(
+            &[NodeSettings {
+                node: None,
+                settings: replica,
+            }],
+            false,
+        );
+        assert!(standalone.refusal.is_some(), "{standalone:?}");
     }
 
     #[test]

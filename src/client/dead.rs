@@ -15,7 +15,7 @@ async fn queue(config: &Config, which: DeadQueue) -> Result<Queue, Failure> {
             QueueConfig::new(&config.webhooks.queue).in_slot_of(&config.worker.queue)
         }
     };
-    Queue::connect(config.redis.url.expose(), queue_config)
+    Queue::connect_to(&config.redis.target(), queue_config)
         .await
         .map_err(|e| Failure::new(Exit::Unreachable, format!("cannot reach redis: {e}")))
 }

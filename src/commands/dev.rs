@@ -38,6 +38,8 @@ pub async fn run(mut config: Config, args: &DevArgs) -> anyhow::Result<()> {
     tokio::spawn(sandbox.run(std::future::pending()));
 
     config.redis.url = Secret::new(redis_url.clone());
+    // Its own Redis only: a cluster configured in the environment is not dev's to write to.
+    config.redis.cluster_nodes.clear();
     config.enqueuer.listen = args.api_listen;
     config.worker.listen = "127.0.0.1:0".parse()?;
     // Short enough to watch: soft declines retry after 2 s, then 5 s.

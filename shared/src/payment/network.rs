@@ -246,7 +246,15 @@ pub struct CardRules {
 impl CardRules {
     pub fn new(target: RedisTarget, queue: &str) -> CardRules {
         CardRules {
-            redis: LazyConnection::new(target, Timeouts::default()),
+            // A slow Redis costs an attempt at most this much per call (the rate limit then
+            // lets the request go; a card rule call fails and the attempt is retried).
+            redis: LazyConnection::new(
+                target,
+                Timeouts {
+                    connect: Duration::from_secs(1),
+                    response: Duration::from_millis(500),
+                },
+            ),
             prefix: format!("flint:{{{queue}}}:card"),
             reserve: Script::new(RESERVE),
             record: Script::new(RECORD),

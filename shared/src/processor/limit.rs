@@ -45,7 +45,15 @@ impl RateLimiter {
         let account = hex::encode(&Sha256::digest(secret_key.as_bytes())[..8]);
         let interval_us = 1_000_000 / u64::from(per_second.max(1));
         RateLimiter {
-            redis: LazyConnection::new(target, Timeouts::default()),
+            // A slow Redis costs an attempt at most this much per call (the rate limit then
+            // lets the request go; a card rule call fails and the attempt is retried).
+            redis: LazyConnection::new(
+                target,
+                Timeouts {
+                    connect: Duration::from_secs(1),
+                    response: Duration::from_millis(500),
+                },
+            ),
             key: format!("flint:{{{queue}}}:ratelimit:{account}"),
             interval_us,
             tolerance_us: interval_us * u64::from(burst.max(1) - 1),

@@ -32,7 +32,15 @@ impl Readiness {
     /// Asks the Redis at `target`: the server, or every primary of a cluster.
     pub fn new(target: RedisTarget, allow_eviction: bool) -> Readiness {
         Readiness {
-            redis: LazyConnection::new(target, Timeouts::default()),
+            // Well inside the probe's own timeout, so that one unreachable cluster node cannot
+            // keep the connection from ever being made.
+            redis: LazyConnection::new(
+                target,
+                Timeouts {
+                    connect: Duration::from_millis(500),
+                    response: PROBE_TIMEOUT,
+                },
+            ),
             allow_eviction,
         }
     }
