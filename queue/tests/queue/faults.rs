@@ -186,9 +186,13 @@ async fn workers_ride_out_a_failover_of_their_queues_primary_on_a_cluster() {
     queue.push_batch(jobs(0..N)).await.unwrap();
     // A write of the test's own on that primary, then WAIT: the replica has acknowledged
     // everything written before it, every push included.
+    // Its reply timeout is above WAIT's own 5 s (the default would cut a slow WAIT short).
     let mut direct = redis::Client::open(primary.as_str())
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(
+            &redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(Duration::from_secs(10))),
+        )
         .await
         .unwrap();
     let () = redis::cmd("SET")
