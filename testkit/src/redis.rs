@@ -132,6 +132,73 @@ impl RedisServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A second server replicating `primary`, returned once it streams `primary`'s writes.
+    pub async fn start_replica_of(primary: &RedisServer) -> RedisServer {
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("repl-diskless-sync-delay")
+            .arg("0")
+            .query_async(&mut async_conn(primary).await)
+            .await
+            .unwrap();
+        let replica = RedisServer::start();
+        let () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(primary.port())
+            .query_async(&mut async_conn(&replica).await)
+            .await
+            .unwrap();
+        crate::poll_until(
+            Duration::from_secs(10),
+            "the replica to be connected",
+            || async {
+                let (p, r) = (
+                    info(primary, "replication").await,
+                    info(&replica, "replication").await,
+                );
+                (p.contains("connected_slaves:1")
+                    && p.contains("state=online")
+                    && r.contains("master_link_status:up"))
+                .then_some(())
+            },
+        )
+        .await;
+        // Listed and linked is not yet streaming: after a diskless sync the primary holds the
+        // stream back until the replica's first acknowledgement (up to a second). A write seen on
+        // the replica says it streams.
+        let () = redis::cmd("SET")
+            .arg("test:replica-probe")
+            .arg(replica.port())
+            .query_async(&mut async_conn(primary).await)
+            .await
+            .unwrap();
+        crate::poll_until(
+            Duration::from_secs(10),
+            "the replica to stream writes",
+            || async {
+                let seen: Option<u16> = redis::cmd("GET")
+                    .arg("test:replica-probe")
+                    .query_async(&mut async_conn(&replica).await)
+                    .await
+                    .unwrap();
+                (seen == Some(replica.port())).then_some(())
+            },
+        )
+        .await;
+        replica
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, …) to the server process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().expect("the server runs");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Whether the server answers `PING` right now.
     pub fn is_up(&self) -> bool {
         ping(self.port)
@@ -204,4 +271,20 @@ fn ping(port: u16) -> bool {
     }
     let mut reply = [0u8; 7];
     matches!(stream.read_exact(&mut reply), Ok(())) && &reply == b"+PONG\r\n"
+}
+
+async fn async_conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn info(server: &RedisServer, section: &str) -> String {
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut async_conn(server).await)
+        .await
+        .unwrap()
 }

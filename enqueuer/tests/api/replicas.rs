@@ -28,72 +28,6 @@ async fn info(server: &RedisServer, section: &str) -> String {
         .unwrap()
 }
 
-/// A second redis-server replicating `primary`, once the link is up on both sides.
-async fn replica_of(primary: &RedisServer) -> RedisServer {
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("repl-diskless-sync-delay")
-        .arg("0")
-        .query_async(&mut conn(primary).await)
-        .await
-        .unwrap();
-    let replica = RedisServer::start();
-    let () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(primary.port())
-        .query_async(&mut conn(&replica).await)
-        .await
-        .unwrap();
-    flint_testkit::poll_until(
-        Duration::from_secs(10),
-        "the replica to be connected",
-        || async {
-            let (p, r) = (
-                info(primary, "replication").await,
-                info(&replica, "replication").await,
-            );
-            (p.contains("connected_slaves:1")
-                && p.contains("state=online")
-                && r.contains("master_link_status:up"))
-            .then_some(())
-        },
-    )
-    .await;
-    // Listed and linked is not yet streaming: after a diskless sync the primary holds the
-    // stream back until the replica's first acknowledgement (up to a second). A write seen on
-    // the replica says it streams.
-    let () = redis::cmd("SET")
-        .arg("test:replica-probe")
-        .arg(replica.port())
-        .query_async(&mut conn(primary).await)
-        .await
-        .unwrap();
-    flint_testkit::poll_until(
-        Duration::from_secs(10),
-        "the replica to stream writes",
-        || async {
-            let seen: Option<u16> = redis::cmd("GET")
-                .arg("test:replica-probe")
-                .query_async(&mut conn(&replica).await)
-                .await
-                .unwrap();
-            (seen == Some(replica.port())).then_some(())
-        },
-    )
-    .await;
-    replica
-}
-
-fn signal(server: &RedisServer, signal: &str) {
-    let pid = server.pid().expect("the replica runs");
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 async fn exists(server: &RedisServer, key: &str) -> bool {
     redis::cmd("EXISTS")
         .arg(key)
@@ -130,7 +64,7 @@ fn acked(replicas: u32) -> impl FnOnce(&mut Config) {
 #[tokio::test]
 async fn with_a_live_replica_a_202_means_the_replica_holds_the_payment() {
     let app = spawn_app_with(acked(1)).await;
-    let replica = replica_of(&app.redis).await;
+    let replica = RedisServer::start_replica_of(&app.redis).await;
 
     let r = app.create("durable-1", &body()).await;
     assert_eq!(r.status, 202, "{}", r.body);
@@ -167,8 +101,8 @@ async fn with_a_live_replica_a_202_means_the_replica_holds_the_payment() {
 #[tokio::test]
 async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_that_converges() {
     let app = spawn_app_with(acked(1)).await;
-    let replica = replica_of(&app.redis).await;
-    signal(&replica, "STOP");
+    let replica = RedisServer::start_replica_of(&app.redis).await;
+    replica.signal("STOP");
 
     let started = Instant::now();
     let r = app.create("durable-2", &body()).await;
@@ -188,7 +122,7 @@ async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_th
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.code(), Some("storage_not_replicated"));
 
-    signal(&replica, "CONT");
+    replica.signal("CONT");
     let r = flint_testkit::poll_until(
         Duration::from_secs(10),
         "the retry to be accepted",
@@ -206,7 +140,7 @@ async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_th
     assert_eq!(app.stats().await.ready, 1, "one charge job");
 
     // A transition the API makes waits the same way.
-    signal(&replica, "STOP");
+    replica.signal("STOP");
     let cancel = format!("/v1/off_session_payments/{id}/cancel");
     let r = app.post(&cancel, None).await;
     assert_eq!(r.status, 503, "{}", r.body);
@@ -222,7 +156,7 @@ async fn a_replica_that_does_not_acknowledge_turns_a_202_into_a_retryable_503_th
     // The retry finds the payment canceled already: answered only once replicas hold it.
     let r = app.post(&cancel, None).await;
     assert_eq!(r.status, 503, "{}", r.body);
-    signal(&replica, "CONT");
+    replica.signal("CONT");
     let r = flint_testkit::poll_until(
         Duration::from_secs(10),
         "the cancel's retry to be answered",
@@ -253,8 +187,8 @@ async fn a_replay_waits_for_replicas_to_hold_what_another_process_wrote() {
     // The first create is acknowledged without waiting (min_replicas_acked = 0) while the
     // replica is stopped: it is on the primary only.
     let app = spawn_app().await;
-    let replica = replica_of(&app.redis).await;
-    signal(&replica, "STOP");
+    let replica = RedisServer::start_replica_of(&app.redis).await;
+    replica.signal("STOP");
     let first = app.create("durable-3", &body()).await;
     assert_eq!(first.status, 202);
 
@@ -280,7 +214,7 @@ async fn a_replay_waits_for_replicas_to_hold_what_another_process_wrote() {
     assert_eq!(r.status, 503, "{}", r.body);
     assert_eq!(r.code(), Some("storage_not_replicated"));
 
-    signal(&replica, "CONT");
+    replica.signal("CONT");
     let r = flint_testkit::poll_until(
         Duration::from_secs(10),
         "the replay to be accepted",
@@ -297,7 +231,7 @@ async fn a_replay_waits_for_replicas_to_hold_what_another_process_wrote() {
 #[tokio::test]
 async fn with_no_replica_acknowledgement_asked_no_wait_is_sent() {
     let app = spawn_app().await;
-    let replica = replica_of(&app.redis).await;
+    let replica = RedisServer::start_replica_of(&app.redis).await;
     let r = app.create("cheap-1", &body()).await;
     assert_eq!(r.status, 202);
     assert_eq!(app.create("cheap-1", &body()).await.status, 202);
@@ -339,8 +273,8 @@ async fn a_create_answered_not_replicated_is_counted_once_as_created() {
     let mut b = body();
     b["purpose"] = serde_json::json!("repeat_purchase");
     let app = spawn_app_with(acked(1)).await;
-    let replica = replica_of(&app.redis).await;
-    signal(&replica, "STOP");
+    let replica = RedisServer::start_replica_of(&app.redis).await;
+    replica.signal("STOP");
     let r = app.create("counted-1", &b).await;
     assert_eq!(r.code(), Some("storage_not_replicated"), "{}", r.body);
     assert_eq!(
@@ -348,7 +282,7 @@ async fn a_create_answered_not_replicated_is_counted_once_as_created() {
         Some("1"),
         "the payment exists: counted when written, not only if replicas confirm it"
     );
-    signal(&replica, "CONT");
+    replica.signal("CONT");
     flint_testkit::poll_until(
         Duration::from_secs(10),
         "the retry to be accepted",
@@ -444,8 +378,8 @@ async fn endpoint_change(app: &TestApp, path: &str, body: serde_json::Value) -> 
 #[tokio::test]
 async fn webhook_endpoint_changes_are_answered_as_done_when_replicas_do_not_confirm_them() {
     let app = spawn_app_with(acked(1)).await;
-    let replica = replica_of(&app.redis).await;
-    signal(&replica, "STOP");
+    let replica = RedisServer::start_replica_of(&app.redis).await;
+    replica.signal("STOP");
 
     // A 503 here would lose the secret (shown only in this answer) and its retry would make a
     // second endpoint.
@@ -499,5 +433,5 @@ async fn webhook_endpoint_changes_are_answered_as_done_when_replicas_do_not_conf
         waits_sent(&app.redis).await,
         "the WAITs were sent all the same"
     );
-    signal(&replica, "CONT");
+    replica.signal("CONT");
 }

@@ -21,79 +21,6 @@ async fn conn(server: &RedisServer) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
-async fn replication(server: &RedisServer) -> String {
-    redis::cmd("INFO")
-        .arg("replication")
-        .query_async(&mut conn(server).await)
-        .await
-        .unwrap()
-}
-
-/// A second redis-server replicating `primary`, once the link is up on both sides.
-async fn replica_of(primary: &RedisServer) -> RedisServer {
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("repl-diskless-sync-delay")
-        .arg("0")
-        .query_async(&mut conn(primary).await)
-        .await
-        .unwrap();
-    let replica = RedisServer::start();
-    let () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(primary.port())
-        .query_async(&mut conn(&replica).await)
-        .await
-        .unwrap();
-    flint_testkit::poll_until(
-        Duration::from_secs(10),
-        "the replica to be connected",
-        || async {
-            let primary = replication(primary).await;
-            (primary.contains("connected_slaves:1")
-                && primary.contains("state=online")
-                && replication(&replica)
-                    .await
-                    .contains("master_link_status:up"))
-            .then_some(())
-        },
-    )
-    .await;
-    // Listed and linked is not yet streaming: after a diskless sync the primary holds the
-    // stream back until the replica's first acknowledgement (up to a second). A write seen on
-    // the replica says it streams.
-    let () = redis::cmd("SET")
-        .arg("test:replica-probe")
-        .arg(replica.port())
-        .query_async(&mut conn(primary).await)
-        .await
-        .unwrap();
-    flint_testkit::poll_until(
-        Duration::from_secs(10),
-        "the replica to stream writes",
-        || async {
-            let seen: Option<u16> = redis::cmd("GET")
-                .arg("test:replica-probe")
-                .query_async(&mut conn(&replica).await)
-                .await
-                .unwrap();
-            (seen == Some(replica.port())).then_some(())
-        },
-    )
-    .await;
-    replica
-}
-
-fn signal(server: &RedisServer, signal: &str) {
-    let pid = server.pid().expect("the replica runs");
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 #[tokio::test]
 async fn a_charge_result_the_replicas_do_not_acknowledge_is_retried_and_charged_once() {
     let s = stack_configured(vec![100], false, |config| {
@@ -101,14 +28,14 @@ async fn a_charge_result_the_replicas_do_not_acknowledge_is_retried_and_charged_
         config.redis.min_replicas_timeout_ms = 300;
     })
     .await;
-    let replica = replica_of(&s.redis).await;
+    let replica = RedisServer::start_replica_of(&s.redis).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
     let processor = ScriptedProcessor::new();
     let pipeline = pipelines::scripted(&s, &processor);
 
     // The replica stops before the job starts: its first write (the attempt opened) is not
     // acknowledged, so the job stops there, before anything is sent, and runs again later.
-    signal(&replica, "STOP");
+    replica.signal("STOP");
     assert!(matches!(
         pipeline.run(&pipelines::job(&id), LostLeases(0)).await,
         Outcome::RetryAt(_)
@@ -117,7 +44,7 @@ async fn a_charge_result_the_replicas_do_not_acknowledge_is_retried_and_charged_
         processor.calls_of(Op::CreateIntent).is_empty(),
         "nothing sent"
     );
-    signal(&replica, "CONT");
+    replica.signal("CONT");
 
     // The next run settles the opened attempt first (nothing charged), then charges; the
     // replica stops while the charge is on its way, so the result's write is on the primary
@@ -130,7 +57,7 @@ async fn a_charge_result_the_replicas_do_not_acknowledge_is_retried_and_charged_
         tokio::spawn(async move { pipeline.run(&job, LostLeases(0)).await })
     };
     in_flight.reached().await;
-    signal(&replica, "STOP");
+    replica.signal("STOP");
     in_flight.release();
     assert!(
         matches!(run.await.unwrap(), Outcome::RetryAt(_)),
@@ -144,7 +71,7 @@ async fn a_charge_result_the_replicas_do_not_acknowledge_is_retried_and_charged_
 
     // Once the replica answers, the job runs again, finds the payment succeeded and ends,
     // without another request to the processor.
-    signal(&replica, "CONT");
+    replica.signal("CONT");
     assert_eq!(deliver(&pipeline, &id).await, Outcome::Complete);
     assert_eq!(
         processor.calls_of(Op::CreateIntent).len(),
