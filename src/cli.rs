@@ -151,6 +151,14 @@ pub enum ConfigCommand {
     /// every secret replaced by "[redacted]". Exits non-zero, naming the bad key, when the
     /// configuration is invalid.
     Check,
+    /// Print the charge queue's partitions (`[queue] partitions`): each one's Redis hash tag,
+    /// its cluster slot, and its charge and webhook streams (what KEDA's stream triggers
+    /// name). Reads the configuration only.
+    Partitions {
+        /// One JSON object per partition, as an array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

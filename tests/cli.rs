@@ -36,6 +36,7 @@ fn every_subcommand_explains_itself() {
         vec!["--help"],
         vec!["sandbox", "--help"],
         vec!["config", "check", "--help"],
+        vec!["config", "partitions", "--help"],
         vec!["bench", "sandbox", "--help"],
         vec!["payments", "--help"],
         vec!["payments", "create", "--help"],
@@ -309,4 +310,78 @@ fn flint_dev_runs_the_whole_stack_and_its_demo_ends_each_payment_as_its_card_say
     }
     let status = flint_testkit::process::terminate(&mut child, Duration::from_secs(30));
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn config_partitions_prints_each_partitions_tag_slot_and_streams() {
+    let dir = config_dir();
+    let out = flint(dir.path())
+        .args(["config", "partitions", "--json"])
+        .env("FLINT__QUEUE__PARTITIONS", "3")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let partitions = flint_shared::partition::Partitions::new("charges", 3);
+    assert_eq!(rows.len(), 3);
+    for (p, row) in rows.iter().enumerate() {
+        let tag = partitions.tag(p);
+        assert_eq!(row["partition"], p);
+        assert_eq!(row["tag"], tag);
+        assert_eq!(
+            row["slot"],
+            flint_shared::partition::key_slot(&format!("{{{tag}}}"))
+        );
+        assert_eq!(
+            row["charge_stream"],
+            format!("flint:{{{tag}}}:charges:stream")
+        );
+        assert_eq!(
+            row["webhook_stream"],
+            format!("flint:{{{tag}}}:webhooks:stream")
+        );
+    }
+    // One partition: the layout Flint always had.
+    let out = flint(dir.path())
+        .args(["config", "partitions"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("flint:{charges}:stream") && text.contains("flint:{charges}:webhooks:stream"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_queue_keys_of_the_enqueuer_and_worker_sections_moved_to_one_queue_section() {
+    let dir = config_dir();
+    for (var, key) in [
+        ("FLINT__ENQUEUER__QUEUE", "enqueuer.queue"),
+        ("FLINT__WORKER__QUEUE", "worker.queue"),
+    ] {
+        let out = flint(dir.path())
+            .args(["config", "check"])
+            .env(var, "charges")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(key) && err.contains("[queue] name"), "{err}");
+    }
+    let out = flint(dir.path())
+        .args(["config", "check"])
+        .env("FLINT__QUEUE__PARTITIONS", "65")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("queue.partitions") && err.contains("between 1 and 64"),
+        "{err}"
+    );
 }

@@ -2,7 +2,8 @@
 //! keys is refused (unless allowed by config), so is a replica, append-only persistence off
 //! is a warning; and
 //! a worker's consumer names in Redis start with its configured name (the pod name in
-//! Kubernetes). Real `flint` processes against a real redis-server.
+//! Kubernetes); and the partition count (`[queue] partitions`) cannot change under the data.
+//! Real `flint` processes against a real redis-server.
 
 #[path = "fleet/mod.rs"]
 #[expect(
@@ -206,4 +207,79 @@ async fn a_workers_consumer_names_start_with_its_configured_name() {
     let line = wait_for_line(&stderr, "worker.name");
     assert!(line.contains("must be"), "{line}");
     assert!(!wait_exit(&mut bad, Duration::from_secs(20), "bad name").success());
+}
+
+#[tokio::test]
+async fn the_partition_count_cannot_change_under_the_data() {
+    let sandbox = spawn_sandbox().await;
+
+    // Data of the one-partition layout, written before counts were recorded: a charge job.
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = fleet::worker_config(dir.path(), &redis, &sandbox.base_url, API_KEY, "", "");
+    let queue = flint_queue::Queue::connect(&redis.url(), flint_queue::QueueConfig::new("charges"))
+        .await
+        .unwrap();
+    let job = ChargeJob::new(PaymentId::generate());
+    queue
+        .push(flint_queue::NewJob::new(job.clone()).with_id(job.job_id()))
+        .await
+        .unwrap();
+    for role in ["worker", "enqueuer"] {
+        let (mut child, stderr) = spawn(&config, role, &[("FLINT__QUEUE__PARTITIONS", "3")]);
+        let refusal = wait_for_line(&stderr, "refusing to start");
+        assert!(
+            refusal.contains("spread over 1 partitions")
+                && refusal.contains("[queue] partitions = 3"),
+            "{role}: {refusal}"
+        );
+        assert!(!wait_exit(&mut child, Duration::from_secs(20), role).success());
+    }
+    // The count it was written with runs, and is recorded.
+    let (mut worker, _stderr) = spawn(&config, "worker", &[]);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let recorded: String = flint_testkit::poll_until(
+        Duration::from_secs(20),
+        "the worker to record the partition count",
+        || {
+            let mut conn = conn.clone();
+            async move { conn.get("flint:{charges}:partitions").await.ok()? }
+        },
+    )
+    .await;
+    assert_eq!(recorded, "1");
+    terminate(&mut worker, Duration::from_secs(30));
+
+    // A fresh Redis takes three partitions, and then keeps them.
+    let fresh = RedisServer::start();
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let config = fleet::worker_config(fresh_dir.path(), &fresh, &sandbox.base_url, API_KEY, "", "");
+    let (mut worker, _stderr) = spawn(&config, "worker", &[("FLINT__QUEUE__PARTITIONS", "3")]);
+    let client = redis::Client::open(fresh.url()).unwrap();
+    conn = client.get_multiplexed_async_connection().await.unwrap();
+    let recorded: String = flint_testkit::poll_until(
+        Duration::from_secs(20),
+        "the worker to record the partition count",
+        || {
+            let mut conn = conn.clone();
+            async move { conn.get("flint:{charges}:partitions").await.ok()? }
+        },
+    )
+    .await;
+    assert_eq!(recorded, "3");
+    for (role, count) in [("worker", "1"), ("enqueuer", "4")] {
+        let (mut child, stderr) = spawn(&config, role, &[("FLINT__QUEUE__PARTITIONS", count)]);
+        let refusal = wait_for_line(&stderr, "refusing to start");
+        assert!(
+            refusal.contains("spread over 3 partitions") && refusal.contains("set it back to 3"),
+            "{role}: {refusal}"
+        );
+        assert!(!wait_exit(&mut child, Duration::from_secs(20), role).success());
+    }
+    assert!(
+        worker.try_wait().unwrap().is_none(),
+        "the worker of three runs on"
+    );
+    terminate(&mut worker, Duration::from_secs(30));
 }

@@ -138,7 +138,9 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
             | StoreError::Reply(_)
-            | StoreError::WritersBusy { .. } => ApiError::unavailable(&e),
+            | StoreError::WritersBusy { .. }
+            | StoreError::Misplaced { .. }
+            | StoreError::PartitionsChanged { .. } => ApiError::unavailable(&e),
         }
     }
 }

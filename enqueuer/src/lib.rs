@@ -112,10 +112,11 @@ impl Application {
             auth: auth::Auth::new(&config.tenants, e.rate_limit_per_second, e.rate_limit_burst),
             store: flint_shared::payment::store::Store::new(
                 target,
-                &e.queue,
+                &config.queue.name,
                 Duration::from_secs(e.idempotency_retention_secs),
                 Duration::from_secs(u64::from(e.payment_retention_days) * 86_400),
             )
+            .with_partitions(config.queue.partitions)
             .with_webhook_queue(&config.webhooks.queue)
             .with_replica_acks(
                 config.redis.min_replicas_acked,

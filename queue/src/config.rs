@@ -11,6 +11,9 @@ pub struct QueueConfig {
     /// The queue whose hash slot this one lives in (its keys carry that queue's tag), if not
     /// its own: see [`crate::keys::Keys::in_slot`].
     pub slot: Option<String>,
+    /// Which partition of its queue this is (`0` for a queue of one): a label of its depth
+    /// gauges, so that the partitions' figures do not overwrite each other.
+    pub partition: u16,
     /// How long a fetched job stays leased to its worker without renewal. A live worker renews
     /// its leases every [`QueueConfig::renew_every`]; a dead one's jobs are reclaimed after it.
     pub lease: Duration,
@@ -42,6 +45,7 @@ impl QueueConfig {
         QueueConfig {
             name: name.into(),
             slot: None,
+            partition: 0,
             lease: Duration::from_secs(15),
             renew_every: None,
             batch: 64,
@@ -64,9 +68,17 @@ impl QueueConfig {
         self
     }
 
+    /// Partition `partition` of the queue, whose keys carry `tag`
+    /// ([`crate::keys::Keys::of_partition`]).
+    pub fn in_partition(mut self, partition: u16, tag: impl Into<String>) -> Self {
+        self.slot = Some(tag.into());
+        self.partition = partition;
+        self
+    }
+
     pub(crate) fn keys(&self) -> crate::keys::Keys {
         match &self.slot {
-            Some(slot) => crate::keys::Keys::in_slot(slot, &self.name),
+            Some(slot) => crate::keys::Keys::of_partition(slot, &self.name),
             None => crate::keys::Keys::new(&self.name),
         }
     }

@@ -32,6 +32,16 @@ impl Keys {
         Keys::with_prefix(format!("flint:{{{queue}}}"))
     }
 
+    /// The keys of `queue` in the partition tagged `tag`: its own keys when the tag is the
+    /// queue's name (a queue of one partition), else [`Keys::in_slot`].
+    pub fn of_partition(tag: &str, queue: &str) -> Keys {
+        if tag == queue {
+            Keys::new(queue)
+        } else {
+            Keys::in_slot(tag, queue)
+        }
+    }
+
     /// The keys of `queue` in the hash slot of the queue named `slot`.
     pub fn in_slot(slot: &str, queue: &str) -> Keys {
         Keys::with_prefix(format!("flint:{{{slot}}}:{queue}"))
@@ -75,6 +85,17 @@ mod tests {
         let keys = Keys::new("charges");
         for key in keys.all() {
             assert!(key.starts_with("flint:{charges}:"), "{key}");
+        }
+    }
+
+    #[test]
+    fn a_partition_tagged_with_the_queue_name_is_the_queue_itself() {
+        assert_eq!(
+            Keys::of_partition("charges", "charges").all(),
+            Keys::new("charges").all()
+        );
+        for key in Keys::of_partition("charges.1.4", "charges").all() {
+            assert!(key.starts_with("flint:{charges.1.4}:charges:"), "{key}");
         }
     }
 

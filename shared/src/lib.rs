@@ -17,6 +17,7 @@ pub mod config;
 pub mod ids;
 pub mod metadata;
 pub mod money;
+pub mod partition;
 pub mod payment;
 pub mod processor;
 pub mod redis_settings;

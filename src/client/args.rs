@@ -226,12 +226,20 @@ pub enum DeadCommand {
     Show {
         #[arg(long, value_enum, default_value = "charges")]
         queue: DeadQueue,
+        /// The partition it is in (`[queue] partitions` > 1); every partition is searched
+        /// when unset.
+        #[arg(long)]
+        partition: Option<u16>,
         id: String,
     },
     /// Run a dead letter's job again (a no-op when it was replayed already).
     Replay {
         #[arg(long, value_enum, default_value = "charges")]
         queue: DeadQueue,
+        /// The partition it is in (`[queue] partitions` > 1); every partition is searched
+        /// when unset.
+        #[arg(long)]
+        partition: Option<u16>,
         id: String,
     },
 }

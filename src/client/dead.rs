@@ -3,21 +3,63 @@
 
 use flint_queue::{DeadLetter, Queue, QueueConfig, Replayed};
 use flint_shared::config::Config;
+use flint_shared::partition::Partitions;
 use serde_json::{Value, json};
 
 use super::api::{Exit, Failure};
 use super::args::{DeadCommand, DeadQueue};
 
-async fn queue(config: &Config, which: DeadQueue) -> Result<Queue, Failure> {
-    let queue_config = match which {
-        DeadQueue::Charges => QueueConfig::new(&config.worker.queue),
-        DeadQueue::Webhooks => {
-            QueueConfig::new(&config.webhooks.queue).in_slot_of(&config.worker.queue)
-        }
+/// The queue's partitions (one unless `[queue] partitions` says more), in partition order.
+async fn queues(config: &Config, which: DeadQueue) -> Result<Vec<Queue>, Failure> {
+    let partitions = Partitions::new(&config.queue.name, config.queue.partitions);
+    let name = match which {
+        DeadQueue::Charges => &config.queue.name,
+        DeadQueue::Webhooks => &config.webhooks.queue,
     };
-    Queue::connect_to(&config.redis.target(), queue_config)
-        .await
-        .map_err(|e| Failure::new(Exit::Unreachable, format!("cannot reach redis: {e}")))
+    let mut queues = Vec::with_capacity(partitions.count());
+    for (p, tag) in (0u16..).zip(partitions.tags()) {
+        let queue_config = QueueConfig::new(name).in_partition(p, tag.clone());
+        queues.push(
+            Queue::connect_to(&config.redis.target(), queue_config)
+                .await
+                .map_err(|e| Failure::new(Exit::Unreachable, format!("cannot reach redis: {e}")))?,
+        );
+    }
+    Ok(queues)
+}
+
+/// The partition holding dead letter `id`: `partition` when given, else the one partition
+/// whose dead letters have it (ids are stream entry ids, unique within a partition only).
+async fn find(
+    queues: &[Queue],
+    partition: Option<u16>,
+    id: &str,
+) -> Result<Option<(usize, DeadLetter)>, Failure> {
+    let candidates: Vec<usize> = match partition {
+        Some(p) if usize::from(p) < queues.len() => vec![usize::from(p)],
+        Some(p) => {
+            return Err(Failure::usage(format!(
+                "--partition {p} does not exist: [queue] partitions = {}, so 0 to {}",
+                queues.len(),
+                queues.len() - 1
+            )));
+        }
+        None => (0..queues.len()).collect(),
+    };
+    let mut found = Vec::new();
+    for p in candidates {
+        if let Some(d) = queues[p].dead_letter(id).await.map_err(unreachable)? {
+            found.push((p, d));
+        }
+    }
+    if found.len() > 1 {
+        let list: Vec<String> = found.iter().map(|(p, _)| p.to_string()).collect();
+        return Err(Failure::usage(format!(
+            "dead letter {id} is in partitions {}: say which with --partition",
+            list.join(", ")
+        )));
+    }
+    Ok(found.pop())
 }
 
 fn unreachable(e: impl std::fmt::Display) -> Failure {
@@ -39,11 +81,12 @@ fn check_id(id: &str) -> Result<(), Failure> {
     }
 }
 
-fn as_json(d: &DeadLetter) -> Value {
+fn as_json(partition: usize, d: &DeadLetter) -> Value {
     let payload: Value = serde_json::from_slice(&d.payload)
         .unwrap_or_else(|_| json!(String::from_utf8_lossy(&d.payload)));
     json!({
         "id": d.dead_letter_id,
+        "partition": partition,
         "job_id": d.job_id,
         "reason": d.reason,
         "dead_at_ms": d.dead_at_ms,
@@ -57,36 +100,69 @@ pub async fn run(config: &Config, json_out: bool, command: &DeadCommand) -> Resu
             queue: which,
             limit,
         } => {
-            let q = queue(config, *which).await?;
-            let dead = q.dead_letters(*limit).await.map_err(unreachable)?;
+            let queues = queues(config, *which).await?;
+            // Each partition's newest, merged newest first.
+            let mut dead = Vec::new();
+            for (p, q) in queues.iter().enumerate() {
+                for d in q.dead_letters(*limit).await.map_err(unreachable)? {
+                    dead.push((p, d));
+                }
+            }
+            dead.sort_by_key(|(_, d)| std::cmp::Reverse(d.dead_at_ms));
+            dead.truncate(*limit);
+            let partitioned = queues.len() > 1;
             if json_out {
-                let all: Vec<Value> = dead.iter().map(as_json).collect();
+                let all: Vec<Value> = dead.iter().map(|(p, d)| as_json(*p, d)).collect();
                 println!("{}", serde_json::to_string_pretty(&all).unwrap_or_default());
             } else if dead.is_empty() {
                 println!("no dead letters");
             } else {
-                for d in &dead {
-                    println!("{}  {}  {}", d.dead_letter_id, d.job_id, d.reason);
+                for (p, d) in &dead {
+                    let partition = if partitioned {
+                        format!("  partition {p}")
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}  {}  {}{partition}",
+                        d.dead_letter_id, d.job_id, d.reason
+                    );
                 }
             }
         }
-        DeadCommand::Show { queue: which, id } => {
+        DeadCommand::Show {
+            queue: which,
+            partition,
+            id,
+        } => {
             check_id(id)?;
-            let q = queue(config, *which).await?;
-            let d = q
-                .dead_letter(id)
-                .await
-                .map_err(unreachable)?
+            let queues = queues(config, *which).await?;
+            let (p, d) = find(&queues, *partition, id)
+                .await?
                 .ok_or_else(|| Failure::new(Exit::Rejected, format!("no dead letter {id}")))?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&as_json(&d)).unwrap_or_default()
+                serde_json::to_string_pretty(&as_json(p, &d)).unwrap_or_default()
             );
         }
-        DeadCommand::Replay { queue: which, id } => {
+        DeadCommand::Replay {
+            queue: which,
+            partition,
+            id,
+        } => {
             check_id(id)?;
-            let q = queue(config, *which).await?;
-            match q.replay_dead_letter(id).await.map_err(unreachable)? {
+            let queues = queues(config, *which).await?;
+            let Some((p, _)) = find(&queues, *partition, id).await? else {
+                return Err(Failure::new(
+                    Exit::Rejected,
+                    format!("no dead letter {id} (replayed already, or never there)"),
+                ));
+            };
+            match queues[p]
+                .replay_dead_letter(id)
+                .await
+                .map_err(unreachable)?
+            {
                 Replayed::Replayed => println!("{id} replayed: its job runs again"),
                 Replayed::LiveDuplicate => println!(
                     "{id} not replayed: its job is live already (replayed before, or pushed again)"

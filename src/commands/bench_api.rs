@@ -102,7 +102,7 @@ pub(super) async fn start_api(url: &str) -> anyhow::Result<String> {
     config.enqueuer.listen = "127.0.0.1:0".parse()?;
     config.enqueuer.rate_limit_per_second = 1_000_000;
     config.enqueuer.rate_limit_burst = 1_000_000;
-    config.enqueuer.queue = format!("bench-api-{}", std::process::id());
+    config.queue.name = format!("bench-api-{}", std::process::id());
     config.tenants = vec![TenantConfig {
         id: "bench".into(),
         api_key_sha256: hex::encode(Sha256::digest(KEY.as_bytes())),

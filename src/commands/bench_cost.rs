@@ -305,8 +305,7 @@ async fn cpu(payments: usize) -> anyhow::Result<Cpu> {
     let worker = system.worker(IN_FLIGHT, 1_000_000, 1_000_000).await?;
     worker.wait_settled(&system.http, payments, |_| ()).await?;
     // Settled is counted before the job is acknowledged: wait until no job is left.
-    let ids =
-        flint_queue::keys::Keys::new(&flint_shared::config::Config::default().worker.queue).ids;
+    let ids = flint_queue::keys::Keys::new(&flint_shared::config::Config::default().queue.name).ids;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let kind: String = redis::cmd("TYPE").arg(&ids).query_async(&mut conn).await?;

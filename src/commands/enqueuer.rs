@@ -3,6 +3,7 @@
 use anyhow::{Context, bail};
 use flint_enqueuer::Application;
 use flint_shared::config::Config;
+use flint_shared::payment::store::StoreError;
 use flint_shared::redis_settings::{CheckError, check_at_start};
 
 use crate::cli::EnqueuerArgs;
@@ -22,6 +23,15 @@ pub async fn run(mut config: Config, args: &EnqueuerArgs) -> anyhow::Result<()> 
         // once Redis answers, so no traffic is routed to an unsafe Redis.
         Err(e @ CheckError::Unreachable(_)) => {
             tracing::warn!(error = %e, "Redis's settings could not be checked at start; /readyz checks them");
+        }
+    }
+    // A payment written under another partition count would be where no worker looks; the
+    // store refuses every command on a mismatch, and the enqueuer refuses to start on one.
+    match flint_worker::store(&config)?.verify_partitions().await {
+        Ok(()) => {}
+        Err(e @ StoreError::PartitionsChanged { .. }) => bail!("refusing to start: {e}"),
+        Err(e) => {
+            tracing::warn!(error = %e, "the partition count could not be checked at start; every request checks it first");
         }
     }
     let listen = config.enqueuer.listen;

@@ -40,6 +40,7 @@ pub async fn dispatch(cli: Cli) -> anyhow::Result<()> {
             Ok(crate::client::dead(&config, args.json, &args.command).await?)
         }
         Command::Config(ConfigCommand::Check) => config::check(&cli),
+        Command::Config(ConfigCommand::Partitions { json }) => config::partitions(&cli, *json),
         Command::Bench(BenchCommand::Sandbox(args)) => {
             bench_sandbox::run(load_config(&cli)?, args).await
         }

@@ -82,6 +82,9 @@ pub fn policy(config: &Config) -> Policy {
     }
 }
 
+/// A worker's run until it stops.
+type Run = std::pin::Pin<Box<dyn Future<Output = anyhow::Result<()>> + Send>>;
+
 /// Added to the processor client's timeout for how long a request can still take effect.
 const REQUEST_LIFETIME_MARGIN: Duration = Duration::from_secs(30);
 
@@ -102,10 +105,11 @@ fn send_window(config: &Config) -> Duration {
 pub fn store(config: &Config) -> anyhow::Result<Store> {
     Ok(Store::new(
         config.redis.target(),
-        &config.worker.queue,
+        &config.queue.name,
         Duration::from_secs(config.enqueuer.idempotency_retention_secs),
         Duration::from_secs(u64::from(config.enqueuer.payment_retention_days) * 86_400),
     )
+    .with_partitions(config.queue.partitions)
     .with_webhook_queue(&config.webhooks.queue)
     .with_replica_acks(
         config.redis.min_replicas_acked,
@@ -116,7 +120,6 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.
 pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>> {
     let target = config.redis.target();
-    let w = &config.worker;
     let processors = config
         .tenants
         .iter()
@@ -132,7 +135,7 @@ pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>
             stripe.max_retries = config.processor.max_network_retries;
             let limiter = flint_shared::processor::limit::RateLimiter::new(
                 target.clone(),
-                &w.queue,
+                &config.queue.name,
                 t.processor_secret_key.expose(),
                 config.processor.rate_limit_per_second,
                 config.processor.rate_limit_burst,
@@ -147,17 +150,19 @@ pub fn stripe_pipeline(config: &Config) -> anyhow::Result<Pipeline<StripeClient>
         store(config)?,
         processors,
         policy(config),
-        CardRules::new(target, &w.queue),
+        CardRules::new(target, &config.queue.name),
     ))
 }
 
-/// A built worker: its queue, its pipeline and its bound health/metrics listener.
+/// A built worker: its queues (a charge queue and a webhook queue per partition), its
+/// pipeline and its bound health/metrics listener.
 #[derive(Debug)]
 pub struct WorkerApp {
-    queue: Queue,
+    queues: Vec<Queue>,
     pipeline: Arc<Pipeline<StripeClient>>,
-    webhook_queue: Queue,
-    webhooks: Arc<webhooks::Webhooks>,
+    webhook_queues: Vec<Queue>,
+    /// One per partition: each pushes deliveries to its partition's webhook queue.
+    webhooks: Vec<Arc<webhooks::Webhooks>>,
     webhook_concurrency: usize,
     sweeper: sweeper::Sweeper,
     listener: TcpListener,
@@ -178,7 +183,7 @@ impl WorkerApp {
         flint_shared::processor::stripe::zero_metrics();
         let w = &config.worker;
         metrics::gauge!(catalogue::JOBS_IN_FLIGHT.name).set(0.0);
-        for queue in [&w.queue, &config.webhooks.queue] {
+        for queue in [&config.queue.name, &config.webhooks.queue] {
             metrics::counter!(catalogue::QUEUE_STALE_OUTCOMES.name, "queue" => queue.clone())
                 .increment(0);
         }
@@ -186,26 +191,36 @@ impl WorkerApp {
         flint_shared::redis_settings::check_at_start(&target, config.redis.allow_eviction)
             .await
             .context("refusing to start")?;
-        let queue_config = QueueConfig::new(&w.queue)
-            .with_lease(Duration::from_secs(w.lease_secs))
-            .with_max_lost_leases(w.max_lost_leases)
-            .with_consumer_prefix(w.name.clone());
-        let queue = Queue::connect_to(&target, queue_config)
+        let partitions = store(config)?;
+        partitions
+            .verify_partitions()
             .await
-            .context("cannot reach redis")?;
+            .context("refusing to start")?;
+        let partitions = partitions.partitions().clone();
         let pipeline = Arc::new(stripe_pipeline(config)?);
-        let webhook_config = QueueConfig::new(&config.webhooks.queue)
-            .in_slot_of(&w.queue)
-            .with_lease(Duration::from_secs(w.lease_secs))
-            .with_max_lost_leases(w.max_lost_leases)
-            .with_consumer_prefix(w.name.clone());
-        let webhook_queue = Queue::connect_to(&target, webhook_config)
-            .await
-            .context("cannot reach redis")?;
-        let webhooks = Arc::new(
-            webhooks::Webhooks::new(store(config)?, webhook_queue.clone(), &config.webhooks)
-                .context("cannot make the webhook HTTP client")?,
-        );
+        let (mut queues, mut webhook_queues, mut webhooks) = (vec![], vec![], vec![]);
+        for (p, tag) in (0u16..).zip(partitions.tags()) {
+            let tuned = |queue: QueueConfig| {
+                queue
+                    .in_partition(p, tag.clone())
+                    .with_lease(Duration::from_secs(w.lease_secs))
+                    .with_max_lost_leases(w.max_lost_leases)
+                    .with_consumer_prefix(w.name.clone())
+            };
+            let queue = Queue::connect_to(&target, tuned(QueueConfig::new(&config.queue.name)))
+                .await
+                .context("cannot reach redis")?;
+            let webhook_queue =
+                Queue::connect_to(&target, tuned(QueueConfig::new(&config.webhooks.queue)))
+                    .await
+                    .context("cannot reach redis")?;
+            webhooks.push(Arc::new(
+                webhooks::Webhooks::new(store(config)?, webhook_queue.clone(), &config.webhooks)
+                    .context("cannot make the webhook HTTP client")?,
+            ));
+            queues.push(queue);
+            webhook_queues.push(webhook_queue);
+        }
         let sweeper = sweeper::Sweeper::new(
             store(config)?,
             format!(
@@ -218,12 +233,15 @@ impl WorkerApp {
         let listener = TcpListener::bind(w.listen)
             .await
             .with_context(|| format!("cannot listen on {}", w.listen))?;
+        // Each partition has its own fetch loop, so none waits behind another's backlog;
+        // the process's concurrency is shared out between them.
+        let share = |total: usize| total.div_ceil(partitions.count()).max(1);
         Ok(WorkerApp {
-            queue,
+            queues,
             pipeline,
-            webhook_queue,
+            webhook_queues,
             webhooks,
-            webhook_concurrency: config.webhooks.concurrency,
+            webhook_concurrency: share(config.webhooks.concurrency),
             sweeper,
             listener,
             attention: (
@@ -234,7 +252,7 @@ impl WorkerApp {
                 target,
                 config.redis.allow_eviction,
             ),
-            concurrency: w.concurrency,
+            concurrency: share(w.concurrency),
             grace: Duration::from_secs(w.shutdown_grace_secs),
         })
     }
@@ -262,34 +280,63 @@ impl WorkerApp {
                 })
                 .await
         });
-        let reporter =
-            flint_queue::metrics::spawn_reporter(self.queue.clone(), Duration::from_secs(5));
+        let reporters: Vec<_> = self
+            .queues
+            .iter()
+            .map(|queue| {
+                flint_queue::metrics::spawn_reporter(queue.clone(), Duration::from_secs(5))
+            })
+            .collect();
         let webhook_reporter =
-            webhooks::spawn_reporter(self.webhook_queue.clone(), Duration::from_secs(5));
+            webhooks::spawn_reporter(self.webhook_queues.clone(), Duration::from_secs(5));
         let attention_reporter = sweeper::spawn_attention_reporter(
             self.attention.0,
             self.attention.1,
             Duration::from_secs(5),
         );
         let sweeper = tokio::spawn(self.sweeper.run(stop_rx.clone()));
-        let backend = self.queue.backend::<ChargeJob>();
-        let name = format!("charge-{}", backend.consumer());
-        let worker = WorkerBuilder::new(name)
-            .backend(backend)
-            .data(self.pipeline)
-            .concurrency(self.concurrency)
-            .build(charge_job::<StripeClient>);
-        let hook_backend = self
-            .webhook_queue
-            .backend::<flint_shared::webhook::job::WebhookJob>();
-        let hook_name = format!("webhooks-{}", hook_backend.consumer());
-        let hook_worker = WorkerBuilder::new(hook_name)
-            .backend(hook_backend)
-            .data(self.webhooks)
-            .concurrency(self.webhook_concurrency)
-            .build(webhooks::webhook_job);
-        let mut worker_stop = stop_rx.clone();
-        let mut hook_stop = stop_rx.clone();
+        // A charge worker and a webhook worker per partition, all stopped by the same signal.
+        let mut runs: Vec<Run> = Vec::new();
+        for (queue, (webhook_queue, webhooks)) in self
+            .queues
+            .iter()
+            .zip(self.webhook_queues.iter().zip(self.webhooks))
+        {
+            let backend = queue.backend::<ChargeJob>();
+            let name = format!("charge-{}", backend.consumer());
+            let worker = WorkerBuilder::new(name)
+                .backend(backend)
+                .data(self.pipeline.clone())
+                .concurrency(self.concurrency)
+                .build(charge_job::<StripeClient>);
+            let mut stop = stop_rx.clone();
+            runs.push(Box::pin(async move {
+                worker
+                    .run_until(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .await
+                    .context("charge worker")
+            }));
+            let hook_backend = webhook_queue.backend::<flint_shared::webhook::job::WebhookJob>();
+            let hook_name = format!("webhooks-{}", hook_backend.consumer());
+            let hook_worker = WorkerBuilder::new(hook_name)
+                .backend(hook_backend)
+                .data(webhooks)
+                .concurrency(self.webhook_concurrency)
+                .build(webhooks::webhook_job);
+            let mut stop = stop_rx.clone();
+            runs.push(Box::pin(async move {
+                hook_worker
+                    .run_until(async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                        Ok::<(), std::io::Error>(())
+                    })
+                    .await
+                    .context("webhook worker")
+            }));
+        }
         let grace = self.grace;
         tokio::spawn(async move {
             shutdown.await;
@@ -299,18 +346,12 @@ impl WorkerApp {
             );
             let _ = stop_tx.send(true);
         });
-        let charges = worker.run_until(async move {
-            let _ = worker_stop.wait_for(|s| *s).await;
-            Ok::<(), std::io::Error>(())
-        });
-        let deliveries = hook_worker.run_until(async move {
-            let _ = hook_stop.wait_for(|s| *s).await;
-            Ok::<(), std::io::Error>(())
-        });
         let run = async {
-            let (charges, deliveries) = tokio::join!(charges, deliveries);
-            charges.context("charge worker")?;
-            deliveries.context("webhook worker")
+            futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .collect::<anyhow::Result<Vec<()>>>()
+                .map(|_| ())
         };
         let mut deadline_stop = stop_rx;
         tokio::select! {
@@ -320,7 +361,9 @@ impl WorkerApp {
                 tokio::time::sleep(grace).await;
             } => tracing::warn!("grace period over; remaining attempts are released with their leases"),
         }
-        reporter.abort();
+        for reporter in reporters {
+            reporter.abort();
+        }
         webhook_reporter.abort();
         attention_reporter.abort();
         let _ = sweeper.await;

@@ -68,8 +68,18 @@ pub struct Tick {
     /// Payments moved to `requires_attention` because their job kept being lost.
     pub given_up: Vec<String>,
     pub reaped: u64,
-    /// Set when this tick finished a whole walk: the payments requiring attention.
+    /// Set when this tick finished a whole walk of a partition, once every partition was
+    /// walked whole: the payments requiring attention, by each partition's last whole walk.
     pub requiring_attention: Option<u64>,
+}
+
+/// Where each partition's walk stands.
+#[derive(Debug, Default)]
+struct Walks {
+    /// Payments requiring attention counted so far in each partition's current walk.
+    so_far: Vec<u64>,
+    /// The count of each partition's last whole walk.
+    whole: Vec<Option<u64>>,
 }
 
 #[derive(Debug)]
@@ -78,18 +88,21 @@ pub struct Sweeper {
     holder: String,
     interval: Duration,
     limits: Limits,
-    /// Payments requiring attention counted so far in the current walk.
-    attention_so_far: std::sync::Mutex<u64>,
+    walks: std::sync::Mutex<Walks>,
 }
 
 impl Sweeper {
     pub fn new(store: Store, holder: String, interval: Duration) -> Sweeper {
+        let partitions = store.partitions().count();
         Sweeper {
             store,
             holder,
             interval,
             limits: Limits::default(),
-            attention_so_far: std::sync::Mutex::new(0),
+            walks: std::sync::Mutex::new(Walks {
+                so_far: vec![0; partitions],
+                whole: vec![None; partitions],
+            }),
         }
     }
 
@@ -121,39 +134,24 @@ impl Sweeper {
             swept: true,
             ..Tick::default()
         };
-        let mut cursor = self.store.sweep_cursor().await?;
-        for _ in 0..self.limits.batches_per_tick {
-            let batch = self
-                .store
-                .sweep_batch(cursor.as_deref(), self.limits.batch)
-                .await?;
-            tick.scanned += batch.scanned;
-            *self
-                .attention_so_far
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) += batch.requiring_attention;
-            for (id, status) in batch.without_job {
-                self.repair(&id, status, now, &mut tick).await?;
-            }
-            cursor = batch.next;
-            if cursor.is_none() {
-                let total = std::mem::take(
-                    &mut *self
-                        .attention_so_far
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner()),
-                );
-                tick.requiring_attention = Some(total);
-                break;
+        let mut walked_whole = false;
+        // Every partition each tick, each within the same limits.
+        for partition in 0..self.store.partitions().count() {
+            walked_whole |= self.walk(partition, now, &mut tick).await?;
+            for _ in 0..self.limits.reap_calls_per_tick {
+                let reaped = self
+                    .store
+                    .reap(partition, now, self.limits.reap_batch)
+                    .await?;
+                tick.reaped += reaped;
+                if reaped < self.limits.reap_batch as u64 {
+                    break;
+                }
             }
         }
-        self.store.set_sweep_cursor(cursor.as_deref()).await?;
-        for _ in 0..self.limits.reap_calls_per_tick {
-            let reaped = self.store.reap(now, self.limits.reap_batch).await?;
-            tick.reaped += reaped;
-            if reaped < self.limits.reap_batch as u64 {
-                break;
-            }
+        if walked_whole {
+            let walks = self.walks.lock().unwrap_or_else(|e| e.into_inner());
+            tick.requiring_attention = walks.whole.iter().copied().sum::<Option<u64>>();
         }
         metrics::counter!(catalogue::SWEEPER_CHECKED.name).increment(tick.scanned);
         if tick.reaped > 0 {
@@ -163,6 +161,42 @@ impl Sweeper {
             );
         }
         Ok(tick)
+    }
+
+    /// Walks up to `batches_per_tick` batches of `partition` from where its walk stopped;
+    /// whether the walk ended (and starts over next time).
+    async fn walk(
+        &self,
+        partition: usize,
+        now: Timestamp,
+        tick: &mut Tick,
+    ) -> Result<bool, StoreError> {
+        let mut cursor = self.store.sweep_cursor(partition).await?;
+        let mut ended = false;
+        for _ in 0..self.limits.batches_per_tick {
+            let batch = self
+                .store
+                .sweep_batch(partition, cursor.as_deref(), self.limits.batch)
+                .await?;
+            tick.scanned += batch.scanned;
+            self.walks.lock().unwrap_or_else(|e| e.into_inner()).so_far[partition] +=
+                batch.requiring_attention;
+            for (id, status) in batch.without_job {
+                self.repair(&id, status, now, tick).await?;
+            }
+            cursor = batch.next;
+            if cursor.is_none() {
+                let mut walks = self.walks.lock().unwrap_or_else(|e| e.into_inner());
+                let total = std::mem::take(&mut walks.so_far[partition]);
+                walks.whole[partition] = Some(total);
+                ended = true;
+                break;
+            }
+        }
+        self.store
+            .set_sweep_cursor(partition, cursor.as_deref())
+            .await?;
+        Ok(ended)
     }
 
     async fn repair(

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use flint_shared::ids::PaymentId;
 use flint_shared::payment::store::Created;
 use flint_shared::payment::{CreatePaymentRequest, Payment};
 use flint_shared::time::Timestamp;
@@ -106,7 +105,10 @@ pub async fn create(
         .validate(now)
         .map_err(|e| ApiError::invalid(e.code, e.param, e.message))?;
     let purpose = new.purpose;
-    let payment = Payment::create(PaymentId::generate(), new, now);
+    // An id of the idempotency key's partition: the create claims the key and writes the
+    // payment in one script, so both must live in one slot.
+    let id = app.store.partitions().payment_id_for(&tenant.id, &key);
+    let payment = Payment::create(id, new, now);
     // Counted and logged once the payment is written, before replicas are waited for: a
     // create answered `storage_not_replicated` exists all the same (its retry is a replay).
     let counted = |payment: &Payment| {

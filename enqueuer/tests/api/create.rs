@@ -4,7 +4,15 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
+crate::helpers::in_both_layouts!(
+    a_created_payment_is_pending_stored_and_queued,
+    the_same_key_and_body_return_the_same_payment_marked_as_replayed,
+    the_same_key_with_another_body_is_a_409,
+    idempotency_keys_are_per_tenant,
+    concurrent_creates_with_one_key_make_exactly_one_payment,
+    a_future_charge_at_schedules_the_first_attempt,
+);
+
 async fn a_created_payment_is_pending_stored_and_queued() {
     let app = spawn_app().await;
     let r = app.create("order-1", &body()).await;
@@ -29,7 +37,6 @@ async fn a_created_payment_is_pending_stored_and_queued() {
     assert_eq!(app.stats().await.ready, 1, "its charge job is queued");
 }
 
-#[tokio::test]
 async fn the_same_key_and_body_return_the_same_payment_marked_as_replayed() {
     let app = spawn_app().await;
     let first = app.create("order-2", &body()).await;
@@ -40,7 +47,6 @@ async fn the_same_key_and_body_return_the_same_payment_marked_as_replayed() {
     assert_eq!(app.stats().await.ready, 1, "one job, not two");
 }
 
-#[tokio::test]
 async fn the_same_key_with_another_body_is_a_409() {
     let app = spawn_app().await;
     app.create("order-3", &body()).await;
@@ -56,7 +62,6 @@ async fn the_same_key_with_another_body_is_a_409() {
     assert_eq!(app.create("order-3", &reordered).await.status, 202);
 }
 
-#[tokio::test]
 async fn idempotency_keys_are_per_tenant() {
     let app = spawn_app().await;
     let a = app.create_as(KEY_A, "shared-key", &body()).await;
@@ -66,7 +71,6 @@ async fn idempotency_keys_are_per_tenant() {
     assert_eq!(b.header("idempotent-replayed"), None);
 }
 
-#[tokio::test]
 async fn concurrent_creates_with_one_key_make_exactly_one_payment() {
     let app = spawn_app().await;
     let answers = futures_join(&app, 24).await;
@@ -110,7 +114,6 @@ async fn futures_join(app: &TestApp, n: usize) -> Vec<Answer> {
     out
 }
 
-#[tokio::test]
 async fn a_future_charge_at_schedules_the_first_attempt() {
     let app = spawn_app().await;
     let at = SystemTime::now() + Duration::from_secs(3600);

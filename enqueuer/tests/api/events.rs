@@ -4,6 +4,15 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+crate::helpers::in_both_layouts!(
+    each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it,
+    pages_of_events_carry_on_from_their_cursor_to_the_end,
+    a_tenant_sees_only_its_own_events,
+    bad_event_queries_name_the_parameter_and_change_nothing,
+    every_change_records_who_asked_for_it_and_why,
+    a_finished_payments_events_share_its_backstop_expiry,
+);
+
 fn ids(page: &Value) -> Vec<String> {
     page["data"]
         .as_array()
@@ -22,7 +31,6 @@ fn types(page: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it() {
     let app = spawn_app().await;
     let first = app.create("e-1", &body()).await.id();
@@ -92,7 +100,6 @@ async fn each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it() {
     assert_eq!(ids(&page.body).len(), 1);
 }
 
-#[tokio::test]
 async fn pages_of_events_carry_on_from_their_cursor_to_the_end() {
     let app = spawn_app().await;
     let mut made = Vec::new();
@@ -140,7 +147,6 @@ async fn pages_of_events_carry_on_from_their_cursor_to_the_end() {
     assert_eq!(page.body["has_more"], false);
 }
 
-#[tokio::test]
 async fn a_tenant_sees_only_its_own_events() {
     let app = spawn_app().await;
     let id = app.create("mine", &body()).await.id();
@@ -163,7 +169,6 @@ async fn a_tenant_sees_only_its_own_events() {
     assert_eq!(anonymous.status(), 401);
 }
 
-#[tokio::test]
 async fn bad_event_queries_name_the_parameter_and_change_nothing() {
     let app = spawn_app().await;
     app.create("one", &body()).await;
@@ -210,7 +215,6 @@ async fn bad_event_queries_name_the_parameter_and_change_nothing() {
     assert_eq!(ids(&page.body).len(), 1);
 }
 
-#[tokio::test]
 async fn every_change_records_who_asked_for_it_and_why() {
     let app = spawn_app().await;
     let id = app.create("who", &body()).await.id();
@@ -293,7 +297,6 @@ async fn every_change_records_who_asked_for_it_and_why() {
     assert_eq!(timeline.last().unwrap()["initiated_by"]["id"], "dunning");
 }
 
-#[tokio::test]
 async fn a_finished_payments_events_share_its_backstop_expiry() {
     let app = spawn_app().await;
     let id = app.create("ttl", &body()).await.id();
@@ -311,7 +314,7 @@ async fn a_finished_payments_events_share_its_backstop_expiry() {
         }
     };
     assert_eq!(
-        ttl(format!("flint:{{charges}}:evt:{created}")).await,
+        ttl(format!("{}:evt:{created}", app.prefix_of(&id))).await,
         -1,
         "a live payment's events stay"
     );
@@ -319,8 +322,8 @@ async fn a_finished_payments_events_share_its_backstop_expiry() {
         .await;
     let page = app.get(&format!("/v1/events?payment={id}")).await;
     for event in ids(&page.body) {
-        let left = ttl(format!("flint:{{charges}}:evt:{event}")).await;
-        let record = ttl(format!("flint:{{charges}}:pay:{id}")).await;
+        let left = ttl(format!("{}:evt:{event}", app.prefix_of(&id))).await;
+        let record = ttl(app.payment_key(&id)).await;
         assert!(
             left > 0 && (left - record).abs() <= 1,
             "{event}: {left} s, record {record} s"

@@ -3,6 +3,7 @@ use std::time::Duration;
 use flint_enqueuer::Application;
 use flint_queue::{Queue, QueueConfig, QueueStats};
 use flint_shared::config::{Config, Secret, TenantConfig};
+use flint_shared::partition::Partitions;
 use flint_testkit::redis::RedisServer;
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -15,8 +16,46 @@ pub struct TestApp {
     pub base: String,
     pub redis: RedisServer,
     pub http: reqwest::Client,
-    pub queue: Queue,
+    /// The charge queue's partitions, in partition order.
+    pub queues: Vec<Queue>,
+    pub partitions: Partitions,
 }
+
+thread_local! {
+    /// `[queue] partitions` of the apps this test thread spawns ([`in_partitions`]).
+    static PARTITIONS: std::cell::Cell<u16> = const { std::cell::Cell::new(1) };
+}
+
+/// Apps spawned on this thread from now on spread payments over `count` partitions.
+pub fn in_partitions(count: u16) {
+    PARTITIONS.with(|p| p.set(count));
+}
+
+/// Runs each named test (an `async fn` of this module) twice: with one partition, and with
+/// three (the merge of listings, ids drawn into their key's partition, endpoints marked in
+/// every partition).
+macro_rules! in_both_layouts {
+    ($($name:ident),* $(,)?) => {
+        mod one_partition {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name().await;
+                }
+            )*
+        }
+        mod three_partitions {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    crate::helpers::in_partitions(3);
+                    super::$name().await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use in_both_layouts;
 
 pub fn tenant(id: &str, key: &str) -> TenantConfig {
     TenantConfig {
@@ -36,15 +75,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.redis.url = Secret::new(redis.url());
     config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
     config.tenants = vec![tenant("acme", KEY_A), tenant("globex", KEY_B)];
+    config.queue.partitions = PARTITIONS.with(std::cell::Cell::get);
     adjust(&mut config);
     let app = Application::build(&config)
         .await
         .expect("the enqueuer binds port 0");
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run(std::future::pending()));
-    let queue = Queue::connect(&redis.url(), QueueConfig::new("charges"))
-        .await
-        .unwrap();
+    let partitions = Partitions::new(&config.queue.name, config.queue.partitions);
+    let mut queues = Vec::new();
+    for (p, tag) in (0u16..).zip(partitions.tags()) {
+        let queue_config = QueueConfig::new(&config.queue.name).in_partition(p, tag.clone());
+        queues.push(Queue::connect(&redis.url(), queue_config).await.unwrap());
+    }
     TestApp {
         base,
         redis,
@@ -52,7 +95,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap(),
-        queue,
+        queues,
+        partitions,
     }
 }
 
@@ -169,8 +213,30 @@ impl TestApp {
         .await
     }
 
+    /// The charge queue's depth, summed over its partitions.
     pub async fn stats(&self) -> QueueStats {
-        self.queue.stats().await.unwrap()
+        let mut sum = QueueStats::default();
+        for queue in &self.queues {
+            let s = queue.stats().await.unwrap();
+            sum.ready += s.ready;
+            sum.leased += s.leased;
+            sum.delayed += s.delayed;
+            sum.dead += s.dead;
+        }
+        sum
+    }
+
+    /// `flint:{<tag>}`: the start of the keys of payment `id`'s partition.
+    pub fn prefix_of(&self, payment: &str) -> String {
+        format!(
+            "flint:{{{}}}",
+            self.partitions.tag(self.partitions.of_payment(payment))
+        )
+    }
+
+    /// The key of payment `id`'s record.
+    pub fn payment_key(&self, id: &str) -> String {
+        format!("{}:pay:{id}", self.prefix_of(id))
     }
 
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
@@ -184,7 +250,7 @@ impl TestApp {
     /// Puts a stored payment into `status` with `attempts` (all finished), as a worker would.
     pub async fn force_status(&self, id: &str, status: &str, attempts: usize) {
         let mut conn = self.redis().await;
-        let key = format!("flint:{{charges}}:pay:{id}");
+        let key = self.payment_key(id);
         let data: String = redis::cmd("HGET")
             .arg(&key)
             .arg("d")

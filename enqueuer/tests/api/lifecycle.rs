@@ -2,7 +2,15 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-#[tokio::test]
+crate::helpers::in_both_layouts!(
+    canceling_a_pending_payment_cancels_it_and_its_scheduled_job,
+    canceling_during_processing_stops_further_attempts_and_says_so,
+    finished_payments_cannot_be_canceled,
+    resuming_a_paused_payment_queues_it_again_with_the_new_method,
+    retry_now_moves_a_scheduled_retry_to_now,
+    only_paused_or_retrying_payments_resume,
+);
+
 async fn canceling_a_pending_payment_cancels_it_and_its_scheduled_job() {
     let app = spawn_app().await;
     let mut b = body();
@@ -36,13 +44,13 @@ async fn canceling_a_pending_payment_cancels_it_and_its_scheduled_job() {
     // index entries), and the record's own TTL, a week later, is the backstop.
     let mut conn = app.redis().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("flint:{{charges}}:pay:{id}"))
+        .arg(app.payment_key(&id))
         .query_async(&mut conn)
         .await
         .unwrap();
     assert!(ttl > 36 * 86_400 && ttl <= 37 * 86_400, "{ttl}");
     let reap_at: f64 = redis::cmd("ZSCORE")
-        .arg("flint:{charges}:expiring")
+        .arg(format!("{}:expiring", app.prefix_of(&id)))
         .arg(&id)
         .query_async(&mut conn)
         .await
@@ -55,7 +63,6 @@ async fn canceling_a_pending_payment_cancels_it_and_its_scheduled_job() {
     assert!((in_30_days - reap_at).abs() < 60_000.0, "{reap_at}");
 }
 
-#[tokio::test]
 async fn canceling_during_processing_stops_further_attempts_and_says_so() {
     let app = spawn_app().await;
     let id = app.create("c2", &body()).await.id();
@@ -68,7 +75,6 @@ async fn canceling_during_processing_stops_further_attempts_and_says_so() {
     assert_eq!(r.body["cancel_requested"], true);
 }
 
-#[tokio::test]
 async fn finished_payments_cannot_be_canceled() {
     let app = spawn_app().await;
     let id = app.create("c3", &body()).await.id();
@@ -85,15 +91,18 @@ async fn finished_payments_cannot_be_canceled() {
     );
 }
 
-#[tokio::test]
 async fn resuming_a_paused_payment_queues_it_again_with_the_new_method() {
     let app = spawn_app().await;
     let id = app.create("r1", &body()).await.id();
     // The first job ran (a worker took it): the queue is empty, the payment paused.
     let mut conn = app.redis().await;
+    let queue = flint_queue::keys::Keys::of_partition(
+        app.partitions.tag(app.partitions.of_payment(&id)),
+        "charges",
+    );
     let () = redis::cmd("DEL")
-        .arg("flint:{charges}:stream")
-        .arg("flint:{charges}:ids")
+        .arg(&queue.stream)
+        .arg(&queue.ids)
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -114,7 +123,6 @@ async fn resuming_a_paused_payment_queues_it_again_with_the_new_method() {
     assert_eq!(app.stats().await.ready, 1, "queued again");
 }
 
-#[tokio::test]
 async fn retry_now_moves_a_scheduled_retry_to_now() {
     let app = spawn_app().await;
     let mut b = body();
@@ -143,7 +151,6 @@ async fn retry_now_moves_a_scheduled_retry_to_now() {
     );
 }
 
-#[tokio::test]
 async fn only_paused_or_retrying_payments_resume() {
     let app = spawn_app().await;
     let id = app.create("r3", &body()).await.id();

@@ -2,6 +2,11 @@ use serde_json::json;
 
 use crate::helpers::*;
 
+crate::helpers::in_both_layouts!(
+    payments_list_newest_first_with_cursors_and_filters,
+    bad_list_queries_are_400s_naming_the_parameter,
+);
+
 fn ids(a: &Answer) -> Vec<String> {
     a.body["data"]
         .as_array()
@@ -11,7 +16,6 @@ fn ids(a: &Answer) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn payments_list_newest_first_with_cursors_and_filters() {
     let app = spawn_app().await;
     let mut created = Vec::new();
@@ -66,7 +70,6 @@ async fn payments_list_newest_first_with_cursors_and_filters() {
     assert_eq!(ids(&pending_odd).len(), 2);
 }
 
-#[tokio::test]
 async fn bad_list_queries_are_400s_naming_the_parameter() {
     let app = spawn_app().await;
     for (query, param) in [

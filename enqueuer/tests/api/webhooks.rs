@@ -5,6 +5,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+crate::helpers::in_both_layouts!(
+    an_endpoint_is_made_listed_changed_rotated_and_deleted_with_its_secret_shown_only_twice,
+    bad_endpoints_name_the_field_and_change_nothing,
+    a_tenant_has_at_most_sixteen_endpoints_and_sees_only_its_own,
+    events_are_queued_for_delivery_only_while_an_endpoint_wants_them,
+);
+
 const URL: &str = "https://hooks.example.com/flint";
 
 async fn endpoint(app: &TestApp, events: Value) -> Answer {
@@ -15,7 +22,6 @@ async fn endpoint(app: &TestApp, events: Value) -> Answer {
     .await
 }
 
-#[tokio::test]
 async fn an_endpoint_is_made_listed_changed_rotated_and_deleted_with_its_secret_shown_only_twice() {
     let app = spawn_app().await;
     let made = endpoint(&app, json!(["*"])).await;
@@ -75,7 +81,6 @@ async fn an_endpoint_is_made_listed_changed_rotated_and_deleted_with_its_secret_
     assert_eq!(again.status, 404, "an update never brings an endpoint back");
 }
 
-#[tokio::test]
 async fn bad_endpoints_name_the_field_and_change_nothing() {
     let app = spawn_app().await;
     let cases = [
@@ -143,7 +148,6 @@ async fn bad_endpoints_name_the_field_and_change_nothing() {
     }
 }
 
-#[tokio::test]
 async fn a_tenant_has_at_most_sixteen_endpoints_and_sees_only_its_own() {
     let app = spawn_app().await;
     let mut ids = Vec::new();
@@ -188,18 +192,22 @@ async fn a_tenant_has_at_most_sixteen_endpoints_and_sees_only_its_own() {
     assert_eq!(mine.body["disabled"], false);
 }
 
+/// Webhook jobs waiting or running, in every partition.
 async fn webhook_jobs(app: &TestApp) -> u64 {
-    let queue = Queue::connect(
-        &app.redis.url(),
-        QueueConfig::new("webhooks").in_slot_of("charges"),
-    )
-    .await
-    .unwrap();
-    let stats = queue.stats().await.unwrap();
-    stats.ready + stats.delayed + stats.leased
+    let mut jobs = 0;
+    for (p, tag) in (0u16..).zip(app.partitions.tags()) {
+        let queue = Queue::connect(
+            &app.redis.url(),
+            QueueConfig::new("webhooks").in_partition(p, tag.clone()),
+        )
+        .await
+        .unwrap();
+        let stats = queue.stats().await.unwrap();
+        jobs += stats.ready + stats.delayed + stats.leased;
+    }
+    jobs
 }
 
-#[tokio::test]
 async fn events_are_queued_for_delivery_only_while_an_endpoint_wants_them() {
     let app = spawn_app().await;
     app.create("before", &body()).await;

@@ -92,23 +92,25 @@ pub async fn depth_is_exported_as_prometheus_gauges(env: Env) {
     let queue = env.queue(config(&name)).await;
     queue.push_batch((0..4).map(job).collect()).await.unwrap();
     let stats = queue.stats().await.unwrap();
-    metrics::with_local_recorder(&recorder, || flint_queue::metrics::record(&name, &stats));
+    metrics::with_local_recorder(&recorder, || {
+        flint_queue::metrics::record(queue.config(), &stats);
+    });
     let text = handle.render();
     assert!(
         text.contains(&format!(
-            r#"flint_queue_jobs{{queue="{name}",state="ready"}} 4"#
+            r#"flint_queue_jobs{{queue="{name}",partition="0",state="ready"}} 4"#
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            r#"flint_queue_jobs{{queue="{name}",state="dead"}} 0"#
+            r#"flint_queue_jobs{{queue="{name}",partition="0",state="dead"}} 0"#
         )),
         "{text}"
     );
     assert!(
         text.contains(&format!(
-            r#"flint_queue_oldest_ready_age_seconds{{queue="{name}"}}"#
+            r#"flint_queue_oldest_ready_age_seconds{{queue="{name}",partition="0"}}"#
         )),
         "{text}"
     );

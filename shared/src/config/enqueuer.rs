@@ -22,8 +22,9 @@ pub struct EnqueuerConfig {
     pub rate_limit_per_second: u32,
     /// Requests one key may send in a burst.
     pub rate_limit_burst: u32,
-    /// The queue charge jobs go to (keys `flint:{queue}:…`).
-    pub queue: String,
+    /// Moved to `[queue] name`; set here, the configuration is refused with that message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 impl Default for EnqueuerConfig {
@@ -35,7 +36,7 @@ impl Default for EnqueuerConfig {
             payment_retention_days: 30,
             rate_limit_per_second: 200,
             rate_limit_burst: 400,
-            queue: "charges".to_owned(),
+            queue: None,
         }
     }
 }
@@ -78,17 +79,17 @@ impl EnqueuerConfig {
                 "rate and burst must be at least 1",
             ));
         }
-        if !valid_name(&self.queue) {
+        if self.queue.is_some() {
             return Err(ConfigError::invalid(
                 "enqueuer.queue",
-                "must be 1–64 characters of a-z, 0-9, _ or -",
+                "moved to [queue] name (one section read by the enqueuer and the workers)",
             ));
         }
         Ok(())
     }
 }
 
-fn valid_name(s: &str) -> bool {
+pub(super) fn valid_name(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')

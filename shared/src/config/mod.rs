@@ -12,6 +12,7 @@
 //! [`Secret`]s: they cannot be printed by `Debug` or serialized.
 
 mod enqueuer;
+mod queue;
 mod sandbox;
 mod secret;
 mod webhooks;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::redis_target::RedisTarget;
 
 pub use enqueuer::{EnqueuerConfig, TenantConfig};
+pub use queue::QueueConfig;
 pub use sandbox::{ErrorRates, FaultConfig, RateLimiterConfig, SandboxConfig};
 pub use secret::{REDACTED, Secret};
 pub use webhooks::WebhooksConfig;
@@ -39,6 +41,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub sandbox: SandboxConfig,
     pub enqueuer: EnqueuerConfig,
+    pub queue: QueueConfig,
     pub worker: WorkerConfig,
     pub processor: ProcessorConfig,
     pub webhooks: WebhooksConfig,
@@ -301,13 +304,14 @@ impl Config {
         self.redis.validate()?;
         self.sandbox.validate()?;
         self.enqueuer.validate()?;
+        self.queue.validate()?;
         self.worker.validate()?;
         self.processor.validate()?;
         self.webhooks.validate()?;
-        if self.webhooks.queue == self.worker.queue {
+        if self.webhooks.queue == self.queue.name {
             return Err(ConfigError::invalid(
                 "webhooks.queue",
-                "must differ from worker.queue (deliveries have their own queue)",
+                "must differ from queue.name (deliveries have their own queue)",
             ));
         }
         enqueuer::validate_tenants(&self.tenants)

@@ -13,8 +13,9 @@ pub struct WorkerConfig {
     pub listen: SocketAddr,
     /// Charge attempts in flight per worker process.
     pub concurrency: usize,
-    /// The queue charge jobs come from (the enqueuer's `[enqueuer] queue`).
-    pub queue: String,
+    /// Moved to `[queue] name`; set here, the configuration is refused with that message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
     /// A job's lease: a dead worker's jobs run elsewhere after this.
     pub lease_secs: u64,
     /// Waits before retry 1, 2, 3, … after a soft decline (the last repeats).
@@ -45,7 +46,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             concurrency: 64,
-            queue: "charges".to_owned(),
+            queue: None,
             lease_secs: 15,
             retry_delays_ms: vec![3_600_000, 21_600_000, 86_400_000, 259_200_000],
             shutdown_grace_secs: 25,
@@ -92,6 +93,12 @@ impl Default for ProcessorConfig {
 
 impl WorkerConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if self.queue.is_some() {
+            return Err(ConfigError::invalid(
+                "worker.queue",
+                "moved to [queue] name (one section read by the enqueuer and the workers)",
+            ));
+        }
         if let Some(name) = &self.name
             && (name.is_empty()
                 || name.len() > 253

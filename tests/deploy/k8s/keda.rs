@@ -46,11 +46,24 @@ const PROMETHEUS_METADATA: &[&str] = &[
 fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
     for r in both() {
         let config = effective_config(&r, "worker");
-        let queue = config.get("queue", "worker");
+        let queue = config.get("name", "queue");
+        let partitions = flint_shared::partition::Partitions::new(
+            &queue,
+            u16::try_from(config.number("partitions", "queue")).expect("a partition count"),
+        );
         let webhooks = config.get("queue", "webhooks");
         let concurrency = config.number("concurrency", "worker");
-        let charges_stream = flint_queue::keys::Keys::new(&queue).stream;
-        let webhooks_stream = flint_queue::keys::Keys::in_slot(&queue, &webhooks).stream;
+        // Each partition's charge and webhook streams.
+        let streams: Vec<(String, String)> = partitions
+            .tags()
+            .iter()
+            .map(|tag| {
+                (
+                    flint_queue::keys::Keys::of_partition(tag, &queue).stream,
+                    flint_queue::keys::Keys::in_slot(tag, &webhooks).stream,
+                )
+            })
+            .collect();
         let group = flint_queue::keys::GROUP;
 
         let scaled = r.of_kind("ScaledObject");
@@ -147,9 +160,10 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                 assert!(v.is_string(), "{}: trigger metadata {k} is a string", r.dir);
             }
         }
+        // On a Redis Cluster, KEDA's redis-cluster-streams scaler takes the same metadata.
         let redis: Vec<_> = triggers
             .iter()
-            .filter(|t| t["type"] == "redis-streams")
+            .filter(|t| t["type"] == "redis-streams" || t["type"] == "redis-cluster-streams")
             .collect();
         for t in &redis {
             let md = &t["metadata"];
@@ -202,58 +216,62 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                         .unwrap_or_else(|_| panic!("{field} {v} is a count"))
                 })
         };
-        let lag = target(&charges_stream, "lagCount").unwrap_or_else(|| {
-            panic!(
-                "{}: a redis-streams trigger on {charges_stream} (group {group}) scales on lagCount",
-                r.dir
-            )
-        });
-        assert!(lag >= 1, "{}: lagCount", r.dir);
-        assert!(
-            redis
-                .iter()
-                .any(|t| t["metadata"]["stream"] == charges_stream.as_str()
-                    && t["metadata"].get("lagCount").is_some()
-                    && t["metadata"].get("activationLagCount").is_some()),
-            "{}: the lag trigger sets activationLagCount",
-            r.dir
-        );
-        // KEDA uses lagCount over pendingEntriesCount in one trigger: pending entries need a
-        // trigger of their own.
-        let pending = redis
-            .iter()
-            .find(|t| {
-                t["metadata"]["stream"] == charges_stream.as_str()
-                    && t["metadata"].get("pendingEntriesCount").is_some()
-            })
-            .unwrap_or_else(|| {
+        for (charges_stream, webhooks_stream) in &streams {
+            let lag = target(charges_stream, "lagCount").unwrap_or_else(|| {
                 panic!(
-                    "{}: a redis-streams trigger on {charges_stream} scales on pendingEntriesCount",
+                    "{}: a redis-streams trigger on {charges_stream} (group {group}) scales on lagCount",
                     r.dir
                 )
             });
-        assert!(
-            pending["metadata"].get("lagCount").is_none(),
-            "{}: with lagCount set KEDA ignores pendingEntriesCount",
-            r.dir
-        );
-        let per_worker = target(&charges_stream, "pendingEntriesCount").expect("pending");
-        // A worker holds at most `concurrency` jobs: a higher target could never add workers.
-        assert!(
-            per_worker >= 1 && per_worker < concurrency,
-            "{}: pendingEntriesCount ({per_worker}) must be below [worker] concurrency \
-             ({concurrency}) to ever scale up",
-            r.dir
-        );
-        assert!(
-            target(&webhooks_stream, "lagCount").is_some(),
-            "{}: a redis-streams trigger on the webhook stream {webhooks_stream} scales on lagCount",
-            r.dir
-        );
+            assert!(lag >= 1, "{}: lagCount", r.dir);
+            assert!(
+                redis
+                    .iter()
+                    .any(|t| t["metadata"]["stream"] == charges_stream.as_str()
+                        && t["metadata"].get("lagCount").is_some()
+                        && t["metadata"].get("activationLagCount").is_some()),
+                "{}: the lag trigger sets activationLagCount",
+                r.dir
+            );
+            // KEDA uses lagCount over pendingEntriesCount in one trigger: pending entries need a
+            // trigger of their own.
+            let pending = redis
+                .iter()
+                .find(|t| {
+                    t["metadata"]["stream"] == charges_stream.as_str()
+                        && t["metadata"].get("pendingEntriesCount").is_some()
+                })
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{}: a redis-streams trigger on {charges_stream} scales on pendingEntriesCount",
+                        r.dir
+                    )
+                });
+            assert!(
+                pending["metadata"].get("lagCount").is_none(),
+                "{}: with lagCount set KEDA ignores pendingEntriesCount",
+                r.dir
+            );
+            let per_worker = target(charges_stream, "pendingEntriesCount").expect("pending");
+            // A worker holds at most `concurrency` jobs: a higher target could never add workers.
+            assert!(
+                per_worker >= 1 && per_worker < concurrency,
+                "{}: pendingEntriesCount ({per_worker}) must be below [worker] concurrency \
+                 ({concurrency}) to ever scale up",
+                r.dir
+            );
+            assert!(
+                target(webhooks_stream, "lagCount").is_some(),
+                "{}: a redis-streams trigger on the webhook stream {webhooks_stream} scales on lagCount",
+                r.dir
+            );
+        }
         for t in &redis {
             let stream = s(t, "/metadata/stream");
             assert!(
-                stream == charges_stream || stream == webhooks_stream,
+                streams
+                    .iter()
+                    .any(|(charges, webhooks)| stream == charges || stream == webhooks),
                 "{}: trigger on {stream}, which is not one of Flint's queues",
                 r.dir
             );

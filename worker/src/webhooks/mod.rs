@@ -328,19 +328,29 @@ pub fn zero_metrics() {
     }
 }
 
-pub fn spawn_reporter(queue: Queue, every: Duration) -> tokio::task::JoinHandle<()> {
+pub fn spawn_reporter(queues: Vec<Queue>, every: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            match queue.stats().await {
-                Ok(stats) => {
-                    flint_queue::metrics::record(&queue.config().name, &stats);
-                    metrics::gauge!(catalogue::WEBHOOK_PENDING.name)
-                        .set((stats.ready + stats.leased + stats.delayed) as f64);
-                    metrics::gauge!(catalogue::WEBHOOK_DEAD_LETTERS.name).set(stats.dead as f64);
+            // Summed over the partitions' webhook queues; a partial sum is not reported.
+            let (mut pending, mut dead, mut complete) = (0, 0, true);
+            for queue in &queues {
+                match queue.stats().await {
+                    Ok(stats) => {
+                        flint_queue::metrics::record(queue.config(), &stats);
+                        pending += stats.ready + stats.leased + stats.delayed;
+                        dead += stats.dead;
+                    }
+                    Err(e) => {
+                        complete = false;
+                        tracing::warn!(error = %e, "reading the webhook queue's depth failed");
+                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the webhook queue's depth failed"),
+            }
+            if complete {
+                metrics::gauge!(catalogue::WEBHOOK_PENDING.name).set(pending as f64);
+                metrics::gauge!(catalogue::WEBHOOK_DEAD_LETTERS.name).set(dead as f64);
             }
         }
     })

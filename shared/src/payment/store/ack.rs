@@ -199,12 +199,14 @@ impl Store {
     /// has not been sent.
     pub(super) async fn writer(&self) -> Result<Writer<'_>, StoreError> {
         let Some(acks) = &self.acks else {
+            // Through `conn`, which checks the partition count.
             return Ok(Writer {
                 conn: Conn::Shared(self.conn().await?),
                 pool: None,
                 reusable: true,
             });
         };
+        self.verify_partitions().await?;
         let slot = tokio::time::timeout(acks.timeout, acks.slots.acquire())
             .await
             .map_err(|_| StoreError::WritersBusy {
@@ -256,7 +258,7 @@ impl Store {
         let acked = async {
             if wrote == Wrote::Before {
                 let () = redis::cmd("SET")
-                    .arg(self.layout.ack_marker())
+                    .arg(self.first().ack_marker())
                     .arg("1")
                     .arg("PX")
                     .arg(MARKER_TTL_MS)

@@ -61,11 +61,16 @@ impl Store {
         mode: &str,
         expected: &str,
     ) -> Result<Written, StoreError> {
+        let id = endpoint.endpoint.id.as_str();
+        if mode == "create" {
+            // Before the endpoint exists anywhere, so that no partition can miss its events.
+            self.mirror_endpoint(tenant, id, true).await?;
+        }
         let mut conn = self.writer().await?;
         let outcome: String = self
             .scripts
             .endpoints
-            .key(self.layout.endpoints(tenant))
+            .key(self.first().endpoints(tenant))
             .arg(mode)
             .arg(endpoint.endpoint.id.as_str())
             .arg(serde_json::to_string(endpoint)?)
@@ -84,6 +89,13 @@ impl Store {
                 "webhook endpoint written on the primary without replicas' confirmation; answered as done"
             );
         }
+        if mode == "create"
+            && outcome != "ok"
+            && let Err(e) = self.mirror_endpoint(tenant, id, false).await
+        {
+            // A mark left behind costs dispatch jobs that find no endpoint; nothing is missed.
+            tracing::warn!(error = %e, tenant, webhook_endpoint_id = id, "removing the marks of an endpoint that was not created failed");
+        }
         Ok(match outcome.as_str() {
             "ok" => Written::Ok,
             "full" => Written::Full,
@@ -96,7 +108,7 @@ impl Store {
     pub async fn endpoints(&self, tenant: &str) -> Result<Vec<StoredEndpoint>, StoreError> {
         let mut conn = self.conn().await?;
         let values: Vec<String> = redis::cmd("HVALS")
-            .arg(self.layout.endpoints(tenant))
+            .arg(self.first().endpoints(tenant))
             .query_async(&mut conn)
             .await?;
         let mut endpoints = values
@@ -117,7 +129,7 @@ impl Store {
     ) -> Result<Option<ReadEndpoint>, StoreError> {
         let mut conn = self.conn().await?;
         let value: Option<String> = redis::cmd("HGET")
-            .arg(self.layout.endpoints(tenant))
+            .arg(self.first().endpoints(tenant))
             .arg(id)
             .query_async(&mut conn)
             .await?;
@@ -136,10 +148,14 @@ impl Store {
     pub async fn delete_endpoint(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         let mut conn = self.writer().await?;
         let removed: u64 = redis::cmd("HDEL")
-            .arg(self.layout.endpoints(tenant))
+            .arg(self.first().endpoints(tenant))
             .arg(id)
             .query_async(&mut conn)
             .await?;
+        // After the endpoint is gone (a delete repeated after a failure here removes them too).
+        if let Err(e) = self.mirror_endpoint(tenant, id, false).await {
+            tracing::warn!(error = %e, tenant, webhook_endpoint_id = id, "removing a deleted endpoint's marks from the other partitions failed");
+        }
         if removed > 0
             && let Some(e) = self.acknowledge_or_warn(conn).await
         {
@@ -161,10 +177,14 @@ impl Store {
         id: &EventId,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let Some((partition, _, _)) = self.find_event(id.as_str()).await? else {
+            return Ok(false);
+        };
+        let layout = self.partition(partition);
         let mut conn = self.writer().await?;
         let mut invocation = self.scripts.redeliver.prepare_invoke();
-        invocation.key(self.layout.event(id.as_str()));
-        for key in self.layout.webhooks.job_keys() {
+        invocation.key(layout.event(id.as_str()));
+        for key in layout.webhooks.job_keys() {
             invocation.key(key);
         }
         let job_id = format!("{id}:again:{}", crate::ids::random_token(12));
@@ -192,5 +212,28 @@ impl Store {
             );
         }
         Ok(outcome == "queued")
+    }
+
+    /// Marks (or unmarks) endpoint `id` in the tenant's endpoint hash of every partition but
+    /// the first, which holds the endpoints themselves. The payment scripts push an event's
+    /// dispatch job while their partition's hash exists, so each partition must know whether
+    /// the tenant has endpoints: marks are added before an endpoint is created and removed
+    /// after it is deleted, so a partition may briefly dispatch for nothing, never miss one.
+    async fn mirror_endpoint(&self, tenant: &str, id: &str, mark: bool) -> Result<(), StoreError> {
+        if self.layouts.len() == 1 {
+            return Ok(());
+        }
+        let conn = self.conn().await?;
+        let writes = self.layouts[1..].iter().map(|layout| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd(if mark { "HSET" } else { "HDEL" });
+            cmd.arg(layout.endpoints(tenant)).arg(id);
+            if mark {
+                cmd.arg("1");
+            }
+            async move { cmd.query_async::<u64>(&mut conn).await }
+        });
+        futures::future::try_join_all(writes).await?;
+        Ok(())
     }
 }

@@ -2,8 +2,8 @@
 //! payment's. Events are written only with the transitions that record them
 //! (`lua/events.lua`).
 
-use super::list::records;
-use super::{Store, StoreError};
+use super::list::{Listing, records};
+use super::{Layout, Store, StoreError};
 use crate::payment::EventKind;
 use crate::payment::event::Event;
 
@@ -34,13 +34,7 @@ pub struct EventFilter<'a> {
 impl Store {
     /// The tenant's event `id`; `None` when it does not exist or belongs to someone else.
     pub async fn event(&self, tenant: &str, id: &str) -> Result<Option<Event>, StoreError> {
-        let mut conn = self.conn().await?;
-        let (data, owner): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(self.layout.event(id))
-            .arg("d")
-            .arg("t")
-            .query_async(&mut conn)
-            .await?;
+        let (data, owner) = self.event_fields(id).await?;
         match (data, owner) {
             (Some(d), Some(t)) if t == tenant => Ok(Some(serde_json::from_str(&d)?)),
             _ => Ok(None),
@@ -50,12 +44,7 @@ impl Store {
     /// An event whatever its tenant (for workers): the event, and its JSON exactly as stored
     /// (what a webhook delivery sends and signs).
     pub async fn event_any(&self, id: &str) -> Result<Option<(Event, String)>, StoreError> {
-        let mut conn = self.conn().await?;
-        let data: Option<String> = redis::cmd("HGET")
-            .arg(self.layout.event(id))
-            .arg("d")
-            .query_async(&mut conn)
-            .await?;
+        let (data, _) = self.event_fields(id).await?;
         match data {
             Some(d) => Ok(Some((serde_json::from_str(&d)?, d))),
             None => Ok(None),
@@ -74,12 +63,13 @@ impl Store {
         let page = match filter.payment {
             Some(payment) => {
                 let mut conn = self.conn().await?;
+                let layout = self.of_payment(payment);
                 let reply: Vec<redis::Value> = self
                     .scripts
                     .events_of
-                    .key(self.layout.payment(payment))
+                    .key(layout.payment(payment))
                     .arg(tenant)
-                    .arg(self.layout.event_prefix())
+                    .arg(layout.event_prefix())
                     .arg(limit)
                     .arg(starting_after.unwrap_or(""))
                     .arg(filter.kind.map_or("", EventKind::as_str))
@@ -91,17 +81,19 @@ impl Store {
                 };
                 records(reply)?.ok_or(missing)
             }
-            None => self
-                .page(
-                    &self.layout.event_index(tenant, filter.kind),
-                    &self.layout.event_index(tenant, None),
+            None => {
+                let listing = Listing {
                     tenant,
-                    limit,
-                    starting_after,
-                    &self.layout.event_prefix(),
-                )
-                .await?
-                .ok_or(EventsMissing::Cursor),
+                    index: &|l: &Layout| l.event_index(tenant, filter.kind),
+                    all: &|l: &Layout| l.event_index(tenant, None),
+                    prefix: &|l: &Layout| l.event_prefix(),
+                    // Event ids do not name their partition.
+                    cursor_home: None,
+                };
+                self.page(&listing, limit, starting_after)
+                    .await?
+                    .ok_or(EventsMissing::Cursor)
+            }
         };
         Ok(match page {
             Ok((records, has_more)) => Ok(EventPage {
@@ -112,6 +104,42 @@ impl Store {
                 has_more,
             }),
             Err(missing) => Err(missing),
+        })
+    }
+
+    /// The event `id`'s JSON and tenant, and the partition holding it. Event ids do not name
+    /// their partition, so every partition is asked (at once); an event is in one only.
+    pub(super) async fn find_event(
+        &self,
+        id: &str,
+    ) -> Result<Option<(usize, String, String)>, StoreError> {
+        let conn = self.conn().await?;
+        let lookups = self.layouts.iter().map(|layout| {
+            let mut conn = conn.clone();
+            let key = layout.event(id);
+            async move {
+                redis::cmd("HMGET")
+                    .arg(key)
+                    .arg("d")
+                    .arg("t")
+                    .query_async::<(Option<String>, Option<String>)>(&mut conn)
+                    .await
+            }
+        });
+        let found = futures::future::try_join_all(lookups).await?;
+        Ok(found
+            .into_iter()
+            .enumerate()
+            .find_map(|(p, fields)| match fields {
+                (Some(d), Some(t)) => Some((p, d, t)),
+                _ => None,
+            }))
+    }
+
+    async fn event_fields(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {
+        Ok(match self.find_event(id).await? {
+            Some((_, d, t)) => (Some(d), Some(t)),
+            None => (None, None),
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Listing a tenant's payments and events: newest first, from the index that matches the
-//! filter, one script call per page whatever the filter.
+//! filter, one script call per partition and page whatever the filter. With several
+//! partitions each is asked for a page after the same cursor and the pages are merged
+//! ([`merge`]).
 
-use super::{Store, StoreError};
+use super::{Layout, Store, StoreError};
 use crate::payment::{Payment, Status};
 
 /// A page of payments.
@@ -15,6 +17,21 @@ pub struct Page {
 /// Records as stored (JSON), newest first, and whether more follow.
 pub(super) type Records = (Vec<String>, bool);
 
+/// Which index a listing reads, in every partition.
+pub(super) struct Listing<'a> {
+    /// Whose records: entries of another tenant's are skipped.
+    pub tenant: &'a str,
+    /// The index of the filter (ids by time).
+    pub index: &'a (dyn Fn(&Layout) -> String + Sync),
+    /// The tenant's index of all such records: where a cursor's position is looked up.
+    pub all: &'a (dyn Fn(&Layout) -> String + Sync),
+    /// The prefix of the records' keys (hashes with `d` and `t`).
+    pub prefix: &'a (dyn Fn(&Layout) -> String + Sync),
+    /// The partition the cursor must be in, when its id says (payments); `None` looks in
+    /// every partition (events).
+    pub cursor_home: Option<usize>,
+}
+
 impl Store {
     /// At most `limit` of the tenant's payments (of `customer`, in `status`), newest first,
     /// after the payment `starting_after`. `None` when the cursor is not one of the tenant's
@@ -27,17 +44,14 @@ impl Store {
         limit: usize,
         starting_after: Option<&str>,
     ) -> Result<Option<Page>, StoreError> {
-        let page = self
-            .page(
-                &self.layout.index(tenant, customer, status),
-                &self.layout.index(tenant, None, None),
-                tenant,
-                limit,
-                starting_after,
-                &self.layout.payment_prefix(),
-            )
-            .await?;
-        let Some((records, has_more)) = page else {
+        let listing = Listing {
+            tenant,
+            index: &|l: &Layout| l.index(tenant, customer, status),
+            all: &|l: &Layout| l.index(tenant, None, None),
+            prefix: &|l: &Layout| l.payment_prefix(),
+            cursor_home: starting_after.map(|id| self.partitions.of_payment(id)),
+        };
+        let Some((records, has_more)) = self.page(&listing, limit, starting_after).await? else {
             return Ok(None);
         };
         let payments = records
@@ -47,35 +61,142 @@ impl Store {
         Ok(Some(Page { payments, has_more }))
     }
 
-    /// A page of `index` (ids by time, records under `prefix` with `d` and `t` fields), after
-    /// `starting_after`, whose position is looked up in `all` (the tenant's index of every such
-    /// record). `None` when the cursor is not in `all`.
+    /// A page of `listing` after `starting_after`, merged over the partitions. `None` when the
+    /// cursor is not one of the tenant's records.
     pub(super) async fn page(
         &self,
-        index: &str,
-        all: &str,
-        tenant: &str,
+        listing: &Listing<'_>,
         limit: usize,
         starting_after: Option<&str>,
-        prefix: &str,
     ) -> Result<Option<Records>, StoreError> {
-        let mut conn = self.conn().await?;
+        let conn = self.conn().await?;
+        if self.layouts.len() == 1 {
+            // The script finds the cursor itself: one round trip.
+            let part = self
+                .page_of(conn, &self.layouts[0], listing, limit, starting_after, "")
+                .await?;
+            return Ok(part.map(|part| {
+                let has_more = part.has_more;
+                (part.entries.into_iter().map(|e| e.json).collect(), has_more)
+            }));
+        }
+        let score = match starting_after {
+            None => String::new(),
+            Some(cursor) => match self.cursor_score(listing, cursor).await? {
+                Some(score) => score,
+                None => return Ok(None),
+            },
+        };
+        let pages = self.layouts.iter().map(|layout| {
+            self.page_of(conn.clone(), layout, listing, limit, starting_after, &score)
+        });
+        let mut parts = Vec::with_capacity(self.layouts.len());
+        for part in futures::future::try_join_all(pages).await? {
+            // The cursor's score is given, so no partition looks it up and none says missing.
+            parts.push(part.unwrap_or_default());
+        }
+        Ok(Some(merge(parts, limit)))
+    }
+
+    /// The cursor's score in the tenant's index of all records, from the partition its id
+    /// names or, when ids do not say, from whichever partition holds it.
+    async fn cursor_score(
+        &self,
+        listing: &Listing<'_>,
+        cursor: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let homes: Vec<usize> = match listing.cursor_home {
+            Some(p) => vec![p],
+            None => (0..self.layouts.len()).collect(),
+        };
+        let conn = self.conn().await?;
+        let scores = homes.into_iter().map(|p| {
+            let mut conn = conn.clone();
+            let key = (listing.all)(&self.layouts[p]);
+            async move {
+                redis::cmd("ZSCORE")
+                    .arg(key)
+                    .arg(cursor)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await
+            }
+        });
+        let scores = futures::future::try_join_all(scores).await?;
+        Ok(scores.into_iter().flatten().next())
+    }
+
+    /// One partition's page (its `list.lua` call).
+    async fn page_of(
+        &self,
+        mut conn: crate::redis_target::RedisConnection,
+        layout: &Layout,
+        listing: &Listing<'_>,
+        limit: usize,
+        starting_after: Option<&str>,
+        cursor_score: &str,
+    ) -> Result<Option<Part>, StoreError> {
         let reply: Vec<redis::Value> = self
             .scripts
             .list
-            .key(index)
-            .key(all)
-            .arg(tenant)
+            .key((listing.index)(layout))
+            .key((listing.all)(layout))
+            .arg(listing.tenant)
             .arg(limit)
             .arg(starting_after.unwrap_or(""))
-            .arg(prefix)
+            .arg((listing.prefix)(layout))
+            .arg(cursor_score)
             .invoke_async(&mut conn)
             .await?;
-        records(reply)
+        part(reply)
     }
 }
 
-/// Reads a `{'ok', has_more, json …}` reply; `None` for any other outcome.
+/// One record of a partition's page: its id and score (creation time, ms) order the merge.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Entry {
+    pub id: String,
+    pub score: f64,
+    pub json: String,
+}
+
+/// A partition's page, newest first, and whether it has more after it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct Part {
+    pub entries: Vec<Entry>,
+    pub has_more: bool,
+}
+
+/// Reads a `{'ok', has_more, id, score, json …}` reply; `None` for any other outcome.
+fn part(reply: Vec<redis::Value>) -> Result<Option<Part>, StoreError> {
+    let mut reply = reply.into_iter();
+    let outcome: String = match reply.next() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => return Ok(None),
+    };
+    if outcome != "ok" {
+        return Ok(None);
+    }
+    let has_more: String = match reply.next() {
+        Some(v) => redis::from_redis_value(v)?,
+        None => String::new(),
+    };
+    let mut entries = Vec::new();
+    while let (Some(id), Some(score), Some(json)) = (reply.next(), reply.next(), reply.next()) {
+        let score: String = redis::from_redis_value(score)?;
+        entries.push(Entry {
+            id: redis::from_redis_value(id)?,
+            score: score.parse().unwrap_or(0.0),
+            json: redis::from_redis_value(json)?,
+        });
+    }
+    Ok(Some(Part {
+        entries,
+        has_more: has_more == "1",
+    }))
+}
+
+/// Reads a `{'ok', has_more, json …}` reply (one payment's events); `None` for any other
+/// outcome.
 pub(super) fn records(reply: Vec<redis::Value>) -> Result<Option<Records>, StoreError> {
     let mut reply = reply.into_iter();
     let outcome: String = match reply.next() {
@@ -93,4 +214,158 @@ pub(super) fn records(reply: Vec<redis::Value>) -> Result<Option<Records>, Store
         .map(redis::from_redis_value)
         .collect::<Result<Vec<String>, _>>()?;
     Ok(Some((records, has_more == "1")))
+}
+
+/// Whether `a` comes before `b` in a listing: newer first, and within one score the larger id
+/// first (sorted sets order the members of one score by their bytes; a page walks them in
+/// reverse).
+fn newer(a: &Entry, b: &Entry) -> bool {
+    a.score > b.score || (a.score == b.score && a.id.as_bytes() > b.id.as_bytes())
+}
+
+/// The first `limit` records of the partitions' pages merged newest first, and whether more
+/// follow. A partition whose page ended with more after it holds only records older than its
+/// page's last one, so the merge stops before anything older than that: what it returns is
+/// exactly a prefix of the merged listing, and the last record is a sound next cursor.
+pub(super) fn merge(parts: Vec<Part>, limit: usize) -> Records {
+    let mut heads = vec![0usize; parts.len()];
+    let mut out = Vec::with_capacity(limit);
+    let mut stopped = false;
+    while out.len() < limit {
+        let best = (0..parts.len())
+            .filter(|&p| heads[p] < parts[p].entries.len())
+            .max_by(|&a, &b| {
+                let (x, y) = (&parts[a].entries[heads[a]], &parts[b].entries[heads[b]]);
+                if newer(x, y) {
+                    std::cmp::Ordering::Greater
+                } else {
+                    std::cmp::Ordering::Less
+                }
+            });
+        let Some(best) = best else { break };
+        let candidate = &parts[best].entries[heads[best]];
+        // A partition with more beyond its page: nothing older than its last record may pass.
+        let blocked = parts.iter().enumerate().any(|(p, part)| {
+            part.has_more
+                && heads[p] == part.entries.len()
+                && part
+                    .entries
+                    .last()
+                    .is_none_or(|last| !newer(candidate, last))
+        });
+        if blocked {
+            stopped = true;
+            break;
+        }
+        out.push(candidate.json.clone());
+        heads[best] += 1;
+    }
+    let more = stopped
+        || parts
+            .iter()
+            .enumerate()
+            .any(|(p, part)| part.has_more || heads[p] < part.entries.len());
+    (out, more)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(entries: &[(f64, &str)], has_more: bool) -> Part {
+        Part {
+            entries: entries
+                .iter()
+                .map(|&(score, id)| Entry {
+                    id: id.to_owned(),
+                    score,
+                    json: id.to_owned(),
+                })
+                .collect(),
+            has_more,
+        }
+    }
+
+    #[test]
+    fn merges_partitions_newest_first() {
+        struct Case {
+            name: &'static str,
+            parts: Vec<Part>,
+            limit: usize,
+            want: &'static [&'static str],
+            more: bool,
+        }
+        let cases = [
+            Case {
+                name: "interleaved, all fits",
+                parts: vec![
+                    part(&[(5.0, "e"), (3.0, "c"), (1.0, "a")], false),
+                    part(&[(4.0, "d"), (2.0, "b")], false),
+                ],
+                limit: 10,
+                want: &["e", "d", "c", "b", "a"],
+                more: false,
+            },
+            Case {
+                name: "limit cuts the merge",
+                parts: vec![
+                    part(&[(5.0, "e"), (3.0, "c")], false),
+                    part(&[(4.0, "d"), (2.0, "b")], false),
+                ],
+                limit: 3,
+                want: &["e", "d", "c"],
+                more: true,
+            },
+            Case {
+                name: "exactly the limit, nothing after",
+                parts: vec![part(&[(2.0, "b")], false), part(&[(1.0, "a")], false)],
+                limit: 2,
+                want: &["b", "a"],
+                more: false,
+            },
+            Case {
+                name: "same millisecond: larger id first",
+                parts: vec![part(&[(7.0, "x")], false), part(&[(7.0, "y")], false)],
+                limit: 5,
+                want: &["y", "x"],
+                more: false,
+            },
+            Case {
+                name: "a partition with more holds back what is older than its last",
+                parts: vec![
+                    part(&[(9.0, "i"), (6.0, "f")], true),
+                    part(&[(8.0, "h"), (5.0, "e"), (1.0, "a")], false),
+                ],
+                limit: 10,
+                want: &["i", "h", "f"],
+                more: true,
+            },
+            Case {
+                name: "a partition with more and an empty page blocks everything",
+                parts: vec![part(&[], true), part(&[(3.0, "c")], false)],
+                limit: 10,
+                want: &[],
+                more: true,
+            },
+            Case {
+                name: "a partition whose page is full says more",
+                parts: vec![part(&[(3.0, "c"), (2.0, "b")], true), part(&[], false)],
+                limit: 2,
+                want: &["c", "b"],
+                more: true,
+            },
+            Case {
+                name: "no partitions hold anything",
+                parts: vec![part(&[], false), part(&[], false), part(&[], false)],
+                limit: 10,
+                want: &[],
+                more: false,
+            },
+        ];
+        for case in cases {
+            let (got, more) = merge(case.parts, case.limit);
+            assert_eq!(got, case.want, "{}", case.name);
+            assert_eq!(more, case.more, "{}", case.name);
+        }
+    }
 }

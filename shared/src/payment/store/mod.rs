@@ -38,11 +38,13 @@ pub use ack::WRITE_CONNECTIONS;
 pub use endpoints::{ReadEndpoint, Written};
 pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
+mod partitions;
 pub mod sweep;
 
 use std::time::Duration;
 
 use crate::config::WebhooksConfig;
+use crate::partition::Partitions;
 use crate::payment::event::{encode, encode_all, recorded_since};
 use crate::payment::job::ChargeJob;
 use crate::payment::{EventKind, Payment, Status};
@@ -92,6 +94,16 @@ pub enum StoreError {
         "all {connections} write connections stayed busy for {waited_ms} ms; nothing was written"
     )]
     WritersBusy { connections: usize, waited_ms: u64 },
+    /// A payment id that does not hash to the partition of its idempotency key (ids must come
+    /// from [`Partitions::payment_id_for`]): nothing was written.
+    #[error("payment {id} was not given an id of its idempotency key's partition")]
+    Misplaced { id: String },
+    /// Redis holds payments spread over another number of partitions than `[queue]
+    /// partitions` says: nothing was read or written.
+    #[error(
+        "redis holds payments spread over {recorded} partitions but [queue] partitions = {configured}; the count cannot change while data exists (set it back to {recorded})"
+    )]
+    PartitionsChanged { recorded: u16, configured: u16 },
 }
 
 impl StoreError {
@@ -144,25 +156,28 @@ impl JobAction {
     }
 }
 
-/// The key names of the payment store: the one place that knows them.
+/// The key names of one partition of the payment store: the one place that knows them.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     queue: QueueKeys,
-    /// The webhook queue, in the charge queue's slot: payment scripts push its dispatch jobs.
+    /// The webhook queue, in the partition's slot: payment scripts push its dispatch jobs.
     webhooks: QueueKeys,
-    /// `flint:{q}`
+    /// `flint:{<partition tag>}`
     prefix: String,
-    queue_name: String,
 }
 
 impl Layout {
-    fn new(queue: &str, webhooks: &str) -> Layout {
-        Layout {
-            queue: QueueKeys::new(queue),
-            webhooks: QueueKeys::in_slot(queue, webhooks),
-            prefix: format!("flint:{{{queue}}}"),
-            queue_name: queue.to_owned(),
-        }
+    /// The layouts of every partition, in partition order.
+    fn all(partitions: &Partitions, webhooks: &str) -> Vec<Layout> {
+        partitions
+            .tags()
+            .iter()
+            .map(|tag| Layout {
+                queue: flint_queue::keys::Keys::of_partition(tag, partitions.queue()),
+                webhooks: QueueKeys::in_slot(tag, webhooks),
+                prefix: format!("flint:{{{tag}}}"),
+            })
+            .collect()
     }
 
     fn payment(&self, id: &str) -> String {
@@ -318,7 +333,12 @@ struct Scripts {
 #[derive(Debug)]
 pub struct Store {
     redis: LazyConnection,
-    layout: Layout,
+    partitions: Partitions,
+    /// One per partition, in partition order.
+    layouts: Vec<Layout>,
+    webhook_queue: String,
+    /// Set once Redis was found to hold data of this partition count ([`partitions`]).
+    partitions_verified: tokio::sync::OnceCell<()>,
     scripts: Scripts,
     /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
     acks: Option<ack::Acks>,
@@ -334,12 +354,18 @@ impl Store {
         tenants: &[&str],
         status: Status,
     ) -> Result<u64, StoreError> {
-        let mut pipe = redis::pipe();
-        for tenant in tenants {
-            pipe.zcard(self.layout.index(tenant, None, Some(status)));
-        }
-        let counts: Vec<u64> = pipe.query_async(&mut self.conn().await?).await?;
-        Ok(counts.into_iter().sum())
+        let conn = self.conn().await?;
+        // One pipeline per partition: on a cluster each goes to its own slot's primary.
+        let counts = self.layouts.iter().map(|layout| {
+            let mut conn = conn.clone();
+            let mut pipe = redis::pipe();
+            for tenant in tenants {
+                pipe.zcard(layout.index(tenant, None, Some(status)));
+            }
+            async move { pipe.query_async::<Vec<u64>>(&mut conn).await }
+        });
+        let counts = futures::future::try_join_all(counts).await?;
+        Ok(counts.into_iter().flatten().sum())
     }
 
     /// The store of the payments in `target`, their keys under `queue`'s hash tag.
@@ -353,9 +379,14 @@ impl Store {
             connect: Duration::from_secs(1),
             response: Duration::from_secs(2),
         };
+        let partitions = Partitions::new(queue, 1);
+        let webhook_queue = WebhooksConfig::default().queue;
         Store {
             redis: LazyConnection::new(target, timeouts),
-            layout: Layout::new(queue, &WebhooksConfig::default().queue),
+            layouts: Layout::all(&partitions, &webhook_queue),
+            partitions,
+            webhook_queue,
+            partitions_verified: tokio::sync::OnceCell::new(),
             scripts: Scripts {
                 create: with_events(include_str!("lua/create.lua")),
                 transition: with_events(include_str!("lua/transition.lua")),
@@ -383,15 +414,44 @@ impl Store {
     /// Where this store pushes event dispatch jobs (`[webhooks] queue`), in the charge queue's
     /// slot.
     pub fn with_webhook_queue(mut self, webhooks: &str) -> Store {
-        let queue = self.layout.queue_name.clone();
-        self.layout = Layout::new(&queue, webhooks);
+        webhooks.clone_into(&mut self.webhook_queue);
+        self.layouts = Layout::all(&self.partitions, webhooks);
         self
+    }
+
+    /// Spreads the payments over `count` partitions of the queue (`[queue] partitions`).
+    pub fn with_partitions(mut self, count: u16) -> Store {
+        self.partitions = Partitions::new(self.partitions.queue(), count);
+        self.layouts = Layout::all(&self.partitions, &self.webhook_queue);
+        self
+    }
+
+    pub fn partitions(&self) -> &Partitions {
+        &self.partitions
+    }
+
+    /// The layout of the payment `id`'s partition.
+    fn of_payment(&self, id: &str) -> &Layout {
+        &self.layouts[self.partitions.of_payment(id)]
+    }
+
+    /// Partition 0's layout: where what belongs to no payment is kept (the sweeper's lock,
+    /// the replication marker, the authoritative copy of webhook endpoints).
+    fn first(&self) -> &Layout {
+        &self.layouts[0]
+    }
+
+    /// Partition `p`'s layout (`p` below [`Partitions::count`]).
+    fn partition(&self, p: usize) -> &Layout {
+        &self.layouts[p]
     }
 
     /// The shared reconnecting connection, made on first use (so the API starts, and
     /// answers 503, while Redis is down).
     async fn conn(&self) -> Result<RedisConnection, StoreError> {
-        Ok(self.redis.get().await?)
+        let mut conn = self.redis.get().await?;
+        self.verified_on(&mut conn).await?;
+        Ok(conn)
     }
 
     /// Creates `payment` under the tenant's idempotency key, with its job due at the payment's
@@ -420,19 +480,26 @@ impl Store {
         now: Timestamp,
         created: impl FnOnce(&Payment),
     ) -> Result<Created, StoreError> {
+        let home = self.partitions.of_idempotency_key(tenant, idempotency_key);
+        if self.partitions.of_payment(payment.id.as_str()) != home {
+            return Err(StoreError::Misplaced {
+                id: payment.id.to_string(),
+            });
+        }
+        let layout = self.partition(home);
         let mut conn = self.writer().await?;
         let (record, snapshot) = encode(&payment)?;
         let due = payment.next_attempt_at.unwrap_or(now);
         let job = ChargeJob::new(payment.id.clone());
         let mut invocation = self.scripts.create.prepare_invoke();
         invocation
-            .key(self.layout.idempotency(tenant, idempotency_key))
-            .key(self.layout.payment(payment.id.as_str()));
-        for key in self.layout.queue.job_keys() {
+            .key(layout.idempotency(tenant, idempotency_key))
+            .key(layout.payment(payment.id.as_str()));
+        for key in layout.queue.job_keys() {
             invocation.key(key);
         }
-        invocation.key(self.layout.live());
-        for key in self.layout.webhooks.job_keys() {
+        invocation.key(layout.live());
+        for key in layout.webhooks.job_keys() {
             invocation.key(key);
         }
         let (outcome, id): (String, String) = invocation
@@ -446,8 +513,8 @@ impl Store {
             .arg(now.unix_ms())
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
-            .arg(self.layout.index_prefix())
-            .arg(self.layout.event_args(tenant, None, &payment, &snapshot)?)
+            .arg(layout.index_prefix())
+            .arg(layout.event_args(tenant, None, &payment, &snapshot)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -483,7 +550,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
             redis::cmd("HMGET")
-                .arg(self.layout.payment(id))
+                .arg(self.of_payment(id).payment(id))
                 .arg("d")
                 .arg("t")
                 .arg("v")
@@ -513,6 +580,7 @@ impl Store {
         action: JobAction,
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
+        let layout = self.of_payment(payment.id.as_str());
         let mut conn = self.writer().await?;
         let reap_at = if payment.status.is_final() {
             now.plus(self.retention).unix_ms()
@@ -521,14 +589,12 @@ impl Store {
         };
         let backstop = self.retention + Duration::from_secs(7 * 86_400);
         let mut invocation = self.scripts.transition.prepare_invoke();
-        invocation.key(self.layout.payment(payment.id.as_str()));
-        for key in self.layout.queue.job_keys() {
+        invocation.key(layout.payment(payment.id.as_str()));
+        for key in layout.queue.job_keys() {
             invocation.key(key);
         }
-        invocation
-            .key(self.layout.live())
-            .key(self.layout.expiring());
-        for key in self.layout.webhooks.job_keys() {
+        invocation.key(layout.live()).key(layout.expiring());
+        for key in layout.webhooks.job_keys() {
             invocation.key(key);
         }
         let (record, snapshot) = encode(payment)?;
@@ -548,13 +614,8 @@ impl Store {
             .arg(backstop.as_secs())
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
-            .arg(self.layout.index_prefix())
-            .arg(self.layout.event_args(
-                &current.tenant,
-                Some(&current.payment),
-                payment,
-                &snapshot,
-            )?)
+            .arg(layout.index_prefix())
+            .arg(layout.event_args(&current.tenant, Some(&current.payment), payment, &snapshot)?)
             .arg(all_events.len())
             .arg(all_events)
             .invoke_async(&mut conn)

@@ -33,22 +33,24 @@ pub enum Repair {
 }
 
 impl Store {
-    /// Walks up to `batch` live payments after `cursor` (`None` from the start).
+    /// Walks up to `batch` live payments of `partition` after `cursor` (`None` from the start).
     pub async fn sweep_batch(
         &self,
+        partition: usize,
         cursor: Option<&str>,
         batch: usize,
     ) -> Result<SweepBatch, StoreError> {
+        let layout = self.partition(partition);
         let mut conn = self.conn().await?;
         let mut invocation = self.scripts.sweep.prepare_invoke();
-        invocation.key(self.layout.live());
-        for key in self.layout.queue.job_keys() {
+        invocation.key(layout.live());
+        for key in layout.queue.job_keys() {
             invocation.key(key);
         }
         let reply: Vec<redis::Value> = invocation
             .arg(cursor.unwrap_or(""))
             .arg(batch)
-            .arg(self.layout.payment_prefix())
+            .arg(layout.payment_prefix())
             .invoke_async(&mut conn)
             .await?;
         let mut reply = reply.into_iter().map(redis::from_redis_value::<String>);
@@ -78,10 +80,11 @@ impl Store {
         now: Timestamp,
         max_repairs: u32,
     ) -> Result<Repair, StoreError> {
+        let layout = self.of_payment(id.as_str());
         let mut conn = self.conn().await?;
         let mut invocation = self.scripts.repair.prepare_invoke();
-        invocation.key(self.layout.payment(id.as_str()));
-        for key in self.layout.queue.job_keys() {
+        invocation.key(layout.payment(id.as_str()));
+        for key in layout.queue.job_keys() {
             invocation.key(key);
         }
         let (outcome, repairs): (String, u32) = invocation
@@ -99,19 +102,26 @@ impl Store {
         })
     }
 
-    /// Forgets up to `batch` finished payments whose retention ended by `now`; returns how many.
-    pub async fn reap(&self, now: Timestamp, batch: usize) -> Result<u64, StoreError> {
+    /// Forgets up to `batch` finished payments of `partition` whose retention ended by `now`;
+    /// returns how many.
+    pub async fn reap(
+        &self,
+        partition: usize,
+        now: Timestamp,
+        batch: usize,
+    ) -> Result<u64, StoreError> {
+        let layout = self.partition(partition);
         let mut conn = self.conn().await?;
         Ok(self
             .scripts
             .reap
-            .key(self.layout.expiring())
+            .key(layout.expiring())
             .arg(now.unix_ms())
             .arg(batch)
-            .arg(self.layout.payment_prefix())
-            .arg(self.layout.index_prefix())
-            .arg(self.layout.event_prefix())
-            .arg(self.layout.event_index_prefix())
+            .arg(layout.payment_prefix())
+            .arg(layout.index_prefix())
+            .arg(layout.event_prefix())
+            .arg(layout.event_index_prefix())
             .invoke_async(&mut conn)
             .await?)
     }
@@ -138,7 +148,7 @@ end
 return 0
 ",
         )
-        .key(self.layout.sweeper_lock())
+        .key(self.first().sweeper_lock())
         .arg(holder)
         .arg(ttl_ms)
         .invoke_async(&mut conn)
@@ -146,18 +156,23 @@ return 0
         Ok(held == 1)
     }
 
-    /// Where the sweeper's walk stopped (shared by whichever worker holds the lock next).
-    pub async fn sweep_cursor(&self) -> Result<Option<String>, StoreError> {
+    /// Where the sweeper's walk of `partition` stopped (shared by whichever worker holds the
+    /// lock next).
+    pub async fn sweep_cursor(&self, partition: usize) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn().await?;
         Ok(redis::cmd("GET")
-            .arg(self.layout.sweeper_cursor())
+            .arg(self.partition(partition).sweeper_cursor())
             .query_async(&mut conn)
             .await?)
     }
 
-    pub async fn set_sweep_cursor(&self, cursor: Option<&str>) -> Result<(), StoreError> {
+    pub async fn set_sweep_cursor(
+        &self,
+        partition: usize,
+        cursor: Option<&str>,
+    ) -> Result<(), StoreError> {
         let mut conn = self.conn().await?;
-        let key = self.layout.sweeper_cursor();
+        let key = self.partition(partition).sweeper_cursor();
         let () = match cursor {
             // Kept a day at most: a walk that stopped that long ago starts over.
             Some(c) => {

@@ -6,9 +6,11 @@
 -- KEYS: index, the tenant's index of all its payments (or events: where a cursor's position
 --       is kept)
 -- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
---       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant))
+--       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant)),
+--       the cursor's score ('' to look it up in KEYS[2]; given when the cursor lives in
+--       another partition, whose pages are merged with this one's)
 -- Returns {'missing'} when the cursor is not one of the tenant's records, else
--- {'ok', has_more (0|1), record json …}.
+-- {'ok', has_more (0|1), then id, score, record json for each record}.
 -- Whether id `a` sorts before `b` as a sorted set orders members: byte by byte. (Lua's `<` on
 -- strings follows the server's collation locale, which need not be byte order.)
 local function before(a, b)
@@ -20,7 +22,9 @@ local function before(a, b)
 end
 local limit = tonumber(ARGV[2])
 local max, cursor = '+inf', ARGV[3]
-if cursor ~= '' then
+if cursor ~= '' and ARGV[5] ~= '' then
+  max = ARGV[5]
+elseif cursor ~= '' then
   local score = redis.call('ZSCORE', KEYS[2], cursor)
   if not score then return {'missing'} end
   max = score
@@ -45,7 +49,7 @@ while #out <= limit and not ended and scanned < budget do
         redis.call('ZREM', KEYS[1], id)
         offset = offset - 1
       elseif record[2] == ARGV[1] and #out <= limit then
-        out[#out + 1] = record[1]
+        out[#out + 1] = {id, score, record[1]}
       end
     end
   end
@@ -58,4 +62,10 @@ elseif not ended then
   -- Stopped by the budget: more may follow (the next call continues past what was dropped).
   has_more = 1
 end
-return {'ok', tostring(has_more), unpack(out)}
+local reply = {'ok', tostring(has_more)}
+for _, entry in ipairs(out) do
+  reply[#reply + 1] = entry[1]
+  reply[#reply + 1] = entry[2]
+  reply[#reply + 1] = entry[3]
+end
+return reply
