@@ -15,6 +15,15 @@ use serde_json::json;
 use crate::harness::*;
 use crate::pipelines::{self, charged, deliver, needs_customer, unknown};
 
+crate::harness::in_both_layouts!(
+    an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_it,
+    a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first,
+    a_processor_that_keeps_refusing_the_key_makes_the_payment_require_attention,
+    an_attempt_that_keeps_stopping_its_worker_requires_attention,
+    a_bug_in_an_attempt_makes_the_payment_require_attention_not_loop,
+    a_paused_payment_nobody_resumes_fails_when_it_expires,
+);
+
 /// Bounds that the second look at an attempt is always past (the first look always happens).
 fn impatient() -> Policy {
     Policy {
@@ -28,7 +37,6 @@ fn impatient() -> Policy {
     }
 }
 
-#[tokio::test]
 async fn an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_it() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -79,7 +87,6 @@ async fn an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_i
     assert_eq!(processor.calls_of(Op::CreateIntent).len(), 1, "sent once");
 }
 
-#[tokio::test]
 async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -134,7 +141,6 @@ async fn a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first() {
     );
 }
 
-#[tokio::test]
 async fn a_processor_that_keeps_refusing_the_key_makes_the_payment_require_attention() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -153,7 +159,6 @@ async fn a_processor_that_keeps_refusing_the_key_makes_the_payment_require_atten
     assert!(processor.calls_of(Op::CreateIntent).is_empty());
 }
 
-#[tokio::test]
 async fn an_attempt_that_keeps_stopping_its_worker_requires_attention() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -167,7 +172,6 @@ async fn an_attempt_that_keeps_stopping_its_worker_requires_attention() {
     assert!(processor.calls().is_empty(), "nothing was sent");
 }
 
-#[tokio::test]
 async fn a_bug_in_an_attempt_makes_the_payment_require_attention_not_loop() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;
@@ -186,7 +190,6 @@ async fn a_bug_in_an_attempt_makes_the_payment_require_attention_not_loop() {
     );
 }
 
-#[tokio::test]
 async fn a_paused_payment_nobody_resumes_fails_when_it_expires() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), json!({})).await;

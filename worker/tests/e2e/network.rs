@@ -2,6 +2,13 @@ use serde_json::json;
 
 use crate::harness::*;
 
+crate::harness::in_both_layouts!(
+    a_visa_category_1_decline_is_never_retried_on_that_card_even_by_another_payment,
+    a_visa_card_gets_at_most_twenty_reattempts_in_thirty_days,
+    mastercard_advice_03_and_21_are_never_retried_on_that_card,
+    mastercard_advice_02_waits_72_hours_and_the_decline_rate_limit_24,
+);
+
 fn outcomes(p: &serde_json::Value) -> Vec<String> {
     p["attempts"]
         .as_array()
@@ -11,7 +18,6 @@ fn outcomes(p: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
 async fn a_visa_category_1_decline_is_never_retried_on_that_card_even_by_another_payment() {
     let s = stack(vec![100]).await;
     let (cus, pm) = s
@@ -37,7 +43,6 @@ async fn a_visa_category_1_decline_is_never_retried_on_that_card_even_by_another
     );
 }
 
-#[tokio::test]
 async fn a_visa_card_gets_at_most_twenty_reattempts_in_thirty_days() {
     let s = stack(vec![20]).await;
     let (cus, pm) = s
@@ -81,7 +86,6 @@ fn ms_until(at: &serde_json::Value) -> i64 {
     i64::try_from((at - time::OffsetDateTime::now_utc()).whole_milliseconds()).unwrap()
 }
 
-#[tokio::test]
 async fn mastercard_advice_03_and_21_are_never_retried_on_that_card() {
     let s = stack(vec![100]).await;
     for (card, rule) in [
@@ -106,7 +110,6 @@ async fn mastercard_advice_03_and_21_are_never_retried_on_that_card() {
     }
 }
 
-#[tokio::test]
 async fn mastercard_advice_02_waits_72_hours_and_the_decline_rate_limit_24() {
     let s = stack(vec![100]).await;
     let long =

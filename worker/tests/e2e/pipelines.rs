@@ -69,28 +69,50 @@ pub fn job(id: &str) -> ChargeJob {
     ChargeJob::new(PaymentId::parse(id).unwrap())
 }
 
-/// A queue worker running the production handler, until the returned sender is dropped or
-/// fired.
+/// The charge queue of every partition of the stack (one unless it has several).
+pub async fn partition_queues(s: &Stack) -> Vec<Queue> {
+    let partitions =
+        flint_shared::partition::Partitions::new(&s.config.queue.name, s.config.queue.partitions);
+    let mut queues = Vec::new();
+    for (p, tag) in (0u16..).zip(partitions.tags()) {
+        let config = QueueConfig::new(&s.config.queue.name)
+            .in_partition(p, tag.clone())
+            .with_lease(Duration::from_secs(2));
+        queues.push(Queue::connect(&s.redis.url(), config).await.unwrap());
+    }
+    queues
+}
+
+/// Queue workers (one per partition) running the production handler, until the returned
+/// sender is dropped or fired.
 pub async fn worker<P: Processor + 'static>(
     s: &Stack,
     pipeline: Arc<Pipeline<P>>,
 ) -> oneshot::Sender<()> {
-    let queue = queue(s).await;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let worker = WorkerBuilder::new("test-worker")
-        .backend(queue.backend::<ChargeJob>())
-        .data(pipeline)
-        .concurrency(4)
-        .build(flint_worker::charge_job::<P>);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    for queue in partition_queues(s).await {
+        let worker = WorkerBuilder::new("test-worker")
+            .backend(queue.backend::<ChargeJob>())
+            .data(pipeline.clone())
+            .concurrency(4)
+            .build(flint_worker::charge_job::<P>);
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            worker
+                .run_until(async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                    Ok::<(), std::io::Error>(())
+                })
+                .await
+        });
+    }
+    // Fired or dropped, the oneshot stops every partition's worker.
+    let (tx, rx) = oneshot::channel::<()>();
     tokio::spawn(async move {
-        worker
-            .run_until(async {
-                let _ = stopped.await;
-                Ok::<(), std::io::Error>(())
-            })
-            .await
+        let _ = rx.await;
+        let _ = stop.send(true);
     });
-    stop
+    tx
 }
 
 /// Puts payment `id` into its attempt 1 as a worker's start does, then lets `change` adjust the

@@ -15,6 +15,13 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::pipelines::{self, charged, deliver, mid_attempt, needs_customer};
 
+crate::harness::in_both_layouts!(
+    a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator,
+    a_payment_whose_job_is_gone_gets_it_back_and_goes_on,
+    a_payment_that_keeps_losing_its_job_requires_attention,
+    one_worker_sweeps_at_a_time,
+);
+
 fn sweeper(s: &Stack, holder: &str) -> Sweeper {
     Sweeper::new(
         pipelines::store(s),
@@ -31,7 +38,12 @@ async fn delete_job(s: &Stack, id: &str) {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let keys = flint_queue::keys::Keys::new("charges");
+    let partitions =
+        flint_shared::partition::Partitions::new(&s.config.queue.name, s.config.queue.partitions);
+    let keys = flint_queue::keys::Keys::of_partition(
+        partitions.tag(partitions.of_payment(id)),
+        &s.config.queue.name,
+    );
     let entries: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(&keys.stream)
         .arg("-")
@@ -72,7 +84,6 @@ fn in_an_hour() -> Value {
     json!({"charge_at": Timestamp::now().plus(Duration::from_secs(3600)).rfc3339()})
 }
 
-#[tokio::test]
 async fn a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator() {
     let s = api_only(vec![100]).await;
     let processor = ScriptedProcessor::new();
@@ -121,7 +132,6 @@ async fn a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator(
     );
 }
 
-#[tokio::test]
 async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     let s = api_only(vec![100]).await;
     // A scheduled payment whose delayed job was deleted by hand.
@@ -132,9 +142,17 @@ async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     let mid = s.pay("cus_2", Some("pm_2"), json!({})).await;
     mid_attempt(&s, &mid, |_| {}).await;
     delete_job(&s, &mid).await;
-    let queue = pipelines::queue(&s).await;
-    let before = queue.stats().await.unwrap();
-    assert_eq!((before.ready, before.delayed), (0, 0));
+    let queues = pipelines::partition_queues(&s).await;
+    let depth = || async {
+        let (mut ready, mut delayed) = (0, 0);
+        for queue in &queues {
+            let stats = queue.stats().await.unwrap();
+            ready += stats.ready;
+            delayed += stats.delayed;
+        }
+        (ready, delayed)
+    };
+    assert_eq!(depth().await, (0, 0));
 
     let tick = sweeper(&s, "a").tick(Timestamp::now()).await.unwrap();
     let mut repaired: Vec<(String, &str)> = tick
@@ -146,7 +164,7 @@ async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     let mut expected = vec![(scheduled.clone(), "pending"), (mid.clone(), "processing")];
     expected.sort();
     assert_eq!(repaired, expected);
-    assert_eq!(queue.stats().await.unwrap().ready, 2, "both jobs are back");
+    assert_eq!(depth().await.0, 2, "both jobs are back");
     let metrics = flint_shared::telemetry::prometheus().render();
     for reason in ["pending_without_job", "processing_without_job"] {
         assert!(
@@ -171,7 +189,6 @@ async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     assert_eq!(s.payment(&mid).await["status"], "succeeded");
 }
 
-#[tokio::test]
 async fn a_payment_that_keeps_losing_its_job_requires_attention() {
     let s = api_only(vec![100]).await;
     let id = s.pay("cus_1", Some("pm_1"), in_an_hour()).await;
@@ -194,7 +211,6 @@ async fn a_payment_that_keeps_losing_its_job_requires_attention() {
     assert_eq!(tick.requiring_attention, Some(1));
 }
 
-#[tokio::test]
 async fn one_worker_sweeps_at_a_time() {
     let s = api_only(vec![100]).await;
     let (a, b) = (sweeper(&s, "a"), sweeper(&s, "b"));

@@ -15,6 +15,15 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
 
+crate::harness::in_both_layouts!(
+    every_event_reaches_the_receiver_signed_as_the_official_library_verifies,
+    a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts,
+    a_receiver_down_for_a_while_gets_the_event_once_it_is_back,
+    a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answer_and_replays,
+    during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one,
+    a_rotation_racing_updates_is_never_undone,
+);
+
 async fn hooks_stack(adjust: impl FnOnce(&mut Config)) -> Stack {
     stack_configured(vec![100], true, |c| {
         c.webhooks.allow_http = true;
@@ -43,17 +52,29 @@ fn scheduled() -> Value {
     json!({ "charge_at": later.to_string() })
 }
 
-async fn webhook_queue(s: &Stack) -> Queue {
-    Queue::connect(
-        &s.redis.url(),
-        QueueConfig::new("webhooks").in_slot_of("charges"),
-    )
-    .await
-    .unwrap()
+/// The webhook queue of every partition.
+async fn webhook_queue(s: &Stack) -> Vec<Queue> {
+    let partitions =
+        flint_shared::partition::Partitions::new(&s.config.queue.name, s.config.queue.partitions);
+    let mut queues = Vec::new();
+    for (p, tag) in (0u16..).zip(partitions.tags()) {
+        let config = QueueConfig::new("webhooks").in_partition(p, tag.clone());
+        queues.push(Queue::connect(&s.redis.url(), config).await.unwrap());
+    }
+    queues
 }
 
-async fn stats(queue: &Queue) -> QueueStats {
-    queue.stats().await.unwrap()
+/// The webhook queue's depth, summed over its partitions.
+async fn stats(queues: &[Queue]) -> QueueStats {
+    let mut sum = QueueStats::default();
+    for queue in queues {
+        let s = queue.stats().await.unwrap();
+        sum.ready += s.ready;
+        sum.leased += s.leased;
+        sum.delayed += s.delayed;
+        sum.dead += s.dead;
+    }
+    sum
 }
 
 async fn received(rx: &Receiver, n: usize) -> Vec<Delivery> {
@@ -69,7 +90,7 @@ async fn received(rx: &Receiver, n: usize) -> Vec<Delivery> {
 }
 
 /// Waits until nothing is left to deliver.
-async fn drained(queue: &Queue) {
+async fn drained(queue: &[Queue]) {
     poll_until(Duration::from_secs(30), "no delivery left", || async {
         let s = stats(queue).await;
         (s.ready + s.leased + s.delayed == 0).then_some(())
@@ -77,7 +98,6 @@ async fn drained(queue: &Queue) {
     .await;
 }
 
-#[tokio::test]
 async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifies() {
     let s = hooks_stack(|_| {}).await;
     let rx = Receiver::start().await;
@@ -124,7 +144,6 @@ async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifie
     verify_with_official_library(secret, &[tampered], false);
 }
 
-#[tokio::test]
 async fn a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts() {
     let s = hooks_stack(|_| {}).await;
     let rx = Receiver::start().await;
@@ -155,7 +174,6 @@ async fn a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_acc
     assert_eq!(stats(&queue).await.dead, 0);
 }
 
-#[tokio::test]
 async fn a_receiver_down_for_a_while_gets_the_event_once_it_is_back() {
     let s = hooks_stack(|_| {}).await;
     // A port nothing listens on, for now.
@@ -185,7 +203,6 @@ async fn a_receiver_down_for_a_while_gets_the_event_once_it_is_back() {
     assert_eq!(stats(&queue).await.dead, 0);
 }
 
-#[tokio::test]
 async fn a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answer_and_replays() {
     let s = hooks_stack(|c| c.webhooks.retry_for_secs = 1).await;
     let rx = Receiver::start().await;
@@ -198,7 +215,15 @@ async fn a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answe
     })
     .await;
     assert!(rx.deliveries().len() >= 2, "retried before giving up");
-    let dead = queue.dead_letters(10).await.unwrap();
+    // The one partition holding the dead letter.
+    let mut holder = None;
+    for q in &queue {
+        if q.stats().await.unwrap().dead == 1 {
+            holder = Some(q);
+        }
+    }
+    let holder = holder.expect("a partition holds the dead letter");
+    let dead = holder.dead_letters(10).await.unwrap();
     let event = rx.deliveries()[0].id.clone();
     assert!(dead[0].reason.contains("HTTP 503"), "{}", dead[0].reason);
     assert!(dead[0].reason.contains(&event), "{}", dead[0].reason);
@@ -206,7 +231,7 @@ async fn a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answe
     rx.clear_script();
     let before = rx.deliveries().len();
     assert_eq!(
-        queue
+        holder
             .replay_dead_letter(&dead[0].dead_letter_id)
             .await
             .unwrap(),
@@ -217,7 +242,6 @@ async fn a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answe
     assert_eq!(stats(&queue).await.dead, 0);
 }
 
-#[tokio::test]
 async fn during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one() {
     let s = hooks_stack(|_| {}).await;
     let rx = Receiver::start().await;
@@ -252,7 +276,6 @@ async fn during_a_rotation_both_secrets_verify_and_after_it_only_the_new_one() {
     verify_with_official_library(&first, &after, false);
 }
 
-#[tokio::test]
 async fn a_rotation_racing_updates_is_never_undone() {
     let s = hooks_stack(|_| {}).await;
     let rx = Receiver::start().await;
