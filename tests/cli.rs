@@ -373,6 +373,22 @@ fn the_queue_keys_of_the_enqueuer_and_worker_sections_moved_to_one_queue_section
         let err = String::from_utf8(out.stderr).unwrap();
         assert!(err.contains(key) && err.contains("[queue] name"), "{err}");
     }
+    for (var, key) in [
+        ("FLINT__QUEUE__NAME", "queue.name"),
+        ("FLINT__WEBHOOKS__QUEUE", "webhooks.queue"),
+    ] {
+        let out = flint(dir.path())
+            .args(["config", "check"])
+            .env(var, "idx")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{var}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains(key) && err.contains("keys of Flint's own"),
+            "{err}"
+        );
+    }
     let out = flint(dir.path())
         .args(["config", "check"])
         .env("FLINT__QUEUE__PARTITIONS", "65")

@@ -213,18 +213,32 @@ async fn a_workers_consumer_names_start_with_its_configured_name() {
 async fn the_partition_count_cannot_change_under_the_data() {
     let sandbox = spawn_sandbox().await;
 
-    // Data of the one-partition layout, written before counts were recorded: a charge job.
+    // A payment of the one-partition layout whose recorded count is gone (written before
+    // counts were recorded, or the record lost).
     let redis = RedisServer::start();
     let dir = tempfile::tempdir().unwrap();
     let config = fleet::worker_config(dir.path(), &redis, &sandbox.base_url, API_KEY, "", "");
-    let queue = flint_queue::Queue::connect(&redis.url(), flint_queue::QueueConfig::new("charges"))
+    let api = fleet::api(&redis, API_KEY).await;
+    let created = reqwest::Client::new()
+        .post(format!("{api}/v1/off_session_payments"))
+        .bearer_auth(API_KEY)
+        .header("Idempotency-Key", "before-counts")
+        .json(&serde_json::json!({
+            "customer": "cus_1",
+            "amount": {"value": 100, "currency": "usd"},
+            "purpose": "repeat_purchase",
+            "initiated_by": {"type": "service", "id": "test"},
+            "charge_at": flint_shared::time::Timestamp::now()
+                .plus(Duration::from_secs(3600))
+                .rfc3339()
+        }))
+        .send()
         .await
         .unwrap();
-    let job = ChargeJob::new(PaymentId::generate());
-    queue
-        .push(flint_queue::NewJob::new(job.clone()).with_id(job.job_id()))
-        .await
-        .unwrap();
+    assert_eq!(created.status(), 202);
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let () = conn.del("flint:{charges}:partitions").await.unwrap();
     for role in ["worker", "enqueuer"] {
         let (mut child, stderr) = spawn(&config, role, &[("FLINT__QUEUE__PARTITIONS", "3")]);
         let refusal = wait_for_line(&stderr, "refusing to start");
@@ -237,8 +251,6 @@ async fn the_partition_count_cannot_change_under_the_data() {
     }
     // The count it was written with runs, and is recorded.
     let (mut worker, _stderr) = spawn(&config, "worker", &[]);
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let recorded: String = flint_testkit::poll_until(
         Duration::from_secs(20),
         "the worker to record the partition count",

@@ -4,7 +4,9 @@
 use flint_queue::{DeadLetter, Queue, QueueConfig, Replayed};
 use flint_shared::config::Config;
 use flint_shared::partition::Partitions;
+use flint_shared::payment::store::Store;
 use serde_json::{Value, json};
+use std::time::Duration;
 
 use super::api::{Exit, Failure};
 use super::args::{DeadCommand, DeadQueue};
@@ -12,6 +14,23 @@ use super::args::{DeadCommand, DeadQueue};
 /// The queue's partitions (one unless `[queue] partitions` says more), in partition order.
 async fn queues(config: &Config, which: DeadQueue) -> Result<Vec<Queue>, Failure> {
     let partitions = Partitions::new(&config.queue.name, config.queue.partitions);
+    // Read with another count, the dead letters would be looked for where they are not.
+    let store = Store::new(
+        config.redis.target(),
+        &config.queue.name,
+        Duration::from_secs(1),
+        Duration::from_secs(1),
+    )
+    .with_partitions(config.queue.partitions);
+    let recorded = store.recorded_partitions().await.map_err(unreachable)?;
+    if let Some(recorded) = recorded
+        && usize::from(recorded) != partitions.count()
+    {
+        return Err(Failure::usage(format!(
+            "redis holds payments spread over {recorded} partitions but [queue] partitions = {}: use the configuration the workers run with",
+            partitions.count()
+        )));
+    }
     let name = match which {
         DeadQueue::Charges => &config.queue.name,
         DeadQueue::Webhooks => &config.webhooks.queue,

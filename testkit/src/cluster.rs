@@ -321,6 +321,31 @@ impl RedisCluster {
         replica
     }
 
+    /// Starts a killed node again, on its port with its `nodes.conf`: it rejoins the cluster as
+    /// a replica of whichever node took over its slots. Returns once it says its link to that
+    /// primary is up (the primary can then count it in `WAIT`).
+    pub fn restart(&mut self, node: &str) {
+        let port = self.node(node).port;
+        if let Err(e) = self.node_mut(node).spawn() {
+            panic!("restarting {node}: {e}");
+        }
+        let synced = || {
+            let replication = text(port, &["INFO", "replication"])?;
+            if has_line(&replication, "role:slave")
+                && has_line(&replication, "master_link_status:up")
+            {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{port} is not a replica in sync yet:\n{replication}"
+                ))
+            }
+        };
+        if let Err(e) = wait(FAILOVER_TIMEOUT, synced) {
+            panic!("{node} did not rejoin as a replica within {FAILOVER_TIMEOUT:?}: {e}");
+        }
+    }
+
     /// Waits until `replica` has been promoted after its primary died (see
     /// [`failover_to_replica_of`](Self::failover_to_replica_of)).
     pub fn wait_for_promotion(&self, replica: &str) {

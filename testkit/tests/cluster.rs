@@ -156,4 +156,16 @@ async fn a_killed_primary_is_replaced_by_its_replica_and_the_client_keeps_workin
     let on_new_primary: i64 =
         redis::Commands::get(&mut direct_connection(&promoted), "{charge}:9").unwrap();
     assert_eq!(on_new_primary, 9);
+
+    // Started again, the killed node rejoins as the new primary's replica, in sync.
+    cluster.restart(&primary);
+    assert_eq!(cluster.replica_of(&promoted), primary);
+    let mut direct = direct_connection(&promoted);
+    let _: () = redis::Commands::set(&mut direct, "{charge}:after", 1).unwrap();
+    let acked: i64 = redis::cmd("WAIT")
+        .arg(1)
+        .arg(5000)
+        .query(&mut direct)
+        .unwrap();
+    assert_eq!(acked, 1, "the rejoined node acknowledges writes");
 }

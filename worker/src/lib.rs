@@ -199,6 +199,7 @@ impl WorkerApp {
         let partitions = partitions.partitions().clone();
         let pipeline = Arc::new(stripe_pipeline(config)?);
         let (mut queues, mut webhook_queues, mut webhooks) = (vec![], vec![], vec![]);
+        let delivery_store = Arc::new(store(config)?);
         for (p, tag) in (0u16..).zip(partitions.tags()) {
             let tuned = |queue: QueueConfig| {
                 queue
@@ -215,8 +216,12 @@ impl WorkerApp {
                     .await
                     .context("cannot reach redis")?;
             webhooks.push(Arc::new(
-                webhooks::Webhooks::new(store(config)?, webhook_queue.clone(), &config.webhooks)
-                    .context("cannot make the webhook HTTP client")?,
+                webhooks::Webhooks::new(
+                    delivery_store.clone(),
+                    webhook_queue.clone(),
+                    &config.webhooks,
+                )
+                .context("cannot make the webhook HTTP client")?,
             ));
             queues.push(queue);
             webhook_queues.push(webhook_queue);
@@ -229,7 +234,8 @@ impl WorkerApp {
                 flint_shared::ids::random_token(12)
             ),
             Duration::from_secs(w.sweep_interval_secs),
-        );
+        )
+        .with_tenants(config.tenants.iter().map(|t| t.id.clone()).collect());
         let listener = TcpListener::bind(w.listen)
             .await
             .with_context(|| format!("cannot listen on {}", w.listen))?;

@@ -89,6 +89,8 @@ pub struct Sweeper {
     interval: Duration,
     limits: Limits,
     walks: std::sync::Mutex<Walks>,
+    /// Whose webhook endpoint marks each tick restores ([`Store::restore_endpoint_marks`]).
+    tenants: Vec<String>,
 }
 
 impl Sweeper {
@@ -103,7 +105,14 @@ impl Sweeper {
                 so_far: vec![0; partitions],
                 whole: vec![None; partitions],
             }),
+            tenants: Vec::new(),
         }
+    }
+
+    /// The tenants whose endpoint marks each tick restores (with several partitions).
+    pub fn with_tenants(mut self, tenants: Vec<String>) -> Sweeper {
+        self.tenants = tenants;
+        self
     }
 
     pub fn with_limits(mut self, limits: Limits) -> Sweeper {
@@ -134,19 +143,38 @@ impl Sweeper {
             swept: true,
             ..Tick::default()
         };
-        let mut walked_whole = false;
-        // Every partition each tick, each within the same limits.
-        for partition in 0..self.store.partitions().count() {
-            walked_whole |= self.walk(partition, now, &mut tick).await?;
-            for _ in 0..self.limits.reap_calls_per_tick {
-                let reaped = self
-                    .store
-                    .reap(partition, now, self.limits.reap_batch)
-                    .await?;
-                tick.reaped += reaped;
-                if reaped < self.limits.reap_batch as u64 {
-                    break;
+        for tenant in &self.tenants {
+            match self.store.restore_endpoint_marks(tenant).await {
+                Ok(0) => {}
+                Ok(added) => {
+                    tracing::warn!(
+                        tenant,
+                        added,
+                        "restored webhook endpoint marks some partitions had lost; their events are delivered again"
+                    );
                 }
+                Err(e) => {
+                    tracing::warn!(tenant, error = %e, "checking webhook endpoint marks failed; the next tick retries")
+                }
+            }
+        }
+        let mut walked_whole = false;
+        // Every partition each tick, each within the same limits. One partition's failure (its
+        // primary failing over) does not keep the others from being swept.
+        for partition in 0..self.store.partitions().count() {
+            // Renewed per partition: many partitions may take longer than one lock.
+            if partition > 0 && !self.store.lock_sweeper(&self.holder, ttl).await? {
+                break;
+            }
+            match self.walk(partition, now, &mut tick).await {
+                Ok(ended) => walked_whole |= ended,
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "sweeping a partition failed; the next tick retries it");
+                    continue;
+                }
+            }
+            if let Err(e) = self.reap(partition, now, &mut tick).await {
+                tracing::warn!(partition, error = %e, "reaping a partition failed; the next tick retries it");
             }
         }
         if walked_whole {
@@ -161,6 +189,26 @@ impl Sweeper {
             );
         }
         Ok(tick)
+    }
+
+    /// Forgets up to `reap_calls_per_tick` batches of `partition`'s payments past retention.
+    async fn reap(
+        &self,
+        partition: usize,
+        now: Timestamp,
+        tick: &mut Tick,
+    ) -> Result<(), StoreError> {
+        for _ in 0..self.limits.reap_calls_per_tick {
+            let reaped = self
+                .store
+                .reap(partition, now, self.limits.reap_batch)
+                .await?;
+            tick.reaped += reaped;
+            if reaped < self.limits.reap_batch as u64 {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Walks up to `batches_per_tick` batches of `partition` from where its walk stopped;

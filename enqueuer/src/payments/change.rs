@@ -59,7 +59,7 @@ where
         let action = match change(&mut payment, now)? {
             // Already so, maybe by an earlier request answered 503 before replicas held it.
             Change::Nothing => {
-                app.store.confirm_replicated().await?;
+                app.store.confirm_replicated(id.as_str()).await?;
                 return Ok(payment);
             }
             Change::Write(action) => action,

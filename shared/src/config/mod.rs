@@ -173,12 +173,6 @@ impl RedisConfig {
                 ));
             }
         }
-        if self.min_replicas_acked > 0 {
-            return Err(ConfigError::invalid(
-                "redis.min_replicas_acked",
-                "durable acceptance (WAIT) is not supported in cluster mode yet: set it to 0 with cluster_nodes, or use a standalone primary (url)",
-            ));
-        }
         self.validate_replica_acks()
     }
 

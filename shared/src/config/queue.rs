@@ -29,12 +29,39 @@ impl Default for QueueConfig {
     }
 }
 
+/// Names a queue may not take: in a partition's slot its keys are `flint:{<tag>}:<name>:…`,
+/// beside the payment store's (`flint:{<tag>}:pay:…`, `…:idx:…`) and a queue's own.
+pub(super) const RESERVED_NAMES: &[&str] = &[
+    "pay",
+    "idem",
+    "idx",
+    "live",
+    "expiring",
+    "evt",
+    "evx",
+    "whe",
+    "ack",
+    "sweeper",
+    "partitions",
+    "stream",
+    "ids",
+    "delayed",
+    "delayed_data",
+    "dead",
+];
+
 impl QueueConfig {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if !super::enqueuer::valid_name(&self.name) {
             return Err(ConfigError::invalid(
                 "queue.name",
                 "must be 1–64 characters of a-z, 0-9, _ or -",
+            ));
+        }
+        if RESERVED_NAMES.contains(&self.name.as_str()) {
+            return Err(ConfigError::invalid(
+                "queue.name",
+                format!("`{}` names keys of Flint's own; choose another", self.name),
             ));
         }
         if !(1..=MAX_PARTITIONS).contains(&self.partitions) {

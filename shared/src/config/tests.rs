@@ -209,14 +209,14 @@ fn cluster_nodes_choose_cluster_mode_and_are_validated() {
             assert!(!msg.contains("hunter2"), "{msg}");
         }
 
+        // Durable acceptance works in cluster mode, within the same bounds.
         jail.set_env("FLINT__REDIS__CLUSTER_NODES", "[redis://10.0.0.1:7000]");
         jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "1");
+        let config = Config::load(&sources(jail)).expect("acks on a cluster load");
+        assert_eq!(config.redis.min_replicas_acked, 1);
+        jail.set_env("FLINT__REDIS__MIN_REPLICAS_ACKED", "11");
         let msg = load_err(&sources(jail));
-        assert!(
-            msg.contains("redis.min_replicas_acked")
-                && msg.contains("not supported in cluster mode yet"),
-            "{msg}"
-        );
+        assert!(msg.contains("redis.min_replicas_acked"), "{msg}");
         Ok(())
     });
 }

@@ -58,6 +58,12 @@ impl WebhooksConfig {
                 "must be letters, digits, '_' or '-'",
             ));
         }
+        if super::queue::RESERVED_NAMES.contains(&self.queue.as_str()) {
+            return Err(ConfigError::invalid(
+                "webhooks.queue",
+                format!("`{}` names keys of Flint's own; choose another", self.queue),
+            ));
+        }
         let positive = [
             ("webhooks.concurrency", self.concurrency as u64),
             ("webhooks.timeout_ms", self.timeout_ms),

@@ -86,7 +86,8 @@ impl std::fmt::Display for Answer {
 /// The webhook workers' shared state.
 #[derive(Debug)]
 pub struct Webhooks {
-    store: Store,
+    /// Shared by every partition's deliveries.
+    store: Arc<Store>,
     queue: Queue,
     http: reqwest::Client,
     policy: RetryPolicy,
@@ -95,7 +96,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     pub fn new(
-        store: Store,
+        store: Arc<Store>,
         queue: Queue,
         config: &WebhooksConfig,
     ) -> Result<Webhooks, reqwest::Error> {

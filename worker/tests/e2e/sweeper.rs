@@ -256,3 +256,55 @@ async fn a_walk_longer_than_a_tick_continues_where_it_stopped() {
     ids.sort();
     assert_eq!(repaired, ids, "every payment once");
 }
+
+#[tokio::test]
+async fn an_endpoint_mark_a_partition_lost_is_restored_so_its_events_are_delivered_again() {
+    crate::harness::in_partitions(3);
+    let s = stack_configured(vec![100], false, |c| {
+        c.webhooks.allow_http = true;
+        c.webhooks.allow_private_networks = true;
+    })
+    .await;
+    let made = s
+        .post(
+            "/v1/webhook_endpoints",
+            json!({"url": "http://127.0.0.1:9/hook", "enabled_events": ["*"]}),
+        )
+        .await;
+    let endpoint = made["id"].as_str().unwrap().to_owned();
+    let partitions = flint_shared::partition::Partitions::new("charges", 3);
+    let marks = |p: usize| format!("flint:{{{}}}:whe:acme", partitions.tag(p));
+    let mut conn = redis::Client::open(s.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    for p in 1..3 {
+        let marked: bool = redis::cmd("HEXISTS")
+            .arg(marks(p))
+            .arg(&endpoint)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!(marked, "partition {p} knows the tenant has an endpoint");
+    }
+    // Lost, as a failover before replication could lose it.
+    let () = redis::cmd("DEL")
+        .arg(marks(2))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let tick = sweeper(&s, "a")
+        .with_tenants(vec!["acme".to_owned()])
+        .tick(Timestamp::now())
+        .await
+        .unwrap();
+    assert!(tick.swept);
+    let restored: bool = redis::cmd("HEXISTS")
+        .arg(marks(2))
+        .arg(&endpoint)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(restored, "the sweeper restored the mark");
+}

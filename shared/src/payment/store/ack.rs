@@ -41,17 +41,21 @@
 //! error after the write would lose a secret shown only in that answer and turn a retry into a
 //! second endpoint or a second rotation, so they answer as done and log a warning instead.
 //!
-//! Redis Cluster. Not supported yet: `[redis] min_replicas_acked > 0` with `cluster_nodes` is
-//! refused at config validation, and a store built so anyway refuses each write unsent
-//! ([`StoreError::Unavailable`]). A `WAIT` has no key, so a cluster connection cannot route it
-//! to the primary of the charge slot (redis-rs would send it to every primary); the write
-//! connections would have to be plain connections to that primary, found by slot and followed
-//! through failovers.
+//! Redis Cluster. A `WAIT` has no key: a cluster connection would send it to every primary,
+//! and it reconnects to a node on its own, after which a `WAIT` covers nothing written before.
+//! So the write connections are plain connections to the primary of the written partition's
+//! slot ([`super::slots`]), pooled per node, exactly as on one server: the write and its
+//! `WAIT` go through the same connection, which never reconnects (a broken one is an error,
+//! and the write unconfirmed). A node that no longer serves the slot answers `MOVED` without
+//! running the write (nothing written: the answer is `storage_unavailable`) and the slot map is
+//! read again for the next write. The marker of a replay is the partition's own (`flint:{<tag>}:ack`),
+//! so that it lands on the same primary as what it vouches for.
 //!
 //! For workers, both are storage errors like any other: the job runs again later and re-reads
 //! the record; the write itself is on the primary, and the charge pipeline settles an open
 //! attempt from the processor's records before sending anything.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -59,6 +63,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, RedisFuture, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::slots::{SlotMap, node_url};
 use super::{Store, StoreError};
 use crate::redis_target::{RedisConnection, RedisTarget};
 
@@ -74,9 +79,12 @@ const MARKER_TTL_MS: u64 = 10_000;
 pub(super) struct Acks {
     replicas: u32,
     timeout: Duration,
-    idle: Mutex<Vec<MultiplexedConnection>>,
+    /// Idle write connections by the URL of the server they reach.
+    idle: Mutex<HashMap<String, Vec<MultiplexedConnection>>>,
     slots: Semaphore,
     connections: usize,
+    /// On a cluster: which primary serves each slot.
+    slot_map: SlotMap,
 }
 
 impl Acks {
@@ -88,13 +96,14 @@ impl Acks {
         (replicas > 0).then(|| Acks {
             replicas,
             timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: Mutex::new(HashMap::new()),
             slots: Semaphore::new(connections),
             connections,
+            slot_map: SlotMap::default(),
         })
     }
 
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<MultiplexedConnection>> {
+    fn idle(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<MultiplexedConnection>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -109,6 +118,12 @@ pub(super) struct Writer<'a> {
     pool: Option<(&'a Acks, SemaphorePermit<'a>)>,
     /// The last command was answered, or failed without harming the connection.
     reusable: bool,
+    /// The URL of the server an own connection reaches (its key in the pool).
+    server: String,
+    /// The marker key a replay's confirmation writes: in the written partition's slot.
+    marker: String,
+    /// A command was answered `MOVED`: the slot and the node serving it now.
+    moved: Option<(u16, String)>,
 }
 
 enum Conn {
@@ -128,14 +143,31 @@ impl std::fmt::Debug for Writer<'_> {
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
         if let (Some((acks, _)), Conn::Own(conn)) = (&self.pool, &self.conn) {
+            // A node that moved its slots, broke or died: ask the cluster again next time.
+            if let Some((slot, address)) = self.moved.take() {
+                acks.slot_map.moved(slot, address);
+            } else if !self.reusable {
+                acks.slot_map.forget();
+            }
             let mut idle = acks.idle();
             if self.reusable {
-                idle.push(conn.clone());
+                idle.entry(self.server.clone())
+                    .or_default()
+                    .push(conn.clone());
             } else {
                 idle.clear();
             }
         }
     }
+}
+
+/// A node's `MOVED slot host:port`: it does not serve the slot (and ran nothing).
+fn moved<T>(result: &redis::RedisResult<T>) -> Option<(u16, String)> {
+    let error = result.as_ref().err()?;
+    let (host, port) = error.redirect_node()?;
+    // `MOVED <slot> <host:port>`: the slot is the detail's first word.
+    let slot = error.detail()?.split_whitespace().next()?.parse().ok()?;
+    Some((slot, format!("{host}:{port}")))
 }
 
 /// Whether `result` leaves the connection usable (a reply, even an error reply).
@@ -155,6 +187,9 @@ impl ConnectionLike for Writer<'_> {
                 Conn::Own(c) => c.req_packed_command(cmd).await,
             };
             self.reusable = answered(&result);
+            if let Some(to) = moved(&result) {
+                self.moved = Some(to);
+            }
             result
         })
     }
@@ -172,6 +207,9 @@ impl ConnectionLike for Writer<'_> {
                 Conn::Own(c) => c.req_packed_commands(pipeline, offset, count).await,
             };
             self.reusable = answered(&result);
+            if let Some(to) = moved(&result) {
+                self.moved = Some(to);
+            }
             result
         })
     }
@@ -194,16 +232,20 @@ pub(super) enum Wrote {
 }
 
 impl Store {
-    /// The connection for a write that [`Store::acknowledge`] will cover. With every write
-    /// connection busy for `min_replicas_timeout_ms`, [`StoreError::WritersBusy`]: the write
-    /// has not been sent.
-    pub(super) async fn writer(&self) -> Result<Writer<'_>, StoreError> {
+    /// The connection for a write to `partition` that [`Store::acknowledge`] will cover. With
+    /// every write connection busy for `min_replicas_timeout_ms`, [`StoreError::WritersBusy`]:
+    /// the write has not been sent.
+    pub(super) async fn writer(&self, partition: usize) -> Result<Writer<'_>, StoreError> {
+        let marker = self.partition(partition).ack_marker();
         let Some(acks) = &self.acks else {
             // Through `conn`, which checks the partition count.
             return Ok(Writer {
                 conn: Conn::Shared(self.conn().await?),
                 pool: None,
                 reusable: true,
+                server: String::new(),
+                marker,
+                moved: None,
             });
         };
         self.verify_partitions().await?;
@@ -214,7 +256,17 @@ impl Store {
                 waited_ms: millis(acks.timeout),
             })?
             .expect("the write connections' semaphore is never closed");
-        let idle = acks.idle().pop();
+        let server = match self.redis.target() {
+            RedisTarget::Standalone(url) => url.clone(),
+            RedisTarget::Cluster(nodes) => {
+                let tag = self.partitions.tag(partition);
+                let slot = crate::partition::key_slot(&format!("{{{tag}}}"));
+                let mut conn = self.conn().await?;
+                let address = acks.slot_map.primary(slot, &mut conn).await?;
+                node_url(nodes.first().map_or("redis://", String::as_str), &address)?
+            }
+        };
+        let idle = acks.idle().get_mut(&server).and_then(Vec::pop);
         let conn = match idle {
             Some(conn) => conn,
             None => {
@@ -222,21 +274,23 @@ impl Store {
                     .set_connection_timeout(Some(Duration::from_secs(1)))
                     // The WAIT itself may take the whole timeout.
                     .set_response_timeout(Some(acks.timeout + Duration::from_secs(2)));
-                let RedisTarget::Standalone(url) = self.redis.target() else {
-                    return Err(StoreError::Unavailable(redis::RedisError::from((
-                        redis::ErrorKind::InvalidClientConfig,
-                        "[redis] min_replicas_acked is not supported in cluster mode yet",
-                    ))));
-                };
-                redis::Client::open(url.as_str())?
+                let connected = redis::Client::open(server.as_str())?
                     .get_multiplexed_async_connection_with_config(&config)
-                    .await?
+                    .await;
+                if connected.is_err() {
+                    // Perhaps a dead primary: the next write reads the slot map again.
+                    acks.slot_map.forget();
+                }
+                connected?
             }
         };
         Ok(Writer {
             conn: Conn::Own(conn),
             pool: Some((acks, slot)),
             reusable: true,
+            server,
+            marker,
+            moved: None,
         })
     }
 
@@ -258,7 +312,7 @@ impl Store {
         let acked = async {
             if wrote == Wrote::Before {
                 let () = redis::cmd("SET")
-                    .arg(self.first().ack_marker())
+                    .arg(&writer.marker)
                     .arg("1")
                     .arg("PX")
                     .arg(MARKER_TTL_MS)
@@ -287,11 +341,11 @@ impl Store {
     /// Waits until `min_replicas_acked` replicas hold everything written so far on the primary
     /// (a marker write, then `WAIT`), for an answer that repeats what an earlier request wrote.
     /// Nothing with `min_replicas_acked = 0`.
-    pub async fn confirm_replicated(&self) -> Result<(), StoreError> {
+    pub async fn confirm_replicated(&self, payment_id: &str) -> Result<(), StoreError> {
         if self.acks.is_none() {
             return Ok(());
         }
-        let writer = self.writer().await?;
+        let writer = self.writer(self.partitions.of_payment(payment_id)).await?;
         self.acknowledge(writer, Wrote::Before).await
     }
 }
@@ -370,10 +424,10 @@ mod tests {
             Duration::from_secs(3600),
         );
         store.acks = Acks::with_connections(1, Duration::from_millis(200), 1);
-        let held = store.writer().await.unwrap();
+        let held = store.writer(0).await.unwrap();
 
         let started = std::time::Instant::now();
-        let second = tokio::time::timeout(Duration::from_secs(5), store.writer())
+        let second = tokio::time::timeout(Duration::from_secs(5), store.writer(0))
             .await
             .expect("waiting for a write connection is bounded");
         assert!(
@@ -390,6 +444,6 @@ mod tests {
 
         // Freed, the connection serves the next write.
         drop(held);
-        assert!(store.writer().await.is_ok());
+        assert!(store.writer(0).await.is_ok());
     }
 }

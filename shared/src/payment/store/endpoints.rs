@@ -66,7 +66,7 @@ impl Store {
             // Before the endpoint exists anywhere, so that no partition can miss its events.
             self.mirror_endpoint(tenant, id, true).await?;
         }
-        let mut conn = self.writer().await?;
+        let mut conn = self.writer(0).await?;
         let outcome: String = self
             .scripts
             .endpoints
@@ -146,7 +146,7 @@ impl Store {
     /// Deletes the endpoint; whether it existed. Deliveries waiting for it find it gone and
     /// are dropped.
     pub async fn delete_endpoint(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
-        let mut conn = self.writer().await?;
+        let mut conn = self.writer(0).await?;
         let removed: u64 = redis::cmd("HDEL")
             .arg(self.first().endpoints(tenant))
             .arg(id)
@@ -181,7 +181,7 @@ impl Store {
             return Ok(false);
         };
         let layout = self.partition(partition);
-        let mut conn = self.writer().await?;
+        let mut conn = self.writer(partition).await?;
         let mut invocation = self.scripts.redeliver.prepare_invoke();
         invocation.key(layout.event(id.as_str()));
         for key in layout.webhooks.job_keys() {
@@ -223,17 +223,59 @@ impl Store {
         if self.layouts.len() == 1 {
             return Ok(());
         }
-        let conn = self.conn().await?;
-        let writes = self.layouts[1..].iter().map(|layout| {
-            let mut conn = conn.clone();
+        // Each through a write connection of its partition, so that with
+        // `min_replicas_acked` replicas hold a mark as they hold the endpoint.
+        let writes = (1..self.layouts.len()).map(|p| {
             let mut cmd = redis::cmd(if mark { "HSET" } else { "HDEL" });
-            cmd.arg(layout.endpoints(tenant)).arg(id);
+            cmd.arg(self.partition(p).endpoints(tenant)).arg(id);
             if mark {
                 cmd.arg("1");
             }
-            async move { cmd.query_async::<u64>(&mut conn).await }
+            async move {
+                let mut conn = self.writer(p).await?;
+                cmd.query_async::<u64>(&mut conn).await?;
+                if let Some(e) = self.acknowledge_or_warn(conn).await {
+                    tracing::warn!(error = %e, tenant, webhook_endpoint_id = id, partition = p, "an endpoint's mark written without replicas' confirmation");
+                }
+                Ok::<(), StoreError>(())
+            }
         });
         futures::future::try_join_all(writes).await?;
         Ok(())
+    }
+
+    /// Adds the marks every partition should hold for the tenant's endpoints (those of
+    /// partition 0) and lacks: a mark lost (a failover before it was replicated, a hand edit)
+    /// would keep that partition's events from ever being delivered. Marks without an endpoint
+    /// are left alone: one may belong to an endpoint being created right now, and an extra
+    /// mark only costs dispatch jobs that find nothing to send. Returns how many were added.
+    pub async fn restore_endpoint_marks(&self, tenant: &str) -> Result<u64, StoreError> {
+        if self.layouts.len() == 1 {
+            return Ok(0);
+        }
+        let mut conn = self.conn().await?;
+        let endpoints: Vec<String> = redis::cmd("HKEYS")
+            .arg(self.first().endpoints(tenant))
+            .query_async(&mut conn)
+            .await?;
+        if endpoints.is_empty() {
+            return Ok(0);
+        }
+        let mut added = 0;
+        for layout in &self.layouts[1..] {
+            let key = layout.endpoints(tenant);
+            let marks: Vec<String> = redis::cmd("HKEYS").arg(&key).query_async(&mut conn).await?;
+            let missing: Vec<&String> = endpoints.iter().filter(|e| !marks.contains(e)).collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let mut cmd = redis::cmd("HSET");
+            cmd.arg(&key);
+            for id in &missing {
+                cmd.arg(id.as_str()).arg("1");
+            }
+            added += cmd.query_async::<u64>(&mut conn).await?;
+        }
+        Ok(added)
     }
 }

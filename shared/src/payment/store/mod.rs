@@ -39,6 +39,7 @@ pub use endpoints::{ReadEndpoint, Written};
 pub use events::{EventFilter, EventPage, EventsMissing};
 mod list;
 mod partitions;
+mod slots;
 pub mod sweep;
 
 use std::time::Duration;
@@ -487,7 +488,7 @@ impl Store {
             });
         }
         let layout = self.partition(home);
-        let mut conn = self.writer().await?;
+        let mut conn = self.writer(home).await?;
         let (record, snapshot) = encode(&payment)?;
         let due = payment.next_attempt_at.unwrap_or(now);
         let job = ChargeJob::new(payment.id.clone());
@@ -581,7 +582,9 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<String>, StoreError> {
         let layout = self.of_payment(payment.id.as_str());
-        let mut conn = self.writer().await?;
+        let mut conn = self
+            .writer(self.partitions.of_payment(payment.id.as_str()))
+            .await?;
         let reap_at = if payment.status.is_final() {
             now.plus(self.retention).unix_ms()
         } else {

@@ -1,0 +1,162 @@
+//! Where each slot's primary is, for durable acceptance on a Redis Cluster. A write that must
+//! be followed by `WAIT` goes through a plain connection of its own to the primary of its
+//! partition's slot ([`super::ack`]): a cluster connection would send the keyless `WAIT` to
+//! every primary, and reconnect on its own between the write and the `WAIT`, after which a
+//! `WAIT` covers nothing. The map comes from `CLUSTER SLOTS`, read through the cluster client,
+//! and is read again after a node answers `MOVED` (the write was not run there).
+
+use std::sync::Mutex;
+
+use crate::redis_target::RedisConnection;
+
+/// A slot range and the `host:port` of its primary.
+type Range = (u16, u16, String);
+
+#[derive(Debug, Default)]
+pub(super) struct SlotMap {
+    ranges: Mutex<Option<Vec<Range>>>,
+    /// Slots a node answered `MOVED` for, with the node it named: newer than any map read.
+    moved: Mutex<std::collections::HashMap<u16, String>>,
+}
+
+impl SlotMap {
+    fn ranges(&self) -> std::sync::MutexGuard<'_, Option<Vec<Range>>> {
+        self.ranges.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The address of `slot`'s primary, reading the map first when it is not known.
+    pub(super) async fn primary(
+        &self,
+        slot: u16,
+        conn: &mut RedisConnection,
+    ) -> redis::RedisResult<String> {
+        if let Some(address) = self.moved_to().get(&slot) {
+            return Ok(address.clone());
+        }
+        if let Some(address) = lookup(self.ranges().as_deref().unwrap_or_default(), slot) {
+            return Ok(address);
+        }
+        let ranges = read(conn).await?;
+        let address = lookup(&ranges, slot);
+        *self.ranges() = Some(ranges);
+        address.ok_or_else(|| {
+            redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "no primary serves the slot",
+                format!("slot {slot}"),
+            ))
+        })
+    }
+
+    fn moved_to(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u16, String>> {
+        self.moved.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A node answered `MOVED slot address`: the slot is served there now. (The map read
+    /// through the cluster client may come from a node that has not heard yet.)
+    pub(super) fn moved(&self, slot: u16, address: String) {
+        self.moved_to().insert(slot, address);
+    }
+
+    /// The map is out of date (a node broke or died): read it again next time.
+    pub(super) fn forget(&self) {
+        *self.ranges() = None;
+        self.moved_to().clear();
+    }
+}
+
+fn lookup(ranges: &[Range], slot: u16) -> Option<String> {
+    ranges
+        .iter()
+        .find(|(from, to, _)| (*from..=*to).contains(&slot))
+        .map(|(_, _, address)| address.clone())
+}
+
+/// `CLUSTER SLOTS`: each range's first node is its primary.
+async fn read(conn: &mut RedisConnection) -> redis::RedisResult<Vec<Range>> {
+    let reply: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
+    let mut ranges = Vec::new();
+    for range in reply {
+        let redis::Value::Array(fields) = range else {
+            continue;
+        };
+        let mut fields = fields.into_iter();
+        let (Some(from), Some(to), Some(primary)) = (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let (from, to): (u16, u16) = (redis::from_redis_value(from)?, redis::from_redis_value(to)?);
+        let (host, port): (String, u16) = match primary {
+            redis::Value::Array(node) => {
+                let mut node = node.into_iter();
+                match (node.next(), node.next()) {
+                    (Some(host), Some(port)) => (
+                        redis::from_redis_value(host)?,
+                        redis::from_redis_value(port)?,
+                    ),
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        ranges.push((from, to, format!("{host}:{port}")));
+    }
+    Ok(ranges)
+}
+
+/// `template` (a `cluster_nodes` URL, with its credentials) pointed at `address`.
+pub(super) fn node_url(template: &str, address: &str) -> redis::RedisResult<String> {
+    let invalid = |what: &str| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "cannot address a cluster node",
+            what.to_owned(),
+        ))
+    };
+    let (host, port) = address
+        .rsplit_once(':')
+        .ok_or_else(|| invalid("no port in the node's address"))?;
+    let port: u16 = port.parse().map_err(|_| invalid("a bad port"))?;
+    let mut url = url::Url::parse(template).map_err(|_| invalid("a bad cluster_nodes url"))?;
+    url.set_host(Some(host))
+        .map_err(|_| invalid("a bad host in the node's address"))?;
+    url.set_port(Some(port))
+        .map_err(|()| invalid("a url that takes no port"))?;
+    Ok(url.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_found_in_its_range_and_nowhere_else() {
+        let ranges = vec![
+            (0, 5460, "10.0.0.1:6379".to_owned()),
+            (5461, 10922, "10.0.0.2:6379".to_owned()),
+            (10923, 16383, "10.0.0.3:6379".to_owned()),
+        ];
+        for (slot, want) in [
+            (0, Some("10.0.0.1:6379")),
+            (5460, Some("10.0.0.1:6379")),
+            (5461, Some("10.0.0.2:6379")),
+            (16383, Some("10.0.0.3:6379")),
+        ] {
+            assert_eq!(lookup(&ranges, slot).as_deref(), want, "{slot}");
+        }
+        assert_eq!(lookup(&ranges[..2], 12000), None);
+    }
+
+    #[test]
+    fn a_node_url_keeps_the_credentials_and_takes_the_address() {
+        assert_eq!(
+            node_url("redis://flint:s3cret@10.0.0.9:7000", "10.0.0.2:6380").unwrap(),
+            "redis://flint:s3cret@10.0.0.2:6380"
+        );
+        assert_eq!(
+            node_url("redis://127.0.0.1:7000", "127.0.0.1:7001").unwrap(),
+            "redis://127.0.0.1:7001"
+        );
+        assert!(node_url("redis://127.0.0.1:7000", "nowhere").is_err());
+    }
+}

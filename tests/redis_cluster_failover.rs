@@ -1,0 +1,303 @@
+//! A primary of a Redis Cluster dies mid-run, with durable acceptance on
+//! (`[redis] min_replicas_acked = 1`): a real six-node cluster, the API in-process and two real
+//! `flint worker` processes, all in cluster mode with three partitions. Payments are created
+//! throughout; the primary of a partition holding some of them is SIGKILLed, its replica is
+//! promoted, and the dead node is started again (it rejoins as the new primary's replica, so
+//! that primary can count a replica again). Creates answered 503 meanwhile are retried with
+//! their Idempotency-Key, as a caller would. Afterwards every payment that got a `202` exists
+//! with the id it was given and ends final, each key made one payment, nothing was charged
+//! twice, and Flint's outcomes agree with the processor's records.
+
+#[path = "fleet/mod.rs"]
+#[expect(
+    dead_code,
+    reason = "this suite runs its own API, configured for the cluster"
+)]
+mod fleet;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use flint_enqueuer::Application;
+use flint_shared::config::{Config, Secret, TenantConfig};
+use flint_shared::partition::Partitions;
+use flint_testkit::cluster::RedisCluster;
+use flint_testkit::process;
+use flint_testkit::sandbox::{KEY, spawn_sandbox};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const API_KEY: &str = "failover-api-key";
+/// Payments created in all: a third before the kill, the rest while and after it happens.
+const PAYMENTS: usize = 36;
+
+fn digest(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// Creates the payment of `key`, retrying 503s and broken connections with the same key (a
+/// caller's duty) until the API answers 202, for at most a minute. Returns the payment's id and
+/// how many answers were 503.
+async fn create(http: &reqwest::Client, api: &str, key: &str, body: &Value) -> (String, u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut unavailable = 0;
+    loop {
+        let answer = http
+            .post(format!("{api}/v1/off_session_payments"))
+            .bearer_auth(API_KEY)
+            .header("Idempotency-Key", key)
+            .json(body)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match answer {
+            Ok(r) if r.status() == 202 => {
+                let payment: Value = r.json().await.unwrap();
+                return (payment["id"].as_str().unwrap().to_owned(), unavailable);
+            }
+            Ok(r) if r.status() == 503 => {
+                let error: Value = r.json().await.unwrap_or_default();
+                let code = error["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                assert!(
+                    ["storage_unavailable", "storage_not_replicated"].contains(&code.as_str()),
+                    "{key}: {error}"
+                );
+                unavailable += 1;
+            }
+            Ok(r) => panic!("{key}: {} {}", r.status(), r.text().await.unwrap()),
+            Err(e) => eprintln!("{key}: {e}; retrying"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{key}: no 202 within a minute ({unavailable} answers 503)"
+        );
+        // A caller's backoff between tries, not a wait for anything in particular.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_durable_acceptance_every_accepted_payment_survives_a_primary_failover() {
+    let mut cluster = RedisCluster::start();
+    let nodes = cluster.nodes();
+    let sandbox = spawn_sandbox().await;
+    let partitions = Partitions::new("charges", 3);
+
+    let mut config = Config::default();
+    config.redis.url = Secret::new("redis://127.0.0.1:1");
+    config.redis.cluster_nodes = nodes.iter().map(Secret::new).collect();
+    config.redis.min_replicas_acked = 1;
+    config.redis.min_replicas_timeout_ms = 1000;
+    config.queue.partitions = 3;
+    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
+    config.enqueuer.rate_limit_per_second = 10_000;
+    config.enqueuer.rate_limit_burst = 10_000;
+    config.tenants = vec![TenantConfig {
+        id: "acme".into(),
+        api_key_sha256: digest(API_KEY),
+        processor_secret_key: Secret::new(KEY),
+    }];
+    let api = Application::build(&config).await.unwrap();
+    let api_url = format!("http://{}", api.local_addr());
+    tokio::spawn(api.run(std::future::pending()));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("worker.toml");
+    let cluster_nodes = nodes
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    std::fs::write(
+        &config_file,
+        format!(
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\ncluster_nodes = [{cluster_nodes}]\n\
+             min_replicas_acked = 1\nmin_replicas_timeout_ms = 1000\n\
+             [queue]\npartitions = 3\n[worker]\nconcurrency = 8\nlease_secs = 3\n\
+             [processor]\napi_base = \"{}\"\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n\
+             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{KEY}\"\n",
+            sandbox.base_url,
+            digest(API_KEY)
+        ),
+    )
+    .unwrap();
+    let mut workers = [
+        fleet::start_worker(&config_file),
+        fleet::start_worker(&config_file),
+    ];
+
+    // Customers whose saved cards succeed or decline.
+    let mut customers = Vec::new();
+    for card in [
+        "pm_card_visa",
+        "pm_card_chargeDeclinedInsufficientFunds",
+        "pm_card_mastercard",
+    ] {
+        customers.push(sandbox.customer_with_card(card).await.0);
+    }
+    let http = reqwest::Client::new();
+    let body = |n: usize| {
+        json!({
+            "customer": customers[n % customers.len()],
+            "amount": {"value": 1000 + n, "currency": "usd"},
+            "purpose": "repeat_purchase",
+            "initiated_by": {"type": "service", "id": "failover-test"},
+            "retry_policy": {"strategy": "scheduled", "max_attempts": 1, "window_hours": 1}
+        })
+    };
+
+    // A third of the payments, then the kill while the rest are created.
+    let mut accepted: BTreeMap<String, String> = BTreeMap::new();
+    for n in 0..PAYMENTS / 3 {
+        let key = format!("failover-{n}");
+        let (id, _) = create(&http, &api_url, &key, &body(n)).await;
+        accepted.insert(key, id);
+    }
+    let victim_tag = partitions.tag(1).to_owned();
+    let victim = cluster.primary_for_key(&format!("{{{victim_tag}}}"));
+    let producer = {
+        let (http, api_url) = (http.clone(), api_url.clone());
+        let bodies: Vec<(String, Value)> = (PAYMENTS / 3..PAYMENTS)
+            .map(|n| (format!("failover-{n}"), body(n)))
+            .collect();
+        tokio::spawn(async move {
+            let mut made = Vec::new();
+            let mut unavailable = 0;
+            for (key, body) in bodies {
+                let (id, refused) = create(&http, &api_url, &key, &body).await;
+                unavailable += refused;
+                made.push((key, id));
+            }
+            (made, unavailable)
+        })
+    };
+    let promoted = tokio::task::block_in_place(|| {
+        let promoted = cluster.failover_to_replica_of(&victim);
+        // Back as the new primary's replica: with min_replicas_acked = 1 that primary's
+        // partition takes writes again only once it has a replica.
+        cluster.restart(&victim);
+        promoted
+    });
+    assert_eq!(
+        cluster.primary_for_key(&format!("{{{victim_tag}}}")),
+        promoted
+    );
+    let (made, unavailable) = producer.await.unwrap();
+    eprintln!("creates answered 503 during the failover, then retried: {unavailable}");
+    accepted.extend(made);
+    assert_eq!(accepted.len(), PAYMENTS);
+
+    // Every accepted payment exists, with its id, and ends final.
+    let mut outcomes: BTreeMap<String, String> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in accepted.values() {
+        let url = format!("{api_url}/v1/off_session_payments/{id}");
+        let status = loop {
+            let answer = http.get(&url).bearer_auth(API_KEY).send().await;
+            let payment: Value = match answer {
+                Ok(r) => r.json().await.unwrap_or_default(),
+                Err(_) => Value::Null,
+            };
+            let status = payment["status"].as_str().unwrap_or_default().to_owned();
+            if status == "succeeded" || status == "failed" {
+                break status;
+            }
+            if Instant::now() >= deadline {
+                let p = partitions.of_payment(id);
+                let keys = flint_queue::keys::Keys::of_partition(partitions.tag(p), "charges");
+                let target = flint_shared::redis_target::RedisTarget::Cluster(nodes.clone());
+                let mut conn = flint_shared::redis_target::connect(&target, Default::default())
+                    .await
+                    .unwrap();
+                let ids: Option<String> = redis::cmd("HGET")
+                    .arg(&keys.ids)
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let delayed: Option<String> = redis::cmd("ZSCORE")
+                    .arg(&keys.delayed)
+                    .arg(id)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let stream: redis::Value = redis::cmd("XRANGE")
+                    .arg(&keys.stream)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                let pending: redis::Value = redis::cmd("XPENDING")
+                    .arg(&keys.stream)
+                    .arg("workers")
+                    .arg("-")
+                    .arg("+")
+                    .arg(100)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                panic!(
+                    "{id} (partition {p}, victim 1) did not end: ids={ids:?} delayed={delayed:?} stream={stream:?} pending={pending:?} {}",
+                    payment["status"]
+                );
+            }
+            // Polled, not awaited: the worker decides when it ends.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        outcomes.insert(id.clone(), status);
+    }
+    let spread: BTreeSet<usize> = accepted
+        .values()
+        .map(|id| partitions.of_payment(id))
+        .collect();
+    assert_eq!(
+        spread.len(),
+        3,
+        "payments in every partition, the victim's too"
+    );
+
+    // One payment per key: each key, sent again, answers its first payment.
+    for (n, (key, id)) in accepted.iter().enumerate() {
+        let n: usize = key.trim_start_matches("failover-").parse().unwrap_or(n);
+        let (again, _) = create(&http, &api_url, key, &body(n)).await;
+        assert_eq!(&again, id, "{key}");
+    }
+
+    // The processor's records: one PaymentIntent per payment, succeeded exactly when Flint says.
+    let mut intents: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for customer in &customers {
+        let page = sandbox
+            .get("/v1/payment_intents")
+            .params(&[("customer", customer.as_str()), ("limit", "100")])
+            .send()
+            .await
+            .body;
+        for pi in page["data"].as_array().unwrap() {
+            if let Some(id) = pi["metadata"]["flint_payment_id"].as_str() {
+                intents.entry(id.to_owned()).or_default().push(pi.clone());
+            }
+        }
+    }
+    for (id, status) in &outcomes {
+        let theirs = intents.get(id).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(theirs.len(), 1, "{id}: {theirs:#?}");
+        assert_eq!(
+            theirs[0]["status"] == "succeeded",
+            status == "succeeded",
+            "{id} is {status} in Flint: {:#}",
+            theirs[0]
+        );
+    }
+    assert!(
+        intents.keys().all(|id| outcomes.contains_key(id)),
+        "an intent of a payment no caller was given"
+    );
+
+    for worker in &mut workers {
+        process::terminate(worker, Duration::from_secs(30));
+    }
+}
