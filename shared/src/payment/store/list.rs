@@ -168,17 +168,8 @@ pub(super) struct Part {
 
 /// Reads a `{'ok', has_more, id, score, json …}` reply; `None` for any other outcome.
 fn part(reply: Vec<redis::Value>) -> Result<Option<Part>, StoreError> {
-    let mut reply = reply.into_iter();
-    let outcome: String = match reply.next() {
-        Some(v) => redis::from_redis_value(v)?,
-        None => return Ok(None),
-    };
-    if outcome != "ok" {
+    let Some((has_more, mut reply)) = ok_page(reply)? else {
         return Ok(None);
-    }
-    let has_more: String = match reply.next() {
-        Some(v) => redis::from_redis_value(v)?,
-        None => String::new(),
     };
     let mut entries = Vec::new();
     while let (Some(id), Some(score), Some(json)) = (reply.next(), reply.next(), reply.next()) {
@@ -189,15 +180,26 @@ fn part(reply: Vec<redis::Value>) -> Result<Option<Part>, StoreError> {
             json: redis::from_redis_value(json)?,
         });
     }
-    Ok(Some(Part {
-        entries,
-        has_more: has_more == "1",
-    }))
+    Ok(Some(Part { entries, has_more }))
 }
 
 /// Reads a `{'ok', has_more, json …}` reply (one payment's events); `None` for any other
 /// outcome.
 pub(super) fn records(reply: Vec<redis::Value>) -> Result<Option<Records>, StoreError> {
+    let Some((has_more, reply)) = ok_page(reply)? else {
+        return Ok(None);
+    };
+    let records = reply
+        .map(redis::from_redis_value)
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(Some((records, has_more)))
+}
+
+/// The head of a page reply, `{'ok', has_more (0|1), …}`: whether more follow, and the rest.
+/// `None` for any other outcome.
+fn ok_page(
+    reply: Vec<redis::Value>,
+) -> Result<Option<(bool, std::vec::IntoIter<redis::Value>)>, StoreError> {
     let mut reply = reply.into_iter();
     let outcome: String = match reply.next() {
         Some(v) => redis::from_redis_value(v)?,
@@ -210,10 +212,7 @@ pub(super) fn records(reply: Vec<redis::Value>) -> Result<Option<Records>, Store
         Some(v) => redis::from_redis_value(v)?,
         None => String::new(),
     };
-    let records = reply
-        .map(redis::from_redis_value)
-        .collect::<Result<Vec<String>, _>>()?;
-    Ok(Some((records, has_more == "1")))
+    Ok(Some((has_more == "1", reply)))
 }
 
 /// Whether `a` comes before `b` in a listing: newer first, and within one score the larger id
