@@ -8,7 +8,6 @@ mod fleet;
 mod truth;
 
 use std::collections::{HashMap, HashSet};
-use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -140,7 +139,8 @@ async fn stalled_workers_never_strand_or_double_charge_a_payment() {
             config_file.clone(),
         );
         std::thread::spawn(move || {
-            let workers: Vec<Child> = (0..3).map(|_| fleet::start_worker(&config_file)).collect();
+            let workers: Vec<fleet::Worker> =
+                (0..3).map(|_| fleet::start_worker(&config_file)).collect();
             let mut stalls = 0;
             while !stop.load(Ordering::Relaxed) && stalls < 10 {
                 let victim = rand::rng().random_range(0..workers.len());

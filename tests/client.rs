@@ -17,15 +17,6 @@ use serde_json::Value;
 const API_KEY: &str = "client-test-key";
 
 /// A worker process that is killed however the test ends (a failed assertion included).
-struct Worker(std::process::Child);
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Ran {
     code: i32,
     stdout: String,
@@ -104,7 +95,7 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
         "max_network_retries = 1\n[webhooks]\nallow_http = true\nallow_private_networks = true\n\
          retry_for_secs = 1\nfirst_retry_delay_ms = 50",
     );
-    let mut worker = Worker(fleet::start_worker(&config));
+    let mut worker = fleet::start_worker(&config);
     let (customer, card) = sandbox.customer_with_card("pm_card_visa").await;
     let (poor_customer, poor) = sandbox
         .customer_with_card("pm_card_chargeDeclinedInsufficientFunds")
@@ -746,7 +737,7 @@ async fn every_client_command_works_against_a_running_stack_and_bad_input_gets_i
     .await;
     ok(&replayed);
     assert!(replayed.stdout.contains("replayed"), "{}", replayed.stdout);
-    process::terminate(&mut worker.0, Duration::from_secs(30));
+    process::terminate(&mut worker, Duration::from_secs(30));
     let replayed = flint(&api, Some(&config), &["dead", "replay", &dead_id]).await;
     ok(&replayed);
     assert!(replayed.stdout.contains("replayed"), "{}", replayed.stdout);

@@ -6,6 +6,8 @@
 //! list as one, newest first, across the partitions; and readiness (which asks every primary)
 //! answers 200.
 
+#[path = "cluster/mod.rs"]
+mod cluster;
 #[path = "fleet/mod.rs"]
 #[expect(
     dead_code,
@@ -16,22 +18,13 @@ mod fleet;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use flint_enqueuer::Application;
-use flint_shared::config::{Config, Secret, TenantConfig};
 use flint_shared::partition::Partitions;
 use flint_shared::redis_target::{RedisTarget, Timeouts, connect};
 use flint_testkit::cluster::RedisCluster;
 use flint_testkit::poll_until;
 use flint_testkit::process;
-use flint_testkit::sandbox::{KEY, spawn_sandbox};
+use flint_testkit::sandbox::spawn_sandbox;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-
-const API_KEY: &str = "cluster-api-key";
-
-fn digest(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_are_charged_and_settled_on_a_redis_cluster() {
@@ -53,16 +46,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
     );
 
     // The API, in cluster mode: `url` points nowhere and must be ignored.
-    let mut config = Config::default();
-    config.redis.url = Secret::new("redis://127.0.0.1:1");
-    config.redis.cluster_nodes = nodes.iter().map(Secret::new).collect();
-    config.queue.partitions = 3;
-    config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
-    config.tenants = vec![TenantConfig {
-        id: "acme".into(),
-        api_key_sha256: digest(API_KEY),
-        processor_secret_key: Secret::new(KEY),
-    }];
+    let config = cluster::api_config(&nodes);
     // Each partition's slot is on its own primary.
     let partitions = Partitions::new("charges", 3);
     let primaries: BTreeSet<String> = partitions
@@ -76,30 +60,12 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
         "{:?} on {primaries:?}",
         partitions.tags()
     );
-    let api = Application::build(&config).await.unwrap();
-    let api_url = format!("http://{}", api.local_addr());
-    tokio::spawn(api.run(std::future::pending()));
+    let api_url = cluster::start_api(&config).await;
 
     // One worker process, configured the same way.
     let dir = tempfile::tempdir().unwrap();
-    let config_file = dir.path().join("worker.toml");
-    let cluster_nodes = nodes
-        .iter()
-        .map(|n| format!("\"{n}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
-    std::fs::write(
-        &config_file,
-        format!(
-            "[redis]\nurl = \"redis://127.0.0.1:1\"\ncluster_nodes = [{cluster_nodes}]\n\
-             [queue]\npartitions = 3\n[worker]\nconcurrency = 8\n\
-             [processor]\napi_base = \"{}\"\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n\
-             [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{KEY}\"\n",
-            sandbox.base_url,
-            digest(API_KEY)
-        ),
-    )
-    .unwrap();
+    let config_file =
+        cluster::worker_config(dir.path(), &nodes, &sandbox.base_url, "", "concurrency = 8");
     let mut worker = fleet::start_worker(&config_file);
 
     let http = reqwest::Client::new();
@@ -130,7 +96,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
         let customer = sandbox.customer_with_card(card).await.0;
         let r = http
             .post(format!("{api_url}/v1/off_session_payments"))
-            .bearer_auth(API_KEY)
+            .bearer_auth(cluster::API_KEY)
             .header("Idempotency-Key", &keys[n])
             .json(&json!({
                 "customer": customer,
@@ -170,7 +136,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
             async move {
                 let p: Value = http
                     .get(url)
-                    .bearer_auth(API_KEY)
+                    .bearer_auth(cluster::API_KEY)
                     .send()
                     .await
                     .ok()?
@@ -187,7 +153,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
 
         let events: Value = http
             .get(format!("{api_url}/v1/events?payment={id}"))
-            .bearer_auth(API_KEY)
+            .bearer_auth(cluster::API_KEY)
             .send()
             .await
             .unwrap()
@@ -236,7 +202,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
     }
 
     // Listing merges the partitions: every payment once, newest first, page after page.
-    let listed = list_all(&http, &format!("{api_url}/v1/off_session_payments"), 2).await;
+    let listed = cluster::list_all(&http, &format!("{api_url}/v1/off_session_payments"), 2).await;
     let mut want: Vec<&str> = payments.iter().map(|(id, _)| id.as_str()).collect();
     want.reverse();
     let got: Vec<&str> = listed.iter().map(|p| p["id"].as_str().unwrap()).collect();
@@ -245,56 +211,62 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
         got.iter().collect::<BTreeSet<_>>(),
         want.iter().collect::<BTreeSet<_>>()
     );
-    assert_newest_first(&listed);
-    let events = list_all(&http, &format!("{api_url}/v1/events"), 3).await;
+    cluster::assert_newest_first(&listed);
+    let events = cluster::list_all(&http, &format!("{api_url}/v1/events"), 3).await;
     let created = events
         .iter()
         .filter(|e| e["type"] == "off_session_payment.created")
         .count();
     assert_eq!(created, payments.len(), "one created event per payment");
-    assert_newest_first(&events);
+    cluster::assert_newest_first(&events);
 
     let ready = http.get(format!("{api_url}/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     process::terminate(&mut worker, Duration::from_secs(30));
 }
 
-/// Every object of a list endpoint, `limit` at a time, following `starting_after`.
-async fn list_all(http: &reqwest::Client, url: &str, limit: usize) -> Vec<Value> {
-    let mut all: Vec<Value> = Vec::new();
-    loop {
-        let mut request = http
-            .get(url)
-            .bearer_auth(API_KEY)
-            .query(&[("limit", limit)]);
-        if let Some(last) = all.last() {
-            request = request.query(&[("starting_after", last["id"].as_str().unwrap())]);
-        }
-        let page: Value = request.send().await.unwrap().json().await.unwrap();
-        let data = page["data"].as_array().unwrap_or_else(|| panic!("{page}"));
-        assert!(data.len() <= limit, "{page}");
-        all.extend(data.iter().cloned());
-        if page["has_more"] != true {
-            return all;
-        }
-        assert!(all.len() < 10_000, "the listing never ends");
-    }
-}
-
-/// Objects newest first, no id twice.
-fn assert_newest_first(objects: &[Value]) {
-    let ids: BTreeSet<&str> = objects.iter().map(|o| o["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.len(), objects.len(), "an object listed twice");
-    let times: Vec<i64> = objects
-        .iter()
-        .map(|o| {
-            serde_json::from_value::<flint_shared::time::Timestamp>(o["created_at"].clone())
-                .unwrap()
-                .unix_ms()
-        })
+/// A planned failover leaves every node running and every connection healthy, but the node
+/// that served a partition now answers its writes `MOVED`. With durable acceptance on, the API
+/// writes through connections of its own to each slot's primary: it must follow the slot to
+/// its new primary rather than ask the old one for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_acceptance_follows_a_partition_to_its_new_primary() {
+    let mut redis = RedisCluster::start();
+    let mut config = cluster::api_config(&redis.nodes());
+    config.redis.min_replicas_acked = 1;
+    config.redis.min_replicas_timeout_ms = 1000;
+    let api_url = cluster::start_api(&config).await;
+    let partitions = Partitions::new("charges", cluster::PARTITIONS);
+    let keys: Vec<String> = (0..)
+        .map(|n| format!("moved-{n}"))
+        .filter(|key| partitions.of_idempotency_key("acme", key) == 1)
+        .take(4)
         .collect();
-    assert!(
-        times.windows(2).all(|w| w[0] >= w[1]),
-        "not newest first: {times:?}"
-    );
+    let body = json!({
+        "customer": "cus_moved",
+        "amount": {"value": 1000, "currency": "usd"},
+        "purpose": "repeat_purchase",
+        "initiated_by": {"type": "service", "id": "cluster-test"}
+    });
+    let http = reqwest::Client::new();
+    let within = Duration::from_secs(20);
+
+    // The first create learns where partition 1's slot is served.
+    cluster::create(&http, &api_url, &keys[0], &body, within).await;
+    let old = redis.primary_for_key(&format!("{{{}}}", partitions.tag(1)));
+    let new = tokio::task::block_in_place(|| redis.planned_failover(&old));
+    assert_ne!(old, new);
+
+    // The old primary answers MOVED: each create after it reaches the new primary (a 503 on
+    // the way is allowed, and retried with the same key), and stays readable.
+    for key in &keys[1..] {
+        let (id, _) = cluster::create(&http, &api_url, key, &body, within).await;
+        let read = http
+            .get(format!("{api_url}/v1/off_session_payments/{id}"))
+            .bearer_auth(cluster::API_KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(read.status(), 200, "{key}");
+    }
 }

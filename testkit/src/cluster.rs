@@ -321,6 +321,20 @@ impl RedisCluster {
         replica
     }
 
+    /// A planned failover (`CLUSTER FAILOVER` on `primary`'s replica): the replica takes the
+    /// slots over once it has caught up, and `primary`, still running and reachable, becomes its
+    /// replica. Returns the new primary's url once it serves the slots.
+    pub fn planned_failover(&mut self, primary: &str) -> String {
+        let replica = self.replica_of(primary);
+        let port = self.node(&replica).port;
+        match command(port, &["CLUSTER", "FAILOVER"]) {
+            Ok(Reply::Text(ok)) if ok == "OK" => {}
+            other => panic!("CLUSTER FAILOVER on {replica}: {other:?}"),
+        }
+        self.wait_for_promotion(&replica);
+        replica
+    }
+
     /// Starts a killed node again, on its port with its `nodes.conf`: it rejoins the cluster as
     /// a replica of whichever node took over its slots. Returns once it says its link to that
     /// primary is up (the primary can then count it in `WAIT`).

@@ -3,7 +3,6 @@
 
 use std::ops::Range;
 use std::path::Path;
-use std::process::Child;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -20,8 +19,9 @@ pub fn kill_and_replace(
     every_ms: Range<u64>,
     for_: Duration,
     stop: &AtomicBool,
-) -> (Vec<Child>, usize) {
-    let mut workers: Vec<Child> = (0..3).map(|_| fleet::start_worker(config_file)).collect();
+) -> (Vec<fleet::Worker>, usize) {
+    let mut workers: Vec<fleet::Worker> =
+        (0..3).map(|_| fleet::start_worker(config_file)).collect();
     let mut kills = 0;
     let until = Instant::now() + for_;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {

@@ -64,15 +64,58 @@ pub fn worker_config(
     file
 }
 
+/// A `flint worker` process, killed when dropped if it is still running: a test that fails
+/// midway leaves no worker behind to slow the tests after it.
+pub struct Worker(Child);
+
+impl std::ops::Deref for Worker {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Worker {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Where a worker's log goes: nowhere, unless `FLINT_TEST_WORKER_LOG` names a file, which the
+/// workers then append to at `warn` (to find out why a test of real workers failed).
+fn worker_log() -> (Stdio, &'static str) {
+    match std::env::var_os("FLINT_TEST_WORKER_LOG") {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap();
+            (Stdio::from(file), "warn")
+        }
+        None => (Stdio::null(), "error"),
+    }
+}
+
 /// A `flint worker` process, returned once it serves.
-pub fn start_worker(config_file: &Path) -> Child {
+pub fn start_worker(config_file: &Path) -> Worker {
+    let (log, level) = worker_log();
     let mut child = Command::new(FLINT)
         .arg("--config")
         .arg(config_file)
         .args(["worker", "--listen", "127.0.0.1:0"])
-        .env("FLINT__LOG__LEVEL", "error")
+        .env("FLINT__LOG__LEVEL", level)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut line = String::new();
@@ -80,5 +123,5 @@ pub fn start_worker(config_file: &Path) -> Child {
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("flint worker"), "{line}");
-    child
+    Worker(child)
 }

@@ -63,7 +63,7 @@ use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Cmd, RedisFuture, Value};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use super::slots::{SlotMap, node_url};
+use super::slots::{self, SlotMap, node_url};
 use super::{Store, StoreError};
 use crate::redis_target::{RedisConnection, RedisTarget};
 
@@ -161,15 +161,6 @@ impl Drop for Writer<'_> {
     }
 }
 
-/// A node's `MOVED slot host:port`: it does not serve the slot (and ran nothing).
-fn moved<T>(result: &redis::RedisResult<T>) -> Option<(u16, String)> {
-    let error = result.as_ref().err()?;
-    let (host, port) = error.redirect_node()?;
-    // `MOVED <slot> <host:port>`: the slot is the detail's first word.
-    let slot = error.detail()?.split_whitespace().next()?.parse().ok()?;
-    Some((slot, format!("{host}:{port}")))
-}
-
 /// Whether `result` leaves the connection usable (a reply, even an error reply).
 fn answered<T>(result: &redis::RedisResult<T>) -> bool {
     result
@@ -187,7 +178,7 @@ impl ConnectionLike for Writer<'_> {
                 Conn::Own(c) => c.req_packed_command(cmd).await,
             };
             self.reusable = answered(&result);
-            if let Some(to) = moved(&result) {
+            if let Some(to) = slots::moved(&result) {
                 self.moved = Some(to);
             }
             result
@@ -207,7 +198,7 @@ impl ConnectionLike for Writer<'_> {
                 Conn::Own(c) => c.req_packed_commands(pipeline, offset, count).await,
             };
             self.reusable = answered(&result);
-            if let Some(to) = moved(&result) {
+            if let Some(to) = slots::moved_any(&result) {
                 self.moved = Some(to);
             }
             result

@@ -104,6 +104,46 @@ async fn read(conn: &mut RedisConnection) -> redis::RedisResult<Vec<Range>> {
     Ok(ranges)
 }
 
+/// The `MOVED <slot> <host:port>` answer in a command's reply: the node does not serve the slot
+/// (and ran nothing). A plain connection hands Redis's error replies back as values, not as
+/// errors (they become errors only when the reply is converted), so both are looked at.
+pub(super) fn moved(reply: &redis::RedisResult<redis::Value>) -> Option<(u16, String)> {
+    match reply {
+        Ok(value) => moved_value(value),
+        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved) => {
+            parse_moved(e.detail()?)
+        }
+        Err(_) => None,
+    }
+}
+
+/// The first `MOVED` among a pipeline's replies (see [`moved`]).
+pub(super) fn moved_any(replies: &redis::RedisResult<Vec<redis::Value>>) -> Option<(u16, String)> {
+    match replies {
+        Ok(values) => values.iter().find_map(moved_value),
+        Err(e) => parse_moved(e.detail()?)
+            .filter(|_| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved)),
+    }
+}
+
+fn moved_value(value: &redis::Value) -> Option<(u16, String)> {
+    match value {
+        redis::Value::ServerError(e) if e.kind() == Some(redis::ServerErrorKind::Moved) => {
+            parse_moved(e.details()?)
+        }
+        _ => None,
+    }
+}
+
+/// `<slot> <host:port>`, the details of a `MOVED`.
+fn parse_moved(details: &str) -> Option<(u16, String)> {
+    let mut words = details.split_ascii_whitespace();
+    let slot = words.next()?.parse().ok()?;
+    let address = words.next()?;
+    let (host, port) = address.rsplit_once(':')?;
+    (!host.is_empty() && port.parse::<u16>().is_ok()).then(|| (slot, address.to_owned()))
+}
+
 /// `template` (a `cluster_nodes` URL, with its credentials) pointed at `address`.
 pub(super) fn node_url(template: &str, address: &str) -> redis::RedisResult<String> {
     let invalid = |what: &str| {
@@ -145,6 +185,47 @@ mod tests {
             assert_eq!(lookup(&ranges, slot).as_deref(), want, "{slot}");
         }
         assert_eq!(lookup(&ranges[..2], 12000), None);
+    }
+
+    #[test]
+    fn a_moved_answer_is_found_as_a_reply_or_as_an_error() {
+        let reply = |resp: &str| redis::parse_redis_value(resp.as_bytes()).unwrap();
+        let to = Some((6904, "127.0.0.1:42191".to_owned()));
+        let cases: Vec<(
+            &str,
+            redis::RedisResult<redis::Value>,
+            Option<(u16, String)>,
+        )> = vec![
+            // What a plain connection answers a write to a slot served elsewhere.
+            (
+                "error reply",
+                Ok(reply("-MOVED 6904 127.0.0.1:42191\r\n")),
+                to.clone(),
+            ),
+            (
+                "as an error",
+                reply("-MOVED 6904 127.0.0.1:42191\r\n").extract_error(),
+                to.clone(),
+            ),
+            (
+                "ask is not moved",
+                Ok(reply("-ASK 6904 127.0.0.1:42191\r\n")),
+                None,
+            ),
+            ("other error", Ok(reply("-ERR unknown command\r\n")), None),
+            ("no port", Ok(reply("-MOVED 6904 127.0.0.1\r\n")), None),
+            ("no slot", Ok(reply("-MOVED 127.0.0.1:42191\r\n")), None),
+            ("a plain reply", Ok(reply("+OK\r\n")), None),
+        ];
+        for (what, result, want) in cases {
+            assert_eq!(moved(&result), want, "{what}");
+        }
+        let pipeline = Ok(vec![
+            reply("+OK\r\n"),
+            reply("-MOVED 6904 127.0.0.1:42191\r\n"),
+        ]);
+        assert_eq!(moved_any(&pipeline), to);
+        assert_eq!(moved_any(&Ok(vec![reply("+OK\r\n")])), None);
     }
 
     #[test]
