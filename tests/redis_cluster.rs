@@ -270,3 +270,78 @@ async fn durable_acceptance_follows_a_partition_to_its_new_primary() {
         assert_eq!(read.status(), 200, "{key}");
     }
 }
+
+/// CPU time (user and system) `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    // The kernel's USER_HZ, 100 on Linux.
+    Duration::from_millis(ticks * 10)
+}
+
+/// Every node of the cluster is killed under a running worker: the worker says it is not
+/// ready and waits quietly (it does not spin on a cluster that cannot answer), and once the
+/// cluster is back it charges payments again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_waits_out_a_lost_cluster_and_charges_again() {
+    let mut redis = RedisCluster::start();
+    let nodes = redis.nodes();
+    let sandbox = spawn_sandbox().await;
+    let api_url = cluster::start_api(&cluster::api_config(&nodes)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_file =
+        cluster::worker_config(dir.path(), &nodes, &sandbox.base_url, "", "concurrency = 4");
+    let (worker, worker_url) = fleet::start_worker_serving(&config_file);
+    let customer = sandbox.customer_with_card("pm_card_visa").await.0;
+    let body = json!({
+        "customer": customer,
+        "amount": {"value": 1000, "currency": "usd"},
+        "purpose": "repeat_purchase",
+        "initiated_by": {"type": "service", "id": "cluster-test"}
+    });
+    let http = reqwest::Client::new();
+    let within = Duration::from_secs(60);
+    let (id, _) = cluster::create(&http, &api_url, "before", &body, within).await;
+    assert_eq!(
+        cluster::settled(&http, &api_url, &id, within).await["status"],
+        "succeeded"
+    );
+
+    tokio::task::block_in_place(|| redis.kill_all());
+    let ready = format!("{worker_url}/readyz");
+    poll_until(
+        Duration::from_secs(30),
+        "the worker to say not ready",
+        || {
+            let (http, ready) = (http.clone(), ready.clone());
+            async move { (http.get(ready).send().await.ok()?.status() == 503).then_some(()) }
+        },
+    )
+    .await;
+    // Within seconds the worker goes quiet: some 3 s window uses under a tenth of a core. (The
+    // sleeps are the windows measured, not waits for anything.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let before = cpu_time(worker.id());
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let used = cpu_time(worker.id()) - before;
+        if used < Duration::from_millis(300) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a worker with no cluster to talk to still used {used:?} of CPU in 3 s"
+        );
+    }
+
+    tokio::task::block_in_place(|| redis.start_all());
+    let (id, _) = cluster::create(&http, &api_url, "after", &body, within).await;
+    assert_eq!(
+        cluster::settled(&http, &api_url, &id, within).await["status"],
+        "succeeded"
+    );
+}

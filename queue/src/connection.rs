@@ -9,20 +9,22 @@
 //! every node and run again by `Script::invoke_async`, on either kind of connection.
 //!
 //! Both kinds reconnect on their own: a [`ConnectionManager`] to its server, a
-//! [`ClusterConnection`] to whichever node serves a slot now (it refreshes the slot map on
-//! `MOVED` and on lost nodes, so a worker rides a failover). A connection that blocks
+//! cluster connection to whichever node serves a slot now (it refreshes the slot map on
+//! `MOVED` and on lost nodes, so a worker rides a failover), dropped and made again when no
+//! node answers at all ([`crate::cluster_connection`]). A connection that blocks
 //! (`XREADGROUP … BLOCK`) must be one of its own, with a response timeout longer than the
 //! block ([`Timeouts::blocking`]): both kinds multiplex all commands to a node over one
 //! socket, so a blocking read would hold up everything else sent on it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
-use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::QueueError;
+use crate::cluster_connection::Reconnecting;
 
 /// Where a queue's Redis is.
 #[derive(Clone, PartialEq, Eq)]
@@ -109,7 +111,7 @@ impl RedisTarget {
                     .min_retry_wait(50)
                     .max_retry_wait(max_wait)
                     .build()?;
-                Inner::Cluster(client.get_async_connection().await?)
+                Inner::Cluster(Reconnecting::connect(client).await?)
             }
         };
         Ok(RedisConnection(inner))
@@ -120,7 +122,7 @@ impl RedisTarget {
 /// share the connection.
 ///
 /// Written by hand because redis-rs has no single type for both (a `ConnectionManager` never
-/// talks to a cluster, a `ClusterConnection` only to one); it delegates
+/// talks to a cluster, a cluster connection only to one); it delegates
 /// [`ConnectionLike`], so commands and scripts run on it as on either.
 #[derive(Clone)]
 pub struct RedisConnection(Inner);
@@ -128,7 +130,7 @@ pub struct RedisConnection(Inner);
 #[derive(Clone)]
 enum Inner {
     Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
+    Cluster(Arc<Reconnecting>),
 }
 
 impl std::fmt::Debug for RedisConnection {
@@ -163,7 +165,7 @@ impl ConnectionLike for RedisConnection {
     fn get_db(&self) -> i64 {
         match &self.0 {
             Inner::Standalone(conn) => conn.get_db(),
-            Inner::Cluster(conn) => conn.get_db(),
+            Inner::Cluster(_) => 0,
         }
     }
 }

@@ -42,6 +42,7 @@
 //!   workers ride a failover as they ride a restart.
 
 mod backend;
+mod cluster_connection;
 mod config;
 mod connection;
 mod delivery;

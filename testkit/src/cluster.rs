@@ -321,6 +321,36 @@ impl RedisCluster {
         replica
     }
 
+    /// SIGKILLs every node: the whole cluster is gone, as in a lost zone.
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
+    /// Starts every killed node again on its port with its `nodes.conf` (so with its role and
+    /// slots, but none of its data: the nodes keep nothing on disk), and waits until every node
+    /// says `cluster_state:ok`.
+    pub fn start_all(&mut self) {
+        for node in self.nodes.iter_mut().filter(|n| !n.is_running()) {
+            if let Err(e) = node.spawn() {
+                panic!("restarting {}: {e}", node.url());
+            }
+        }
+        let ok = || {
+            for node in &self.nodes {
+                let info = text(node.port, &["CLUSTER", "INFO"])?;
+                if !has_line(&info, "cluster_state:ok") {
+                    return Err(format!("node {} is not ok:\n{info}", node.port));
+                }
+            }
+            Ok(())
+        };
+        if let Err(e) = wait(FAILOVER_TIMEOUT, ok) {
+            panic!("the cluster did not come back within {FAILOVER_TIMEOUT:?}: {e}");
+        }
+    }
+
     /// A planned failover (`CLUSTER FAILOVER` on `primary`'s replica): the replica takes the
     /// slots over once it has caught up, and `primary`, still running and reachable, becomes its
     /// replica. Returns the new primary's url once it serves the slots.

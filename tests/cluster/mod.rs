@@ -163,3 +163,27 @@ pub fn assert_newest_first(objects: &[Value]) {
         "not newest first: {times:?}"
     );
 }
+
+/// The payment `id` once it is final (`succeeded`, `failed` or `paused`), polled for at most
+/// `within`.
+pub async fn settled(http: &reqwest::Client, api: &str, id: &str, within: Duration) -> Value {
+    let url = format!("{api}/v1/off_session_payments/{id}");
+    flint_testkit::poll_until(within, "the payment to settle", || {
+        let (http, url) = (http.clone(), url.clone());
+        async move {
+            let p: Value = http
+                .get(url)
+                .bearer_auth(API_KEY)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            ["succeeded", "failed", "paused"]
+                .contains(&p["status"].as_str()?)
+                .then_some(p)
+        }
+    })
+    .await
+}

@@ -108,6 +108,12 @@ fn worker_log() -> (Stdio, &'static str) {
 
 /// A `flint worker` process, returned once it serves.
 pub fn start_worker(config_file: &Path) -> Worker {
+    start_worker_serving(config_file).0
+}
+
+/// A `flint worker` process, returned once it serves, with the base URL of its health and
+/// metrics server.
+pub fn start_worker_serving(config_file: &Path) -> (Worker, String) {
     let (log, level) = worker_log();
     let mut child = Command::new(FLINT)
         .arg("--config")
@@ -123,5 +129,10 @@ pub fn start_worker(config_file: &Path) -> Worker {
         .read_line(&mut line)
         .unwrap();
     assert!(line.contains("flint worker"), "{line}");
-    Worker(child)
+    let url = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_owned();
+    (Worker(child), url)
 }
