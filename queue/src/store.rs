@@ -65,6 +65,20 @@ pub struct QueueStats {
     pub oldest_ready_age_ms: u64,
 }
 
+/// The depth of several queues (a queue's partitions) as one: counts add up, and the oldest
+/// waiting job is the oldest of any.
+impl std::iter::Sum for QueueStats {
+    fn sum<I: Iterator<Item = QueueStats>>(stats: I) -> QueueStats {
+        stats.fold(QueueStats::default(), |sum, s| QueueStats {
+            ready: sum.ready + s.ready,
+            leased: sum.leased + s.leased,
+            delayed: sum.delayed + s.delayed,
+            dead: sum.dead + s.dead,
+            oldest_ready_age_ms: sum.oldest_ready_age_ms.max(s.oldest_ready_age_ms),
+        })
+    }
+}
+
 impl Store {
     pub fn new(config: QueueConfig) -> Store {
         let keys = config.keys();
@@ -499,4 +513,38 @@ fn parse_entries(v: Value) -> Result<Vec<RawJob>, QueueError> {
         }
     }
     Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::QueueStats;
+
+    #[test]
+    fn partitions_sum_their_counts_and_keep_the_oldest_wait() {
+        let stats = |ready, leased, delayed, dead, oldest_ready_age_ms| QueueStats {
+            ready,
+            leased,
+            delayed,
+            dead,
+            oldest_ready_age_ms,
+        };
+        for (parts, want) in [
+            (vec![], stats(0, 0, 0, 0, 0)),
+            (vec![stats(1, 2, 3, 4, 50)], stats(1, 2, 3, 4, 50)),
+            (
+                vec![
+                    stats(1, 0, 2, 0, 900),
+                    stats(0, 3, 0, 1, 0),
+                    stats(4, 0, 0, 0, 70),
+                ],
+                stats(5, 3, 2, 1, 900),
+            ),
+        ] {
+            assert_eq!(
+                parts.clone().into_iter().sum::<QueueStats>(),
+                want,
+                "{parts:?}"
+            );
+        }
+    }
 }

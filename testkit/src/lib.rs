@@ -16,6 +16,7 @@
 //! Tests never use the machine's shared Redis on 6379.
 
 pub mod cluster;
+pub mod layouts;
 pub mod process;
 pub mod processor;
 pub mod python;

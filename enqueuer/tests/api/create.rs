@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-crate::helpers::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     a_created_payment_is_pending_stored_and_queued,
     the_same_key_and_body_return_the_same_payment_marked_as_replayed,
     the_same_key_with_another_body_is_a_409,

@@ -4,7 +4,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-crate::helpers::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it,
     pages_of_events_carry_on_from_their_cursor_to_the_end,
     a_tenant_sees_only_its_own_events,

@@ -21,42 +21,6 @@ pub struct TestApp {
     pub partitions: Partitions,
 }
 
-thread_local! {
-    /// `[queue] partitions` of the apps this test thread spawns ([`in_partitions`]).
-    static PARTITIONS: std::cell::Cell<u16> = const { std::cell::Cell::new(1) };
-}
-
-/// Apps spawned on this thread from now on spread payments over `count` partitions.
-pub fn in_partitions(count: u16) {
-    PARTITIONS.with(|p| p.set(count));
-}
-
-/// Runs each named test (an `async fn` of this module) twice: with one partition, and with
-/// three (the merge of listings, ids drawn into their key's partition, endpoints marked in
-/// every partition).
-macro_rules! in_both_layouts {
-    ($($name:ident),* $(,)?) => {
-        mod one_partition {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name().await;
-                }
-            )*
-        }
-        mod three_partitions {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    crate::helpers::in_partitions(3);
-                    super::$name().await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use in_both_layouts;
-
 pub fn tenant(id: &str, key: &str) -> TenantConfig {
     TenantConfig {
         id: id.to_owned(),
@@ -75,7 +39,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     config.redis.url = Secret::new(redis.url());
     config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
     config.tenants = vec![tenant("acme", KEY_A), tenant("globex", KEY_B)];
-    config.queue.partitions = PARTITIONS.with(std::cell::Cell::get);
+    config.queue.partitions = flint_testkit::layouts::partitions();
     adjust(&mut config);
     let app = Application::build(&config)
         .await
@@ -215,15 +179,11 @@ impl TestApp {
 
     /// The charge queue's depth, summed over its partitions.
     pub async fn stats(&self) -> QueueStats {
-        let mut sum = QueueStats::default();
+        let mut all = Vec::new();
         for queue in &self.queues {
-            let s = queue.stats().await.unwrap();
-            sum.ready += s.ready;
-            sum.leased += s.leased;
-            sum.delayed += s.delayed;
-            sum.dead += s.dead;
+            all.push(queue.stats().await.unwrap());
         }
-        sum
+        all.into_iter().sum()
     }
 
     /// `flint:{<tag>}`: the start of the keys of payment `id`'s partition.

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-crate::helpers::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     canceling_a_pending_payment_cancels_it_and_its_scheduled_job,
     canceling_during_processing_stops_further_attempts_and_says_so,
     finished_payments_cannot_be_canceled,

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-crate::helpers::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     pages_cover_every_payment_once_in_order_across_ties_and_partitions,
     payments_list_newest_first_with_cursors_and_filters,
     bad_list_queries_are_400s_naming_the_parameter,

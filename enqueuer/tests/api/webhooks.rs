@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-crate::helpers::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     an_endpoint_is_made_listed_changed_rotated_and_deleted_with_its_secret_shown_only_twice,
     bad_endpoints_name_the_field_and_change_nothing,
     a_tenant_has_at_most_sixteen_endpoints_and_sees_only_its_own,

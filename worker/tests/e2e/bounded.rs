@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::harness::*;
 use crate::pipelines::{self, charged, deliver, needs_customer, unknown};
 
-crate::harness::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     an_outcome_that_stays_unknown_requires_attention_and_a_resume_settles_it,
     a_cancel_of_a_payment_whose_outcome_is_unknown_settles_it_first,
     a_processor_that_keeps_refusing_the_key_makes_the_payment_require_attention,

@@ -11,41 +11,6 @@ use sha2::{Digest, Sha256};
 
 pub const API_KEY: &str = "e2e-api-key";
 
-thread_local! {
-    /// `[queue] partitions` of the stacks this test thread builds ([`in_partitions`]).
-    static PARTITIONS: std::cell::Cell<u16> = const { std::cell::Cell::new(1) };
-}
-
-/// Stacks built on this thread from now on spread payments over `count` partitions.
-pub fn in_partitions(count: u16) {
-    PARTITIONS.with(|p| p.set(count));
-}
-
-/// Runs each named test (an `async fn` of this module) twice: with one partition, and with
-/// three, where every worker serves every partition.
-macro_rules! in_both_layouts {
-    ($($name:ident),* $(,)?) => {
-        mod one_partition {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name().await;
-                }
-            )*
-        }
-        mod three_partitions {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    crate::harness::in_partitions(3);
-                    super::$name().await;
-                }
-            )*
-        }
-    };
-}
-pub(crate) use in_both_layouts;
-
 pub struct Stack {
     pub api: String,
     pub sandbox: TestSandbox,
@@ -99,7 +64,7 @@ pub async fn stack_configured(
         api_key_sha256: hex::encode(Sha256::digest(API_KEY.as_bytes())),
         processor_secret_key: Secret::new(KEY),
     }];
-    config.queue.partitions = PARTITIONS.with(std::cell::Cell::get);
+    config.queue.partitions = flint_testkit::layouts::partitions();
     adjust(&mut config);
     let api = Application::build(&config).await.unwrap();
     let api_url = format!("http://{}", api.local_addr());

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use crate::harness::*;
 
-crate::harness::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     a_visa_category_1_decline_is_never_retried_on_that_card_even_by_another_payment,
     a_visa_card_gets_at_most_twenty_reattempts_in_thirty_days,
     mastercard_advice_03_and_21_are_never_retried_on_that_card,

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::pipelines::{self, charged, deliver, mid_attempt, needs_customer};
 
-crate::harness::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     a_healthy_system_repairs_nothing_and_counts_what_waits_for_an_operator,
     a_payment_whose_job_is_gone_gets_it_back_and_goes_on,
     a_payment_that_keeps_losing_its_job_requires_attention,
@@ -144,13 +144,12 @@ async fn a_payment_whose_job_is_gone_gets_it_back_and_goes_on() {
     delete_job(&s, &mid).await;
     let queues = pipelines::partition_queues(&s).await;
     let depth = || async {
-        let (mut ready, mut delayed) = (0, 0);
+        let mut all = Vec::new();
         for queue in &queues {
-            let stats = queue.stats().await.unwrap();
-            ready += stats.ready;
-            delayed += stats.delayed;
+            all.push(queue.stats().await.unwrap());
         }
-        (ready, delayed)
+        let sum: flint_queue::QueueStats = all.into_iter().sum();
+        (sum.ready, sum.delayed)
     };
     assert_eq!(depth().await, (0, 0));
 
@@ -259,7 +258,7 @@ async fn a_walk_longer_than_a_tick_continues_where_it_stopped() {
 
 #[tokio::test]
 async fn an_endpoint_mark_a_partition_lost_is_restored_so_its_events_are_delivered_again() {
-    crate::harness::in_partitions(3);
+    flint_testkit::layouts::in_partitions(3);
     let s = stack_configured(vec![100], false, |c| {
         c.webhooks.allow_http = true;
         c.webhooks.allow_private_networks = true;

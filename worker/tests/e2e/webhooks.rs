@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use crate::harness::*;
 use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
 
-crate::harness::in_both_layouts!(
+flint_testkit::in_both_layouts!(
     every_event_reaches_the_receiver_signed_as_the_official_library_verifies,
     a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts,
     a_receiver_down_for_a_while_gets_the_event_once_it_is_back,
@@ -66,15 +66,11 @@ async fn webhook_queue(s: &Stack) -> Vec<Queue> {
 
 /// The webhook queue's depth, summed over its partitions.
 async fn stats(queues: &[Queue]) -> QueueStats {
-    let mut sum = QueueStats::default();
+    let mut all = Vec::new();
     for queue in queues {
-        let s = queue.stats().await.unwrap();
-        sum.ready += s.ready;
-        sum.leased += s.leased;
-        sum.delayed += s.delayed;
-        sum.dead += s.dead;
+        all.push(queue.stats().await.unwrap());
     }
-    sum
+    all.into_iter().sum()
 }
 
 async fn received(rx: &Receiver, n: usize) -> Vec<Delivery> {
