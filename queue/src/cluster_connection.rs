@@ -5,113 +5,142 @@
 //! slot refresh again the moment it fails, without a pause, for as long as the cluster stays
 //! away. Measured: a `flint worker` whose six cluster nodes were all stopped used 75 % of a core
 //! and logged 16,000 lines a second. Dropping the connection ends that loop (its task is
-//! aborted with its last clone); a `PING` each second finds a connection that is idle
-//! while it spins. While there is none, commands fail at once, and a new one is
-//! tried at most once per [`RECONNECT_EVERY`]; a connection is never dropped younger than that,
-//! so a cluster that answers again is not churned.
+//! aborted with its last clone, so commands still in flight on it are abandoned then).
+//!
+//! Only a whole cluster out of reach is handled here: while some node answers, redis-rs rides
+//! the outage of the others (a failover) on its own, and the connection is kept. So a command
+//! that fails for want of a node, or the `PING` sent through the connection each second (an
+//! idle connection would otherwise never notice), only makes the connection *suspect*; the
+//! next probe then asks each configured node directly, and the connection is dropped only when
+//! none of them answers. While there is no connection, commands fail at once, and one new
+//! connection is tried at most once per [`RECONNECT_EVERY`].
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
-use tokio::sync::{Mutex, watch};
+use redis::{
+    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+};
+use tokio::sync::watch;
 
-/// The shortest time between two attempts to connect, and the youngest a connection is
-/// dropped at.
+/// The shortest time between two attempts to connect, and between two probes.
 pub(crate) const RECONNECT_EVERY: Duration = Duration::from_secs(1);
+/// How long a probe waits for one node to connect and answer `PING`.
+const NODE_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
 pub(crate) struct Reconnecting {
     client: ClusterClient,
+    /// The configured nodes, asked one by one when the connection is suspect.
+    nodes: Vec<String>,
+    /// Never held across an await.
     state: Mutex<State>,
 }
 
+#[derive(Default)]
 struct State {
     live: Option<Live>,
-    /// How many connections were made.
-    made: u64,
+    /// A new connection is being made (by one command; the others fail at once meanwhile).
+    connecting: bool,
     /// When the last attempt to connect failed.
     failed_at: Option<Instant>,
+    /// A command or probe failed for want of a node since the last probe.
+    suspect: bool,
 }
 
 /// The connection in use.
 struct Live {
-    /// Its number among those made.
-    made: u64,
-    at: Instant,
     conn: ClusterConnection,
     /// Dropped with the connection: commands still in flight on it are abandoned then, for a
     /// command in flight holds the connection, and its spinning task, alive.
     alive: watch::Sender<()>,
 }
 
-/// A command's hold on the connection it runs on.
-struct Held {
-    made: u64,
-    conn: ClusterConnection,
-    alive: watch::Receiver<()>,
-}
-
 impl Live {
-    fn new(made: u64, conn: ClusterConnection) -> Live {
+    fn new(conn: ClusterConnection) -> Live {
         Live {
-            made,
-            at: Instant::now(),
             conn,
             alive: watch::Sender::new(()),
         }
     }
 
-    fn hold(&self) -> Held {
-        Held {
-            made: self.made,
-            conn: self.conn.clone(),
-            alive: self.alive.subscribe(),
-        }
+    fn hold(&self) -> (ClusterConnection, watch::Receiver<()>) {
+        (self.conn.clone(), self.alive.subscribe())
+    }
+}
+
+fn unavailable(detail: &str) -> RedisError {
+    RedisError::from((
+        ErrorKind::ClusterConnectionNotFound,
+        "no node of the redis cluster answered",
+        detail.to_owned(),
+    ))
+}
+
+/// Clears `connecting` when the attempt ends, however it ends (a command's future may be
+/// dropped while it connects).
+struct Connecting<'a>(&'a Reconnecting);
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        self.0.state().connecting = false;
     }
 }
 
 impl Reconnecting {
     /// Connects now (a cluster that cannot be reached at start is an error, as before), and
-    /// watches the connection while it is held.
-    pub(crate) async fn connect(client: ClusterClient) -> RedisResult<Arc<Reconnecting>> {
+    /// probes the connection while it is held.
+    pub(crate) async fn connect(
+        client: ClusterClient,
+        nodes: Vec<String>,
+    ) -> RedisResult<Arc<Reconnecting>> {
         let conn = client.get_async_connection().await?;
         let this = Arc::new(Reconnecting {
             client,
+            nodes,
             state: Mutex::new(State {
-                live: Some(Live::new(1, conn)),
-                made: 1,
-                failed_at: None,
+                live: Some(Live::new(conn)),
+                ..State::default()
             }),
         });
         tokio::spawn(probe_while_held(Arc::downgrade(&this)));
         Ok(this)
     }
 
-    /// The connection, made first if there is none and the last attempt is old enough.
-    async fn current(&self) -> RedisResult<Held> {
-        let mut state = self.state.lock().await;
-        if let Some(live) = &state.live {
-            return Ok(live.hold());
-        }
-        if state
-            .failed_at
-            .is_some_and(|at| at.elapsed() < RECONNECT_EVERY)
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connection, made first if there is none, no other command is making one, and the
+    /// last attempt is old enough.
+    async fn current(&self) -> RedisResult<(ClusterConnection, watch::Receiver<()>)> {
         {
-            return Err(RedisError::from((
-                ErrorKind::ClusterConnectionNotFound,
-                "no node of the redis cluster answered",
-                "connecting again shortly".to_owned(),
-            )));
+            let mut state = self.state();
+            if let Some(live) = &state.live {
+                return Ok(live.hold());
+            }
+            if state.connecting {
+                return Err(unavailable("connecting again"));
+            }
+            if state
+                .failed_at
+                .is_some_and(|at| at.elapsed() < RECONNECT_EVERY)
+            {
+                return Err(unavailable("connecting again shortly"));
+            }
+            state.connecting = true;
         }
-        match self.client.get_async_connection().await {
+        let _connecting = Connecting(self);
+        let made = self.client.get_async_connection().await;
+        let mut state = self.state();
+        match made {
             Ok(conn) => {
-                state.made += 1;
-                let live = Live::new(state.made, conn);
+                let live = Live::new(conn);
                 let held = live.hold();
                 state.live = Some(live);
                 state.failed_at = None;
+                state.suspect = false;
                 Ok(held)
             }
             Err(e) => {
@@ -126,41 +155,61 @@ impl Reconnecting {
         &self,
         command: impl AsyncFnOnce(&mut ClusterConnection) -> RedisResult<T>,
     ) -> RedisResult<T> {
-        let Held {
-            made,
-            mut conn,
-            mut alive,
-        } = self.current().await?;
+        let (mut conn, mut alive) = self.current().await?;
         let result = tokio::select! {
             result = command(&mut conn) => result,
-            _ = alive.changed() => Err(RedisError::from((
-                ErrorKind::ClusterConnectionNotFound,
-                "no node of the redis cluster answered",
-                "the command was abandoned with its connection".to_owned(),
-            ))),
+            _ = alive.changed() => Err(unavailable("the command was abandoned with its connection")),
         };
-        drop(conn);
-        self.after(made, &result).await;
+        if result.as_ref().is_err_and(for_want_of_a_node) {
+            self.state().suspect = true;
+        }
         result
     }
 
-    /// After a command on connection `made`: drops it when its answer says a node could not be
-    /// reached (and it is old enough), so that a refresh loop stops. A new connection reads the
-    /// slot map afresh, as the old one would have, so a failover of one node is ridden out the
-    /// same way.
-    async fn after<T>(&self, made: u64, result: &RedisResult<T>) {
-        if !result.as_ref().is_err_and(unreachable) {
+    /// Once a second: a `PING` through the connection; and when it or a command failed for
+    /// want of a node, whether any configured node answers at all. If none does, the
+    /// connection is dropped.
+    async fn probe(&self) {
+        if self.state().live.is_none() {
             return;
         }
-        let mut state = self.state.lock().await;
-        if state
-            .live
-            .as_ref()
-            .is_some_and(|live| live.made == made && live.at.elapsed() >= RECONNECT_EVERY)
-        {
-            tracing::warn!("a redis cluster node could not be reached; connecting again");
-            state.live = None;
+        let _ = self
+            .run(async |conn: &mut ClusterConnection| {
+                redis::cmd("PING").query_async::<()>(conn).await
+            })
+            .await;
+        if !std::mem::take(&mut self.state().suspect) || self.any_node_answers().await {
+            return;
         }
+        let mut state = self.state();
+        if state.live.take().is_some() {
+            tracing::warn!(
+                "no node of the redis cluster answers; dropping the connection until one does"
+            );
+        }
+    }
+
+    /// Whether some configured node accepts a connection and answers `PING`, asked one at a
+    /// time over connections of the probe's own.
+    async fn any_node_answers(&self) -> bool {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(NODE_PROBE_TIMEOUT))
+            .set_response_timeout(Some(NODE_PROBE_TIMEOUT));
+        for node in &self.nodes {
+            let Ok(client) = redis::Client::open(node.as_str()) else {
+                continue;
+            };
+            let answered = async {
+                let mut conn = client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
+                redis::cmd("PING").query_async::<()>(&mut conn).await
+            };
+            if answered.await.is_ok() {
+                return true;
+            }
+        }
+        false
     }
 
     pub(crate) fn req_packed_command<'a>(&'a self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
@@ -181,9 +230,7 @@ impl Reconnecting {
     }
 }
 
-/// Sends a `PING` through the connection every [`RECONNECT_EVERY`] while it is held: a
-/// connection nobody sends commands through would otherwise never find out that the cluster
-/// is gone, and spin.
+/// Probes the connection every [`RECONNECT_EVERY`] until it is no longer held.
 async fn probe_while_held(connection: Weak<Reconnecting>) {
     let mut every = tokio::time::interval(RECONNECT_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -192,20 +239,14 @@ async fn probe_while_held(connection: Weak<Reconnecting>) {
         let Some(connection) = connection.upgrade() else {
             return;
         };
-        if connection.state.lock().await.live.is_some() {
-            let _ = connection
-                .run(async |conn: &mut ClusterConnection| {
-                    redis::cmd("PING").query_async::<()>(conn).await
-                })
-                .await;
-        }
+        connection.probe().await;
     }
 }
 
 /// Whether an error says a node could not be reached: a connection refused or broken, or no
 /// connection to any node (what a connection stuck refreshing its slot map answers). Not a
 /// timeout: a slow node is not a lost one.
-fn unreachable(e: &RedisError) -> bool {
+fn for_want_of_a_node(e: &RedisError) -> bool {
     e.kind() == ErrorKind::ClusterConnectionNotFound
         || e.is_connection_refusal()
         || e.is_connection_dropped()

@@ -111,7 +111,7 @@ impl RedisTarget {
                     .min_retry_wait(50)
                     .max_retry_wait(max_wait)
                     .build()?;
-                Inner::Cluster(Reconnecting::connect(client).await?)
+                Inner::Cluster(Reconnecting::connect(client, nodes.clone()).await?)
             }
         };
         Ok(RedisConnection(inner))

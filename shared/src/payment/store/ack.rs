@@ -47,8 +47,8 @@
 //! slot ([`super::slots`]), pooled per node, exactly as on one server: the write and its
 //! `WAIT` go through the same connection, which never reconnects (a broken one is an error,
 //! and the write unconfirmed). A node that no longer serves the slot answers `MOVED` without
-//! running the write (nothing written: the answer is `storage_unavailable`) and the slot map is
-//! read again for the next write. The marker of a replay is the partition's own (`flint:{<tag>}:ack`),
+//! running the write (nothing written: the answer is `storage_unavailable`); the next write to
+//! that slot goes to the node `MOVED` named, and the map is read again for the others. The marker of a replay is the partition's own (`flint:{<tag>}:ack`),
 //! so that it lands on the same primary as what it vouches for.
 //!
 //! For workers, both are storage errors like any other: the job runs again later and re-reads
@@ -75,7 +75,6 @@ pub const WRITE_CONNECTIONS: usize = 64;
 const MARKER_TTL_MS: u64 = 10_000;
 
 /// `[redis] min_replicas_acked` and its timeout, with the connections that carry them.
-#[derive(Debug)]
 pub(super) struct Acks {
     replicas: u32,
     timeout: Duration,
@@ -85,6 +84,17 @@ pub(super) struct Acks {
     connections: usize,
     /// On a cluster: which primary serves each slot.
     slot_map: SlotMap,
+}
+
+/// Never the pool's keys: node URLs keep the cluster's credentials.
+impl std::fmt::Debug for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acks")
+            .field("replicas", &self.replicas)
+            .field("timeout", &self.timeout)
+            .field("connections", &self.connections)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Acks {
@@ -111,13 +121,16 @@ impl Acks {
 /// The connection one write goes through: the shared one when no replica must acknowledge,
 /// else one of the store's write connections, held for the write and its `WAIT`. Dropped, it
 /// goes back to the pool unless its last command failed at the connection (then it and every
-/// idle one are closed: after a broken connection or a restarted Redis they are all suspect)
-/// or was abandoned while in flight (a cancelled request: a `WAIT` may still be pending on it).
+/// idle one are closed, and the slot map is read again: after a broken connection or a
+/// restarted Redis they are all suspect) or was abandoned while in flight (a cancelled request:
+/// a `WAIT` may still be pending on it, so it alone is closed).
 pub(super) struct Writer<'a> {
     conn: Conn,
     pool: Option<(&'a Acks, SemaphorePermit<'a>)>,
     /// The last command was answered, or failed without harming the connection.
     reusable: bool,
+    /// A command was sent and its answer not yet read (dropped so, the request was cancelled).
+    in_flight: bool,
     /// The URL of the server an own connection reaches (its key in the pool).
     server: String,
     /// The marker key a replay's confirmation writes: in the written partition's slot.
@@ -143,6 +156,10 @@ impl std::fmt::Debug for Writer<'_> {
 impl Drop for Writer<'_> {
     fn drop(&mut self) {
         if let (Some((acks, _)), Conn::Own(conn)) = (&self.pool, &self.conn) {
+            if self.in_flight {
+                // Cancelled mid-command: nothing says the node or the others are unwell.
+                return;
+            }
             // A node that moved its slots, broke or died: ask the cluster again next time.
             if let Some((slot, address)) = self.moved.take() {
                 acks.slot_map.moved(slot, address);
@@ -173,10 +190,12 @@ impl ConnectionLike for Writer<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
             self.reusable = false;
+            self.in_flight = true;
             let result = match &mut self.conn {
                 Conn::Shared(c) => c.req_packed_command(cmd).await,
                 Conn::Own(c) => c.req_packed_command(cmd).await,
             };
+            self.in_flight = false;
             self.reusable = answered(&result);
             if let Some(to) = slots::moved(&result) {
                 self.moved = Some(to);
@@ -193,10 +212,12 @@ impl ConnectionLike for Writer<'_> {
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
             self.reusable = false;
+            self.in_flight = true;
             let result = match &mut self.conn {
                 Conn::Shared(c) => c.req_packed_commands(pipeline, offset, count).await,
                 Conn::Own(c) => c.req_packed_commands(pipeline, offset, count).await,
             };
+            self.in_flight = false;
             self.reusable = answered(&result);
             if let Some(to) = slots::moved_any(&result) {
                 self.moved = Some(to);
@@ -234,6 +255,7 @@ impl Store {
                 conn: Conn::Shared(self.conn().await?),
                 pool: None,
                 reusable: true,
+                in_flight: false,
                 server: String::new(),
                 marker,
                 moved: None,
@@ -279,6 +301,7 @@ impl Store {
             conn: Conn::Own(conn),
             pool: Some((acks, slot)),
             reusable: true,
+            in_flight: false,
             server,
             marker,
             moved: None,
@@ -403,6 +426,24 @@ mod tests {
             };
             assert_eq!(got, expected, "wanted {wanted}, reply {shown}");
         }
+    }
+
+    #[tokio::test]
+    async fn the_write_pool_never_prints_the_node_urls_it_is_keyed_by() {
+        let redis = RedisServer::start();
+        let acks = Acks::new(1, Duration::from_millis(200)).unwrap();
+        let conn = redis::Client::open(redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        acks.idle()
+            .insert("redis://:hunter2@10.0.0.1:6379".to_owned(), vec![conn]);
+        let shown = format!("{acks:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("10.0.0.1"),
+            "{shown}"
+        );
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! partition's slot ([`super::ack`]): a cluster connection would send the keyless `WAIT` to
 //! every primary, and reconnect on its own between the write and the `WAIT`, after which a
 //! `WAIT` covers nothing. The map comes from `CLUSTER SLOTS`, read through the cluster client,
-//! and is read again after a node answers `MOVED` (the write was not run there).
+//! and is read again after a node answers `MOVED` (the write was not run there; the slot it
+//! named goes to the node it named) or a connection to a node breaks.
 
 use std::sync::Mutex;
 
@@ -52,10 +53,12 @@ impl SlotMap {
         self.moved.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A node answered `MOVED slot address`: the slot is served there now. (The map read
-    /// through the cluster client may come from a node that has not heard yet.)
+    /// A node answered `MOVED slot address`: the slot is served there now (kept apart, for
+    /// the map read through the cluster client may come from a node that has not heard yet),
+    /// and the rest of the map is read again, for a failover moves every slot of the node.
     pub(super) fn moved(&self, slot: u16, address: String) {
         self.moved_to().insert(slot, address);
+        *self.ranges() = None;
     }
 
     /// The map is out of date (a node broke or died): read it again next time.
@@ -158,7 +161,13 @@ pub(super) fn node_url(template: &str, address: &str) -> redis::RedisResult<Stri
         .ok_or_else(|| invalid("no port in the node's address"))?;
     let port: u16 = port.parse().map_err(|_| invalid("a bad port"))?;
     let mut url = url::Url::parse(template).map_err(|_| invalid("a bad cluster_nodes url"))?;
-    url.set_host(Some(host))
+    // Redis names IPv6 nodes bare (`::1`, `fe80::1:6379` in a `MOVED`); a URL brackets them.
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    url.set_host(Some(&host))
         .map_err(|_| invalid("a bad host in the node's address"))?;
     url.set_port(Some(port))
         .map_err(|()| invalid("a url that takes no port"))?;
@@ -239,5 +248,18 @@ mod tests {
             "redis://127.0.0.1:7001"
         );
         assert!(node_url("redis://127.0.0.1:7000", "nowhere").is_err());
+        // IPv6, as CLUSTER SLOTS and MOVED name it (bare) and already bracketed.
+        assert_eq!(
+            node_url("redis://:s3cret@[::1]:7000", "::1:7001").unwrap(),
+            "redis://:s3cret@[::1]:7001"
+        );
+        assert_eq!(
+            node_url("redis://10.0.0.9:7000", "fd00::2:6379").unwrap(),
+            "redis://[fd00::2]:6379"
+        );
+        assert_eq!(
+            node_url("redis://10.0.0.9:7000", "[fd00::2]:6379").unwrap(),
+            "redis://[fd00::2]:6379"
+        );
     }
 }

@@ -1,0 +1,110 @@
+//! Flint's cluster connection on a real Redis Cluster: while one primary is lost and its
+//! replica promoted, commands for the slots of the other primaries keep being answered by the
+//! cluster (the connection is not dropped for one node); when every node is gone, commands fail at once
+//! rather than wait, and once the cluster is back the same connection serves again.
+
+use std::time::{Duration, Instant};
+
+use flint_queue::{RedisTarget, Timeouts};
+use flint_testkit::cluster::RedisCluster;
+
+/// A key of each primary's slots: `(key, primary url)`.
+fn key_per_primary(cluster: &RedisCluster) -> Vec<(String, String)> {
+    let mut keys: Vec<(String, String)> = Vec::new();
+    for n in 0.. {
+        let key = format!("k{n}");
+        let primary = cluster.primary_for_key(&key);
+        if !keys.iter().any(|(_, p)| *p == primary) {
+            keys.push((key, primary));
+        }
+        if keys.len() == cluster.primaries().len() {
+            return keys;
+        }
+    }
+    unreachable!()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails_fast() {
+    let mut cluster = RedisCluster::start();
+    let mut conn = RedisTarget::Cluster(cluster.nodes())
+        .connect(Timeouts::default())
+        .await
+        .unwrap();
+    let keys = key_per_primary(&cluster);
+    let (victim_key, victim) = keys[0].clone();
+    let survivors = &keys[1..];
+
+    // Writes to the survivors' slots throughout the victim's failover: every one answered.
+    let failover = tokio::task::spawn_blocking(move || {
+        let promoted = cluster.failover_to_replica_of(&victim);
+        (cluster, promoted)
+    });
+    let mut writes = 0u32;
+    while !failover.is_finished() {
+        for (key, _) in survivors {
+            let set: Result<(), _> = redis::cmd("SET")
+                .arg(key)
+                .arg(writes)
+                .query_async(&mut conn)
+                .await;
+            match set {
+                Ok(()) => writes += 1,
+                // The cluster itself refuses every slot while one is uncovered (Redis's
+                // `cluster-require-full-coverage`): an answer, not a lost connection.
+                Err(e)
+                    if e.kind()
+                        == redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown) => {}
+                Err(e) => panic!("{key} after {writes} writes: {e:?}"),
+            }
+        }
+        // Paced, not synchronised: a write every few ms for as long as the failover lasts.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut cluster, _promoted) = failover.await.unwrap();
+    assert!(writes > 10, "writes went on during the failover: {writes}");
+    // The victim's slot is served again, by its promoted replica.
+    let set: Result<(), _> = redis::cmd("SET")
+        .arg(&victim_key)
+        .arg(1)
+        .query_async(&mut conn)
+        .await;
+    assert!(set.is_ok(), "{set:?}");
+
+    // Every node gone: within a few seconds commands fail at once instead of waiting.
+    tokio::task::block_in_place(|| cluster.kill_all());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let started = Instant::now();
+        let get: Result<Option<String>, _> = redis::cmd("GET")
+            .arg(&survivors[0].0)
+            .query_async(&mut conn)
+            .await;
+        assert!(get.is_err(), "{get:?}");
+        if started.elapsed() < Duration::from_millis(50) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a command to a lost cluster still took {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Back: the same connection serves again.
+    tokio::task::block_in_place(|| cluster.start_all());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(&survivors[0].0)
+            .arg("back")
+            .query_async(&mut conn)
+            .await;
+        if set.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not served again: {set:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
