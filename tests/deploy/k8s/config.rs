@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::{ROLES, Rendered, both, name, repo, s};
+use super::{CLUSTER, ROLES, Rendered, all, name, repo, s};
 
 /// The tenants file as the Secret flint-tenants provides it (a made-up tenant).
 const TENANTS_TOML: &str = r#"[[tenants]]
@@ -15,6 +15,11 @@ id = "example"
 api_key_sha256 = "2d711642b726b04401627ca9fbac32f5c8530fb1903cc4db02258717921a4881"
 processor_secret_key = "sk_test_example"
 "#;
+
+/// The Secret flint-redis's key cluster_nodes as the cluster overlay says to write it: an array
+/// of node URLs (made up).
+const CLUSTER_NODES: &str =
+    r#"["redis://:made-up@redis-0.invalid:6379","redis://:made-up@redis-1.invalid:6379"]"#;
 
 /// The configuration a container would run with, as `flint config check` prints it (TOML).
 pub(super) struct Effective(String);
@@ -34,6 +39,17 @@ impl Effective {
             }
         }
         panic!("[{section}] {key} is not in:\n{}", self.0)
+    }
+
+    /// Whether `[redis] cluster_nodes` is non-empty, i.e. Flint runs on a Redis Cluster (it
+    /// prints the nodes redacted, one a line after `cluster_nodes = [`, or `cluster_nodes = []`).
+    pub(super) fn on_redis_cluster(&self) -> bool {
+        let nodes = self.get("cluster_nodes", "redis");
+        assert!(
+            nodes.starts_with('['),
+            "[redis] cluster_nodes = {nodes} is an array"
+        );
+        nodes != "[]"
     }
 
     pub(super) fn number(&self, key: &str, section: &str) -> u64 {
@@ -77,8 +93,11 @@ pub(super) fn effective_config(r: &Rendered, role: &str) -> Effective {
         let value = if let Some(v) = var["value"].as_str() {
             v.to_owned()
         } else if var.pointer("/valueFrom/secretKeyRef").is_some() {
-            assert_eq!(key, "FLINT__REDIS__URL", "{what}: an unexpected secret");
-            "redis://:made-up@redis.invalid:6379".to_owned()
+            match key.as_str() {
+                "FLINT__REDIS__URL" => "redis://:made-up@redis.invalid:6379".to_owned(),
+                "FLINT__REDIS__CLUSTER_NODES" => CLUSTER_NODES.to_owned(),
+                _ => panic!("{what}: an unexpected secret in env {key}"),
+            }
         } else if var.pointer("/valueFrom/fieldRef").is_some() {
             // The downward API (which field: see the worker-name test).
             "flint-worker-5f8d6c7b9-x2x7q".to_owned()
@@ -110,7 +129,7 @@ pub(super) fn effective_config(r: &Rendered, role: &str) -> Effective {
 
 #[test]
 fn flint_accepts_the_configuration_and_the_tenants_come_from_their_secret() {
-    for r in both() {
+    for r in all() {
         for role in ROLES {
             let what = format!("{}: {role}", r.dir);
             // Runs `flint config check` with this container's settings.
@@ -160,7 +179,7 @@ fn flint_accepts_the_configuration_and_the_tenants_come_from_their_secret() {
 
 #[test]
 fn the_worker_gets_more_time_to_stop_than_its_shutdown_grace_and_its_pod_name() {
-    for r in both() {
+    for r in all() {
         let config = effective_config(&r, "worker");
         let grace = config.number("shutdown_grace_secs", "worker");
         let pod = &r.deployment("worker")["spec"]["template"]["spec"];
@@ -191,11 +210,19 @@ fn the_worker_gets_more_time_to_stop_than_its_shutdown_grace_and_its_pod_name() 
 
 #[test]
 fn no_secret_value_is_written_in_the_manifests() {
-    let secretish = ["URL", "KEY", "SECRET", "PASSWORD", "TOKEN", "TENANTS"];
+    let secretish = [
+        "URL",
+        "KEY",
+        "SECRET",
+        "PASSWORD",
+        "TOKEN",
+        "TENANTS",
+        "CLUSTER_NODES",
+    ];
     let leaks = [
         "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "BEGIN ",
     ];
-    for r in both() {
+    for r in all() {
         assert!(
             r.of_kind("Secret").is_empty(),
             "{}: Secrets are created by the operator, never rendered",
@@ -226,9 +253,15 @@ fn no_secret_value_is_written_in_the_manifests() {
                 );
             }
         }
+        // Flint reaches one Redis server by URL, or a Redis Cluster by its nodes' URLs.
+        let (redis_var, redis_key) = if r.dir == CLUSTER {
+            ("FLINT__REDIS__CLUSTER_NODES", "cluster_nodes")
+        } else {
+            ("FLINT__REDIS__URL", "url")
+        };
         for role in ROLES {
             let c = r.container(role);
-            let mut redis_url = false;
+            let mut redis_vars = Vec::new();
             for var in c["env"].as_array().into_iter().flatten() {
                 let key = s(var, "/name");
                 let from_secret = var.pointer("/valueFrom/secretKeyRef").is_some();
@@ -239,17 +272,30 @@ fn no_secret_value_is_written_in_the_manifests() {
                         r.dir
                     );
                 }
-                if key == "FLINT__REDIS__URL" {
-                    redis_url = true;
+                if ["FLINT__REDIS__URL", "FLINT__REDIS__CLUSTER_NODES"].contains(&key) {
+                    redis_vars.push(key);
+                }
+                if key == redis_var {
                     assert_eq!(
                         var.pointer("/valueFrom/secretKeyRef"),
-                        Some(&serde_json::json!({"name": "flint-redis", "key": "url"})),
-                        "{}: {role} FLINT__REDIS__URL comes from the Secret flint-redis, key url",
+                        Some(&serde_json::json!({"name": "flint-redis", "key": redis_key})),
+                        "{}: {role} {redis_var} comes from the Secret flint-redis, key {redis_key}",
                         r.dir
                     );
                 }
             }
-            assert!(redis_url, "{}: {role} sets FLINT__REDIS__URL", r.dir);
+            assert_eq!(
+                redis_vars,
+                [redis_var],
+                "{}: {role} connects to Redis by {redis_var} only",
+                r.dir
+            );
+            assert_eq!(
+                effective_config(&r, role).on_redis_cluster(),
+                r.dir == CLUSTER,
+                "{}: {role} runs on a Redis Cluster in {CLUSTER} only",
+                r.dir
+            );
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use std::collections::BTreeSet;
 
-use super::config::effective_config;
-use super::{assert_keys_within, both, s};
+use super::config::{Effective, effective_config};
+use super::{all, assert_keys_within, s};
 
 /// Metadata KEDA's redis-streams scaler reads (pkg/scalers/redis_streams_scaler.go,
 /// redis_scaler.go).
@@ -28,6 +28,28 @@ const REDIS_STREAMS_METADATA: &[&str] = &[
     "databaseIndex",
 ];
 
+/// Metadata KEDA's redis-cluster-streams scaler reads: the same stream fields, the nodes as
+/// `addresses` (or `hosts` and `ports`) instead of one address (redis_scaler.go,
+/// parseRedisClusterAddress), and no database index (a cluster has only database 0).
+const REDIS_CLUSTER_STREAMS_METADATA: &[&str] = &[
+    "addresses",
+    "hosts",
+    "ports",
+    "addressesFromEnv",
+    "hostsFromEnv",
+    "portsFromEnv",
+    "usernameFromEnv",
+    "passwordFromEnv",
+    "stream",
+    "consumerGroup",
+    "pendingEntriesCount",
+    "streamLength",
+    "lagCount",
+    "activationLagCount",
+    "enableTLS",
+    "unsafeSsl",
+];
+
 /// Metadata KEDA's prometheus scaler reads.
 const PROMETHEUS_METADATA: &[&str] = &[
     "serverAddress",
@@ -42,28 +64,59 @@ const PROMETHEUS_METADATA: &[&str] = &[
     "timeout",
 ];
 
+/// Each partition's charge stream and webhook stream, in partition order, from Flint's own
+/// queue layout for this configuration.
+pub(super) fn streams(config: &Effective) -> Vec<(String, String)> {
+    let queue = config.get("name", "queue");
+    let webhooks = config.get("queue", "webhooks");
+    let partitions = flint_shared::partition::Partitions::new(
+        &queue,
+        u16::try_from(config.number("partitions", "queue")).expect("a partition count"),
+    );
+    partitions
+        .tags()
+        .iter()
+        .map(|tag| {
+            (
+                flint_queue::keys::Keys::of_partition(tag, &queue).stream,
+                flint_queue::keys::Keys::in_slot(tag, &webhooks).stream,
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
-    for r in both() {
+    for r in all() {
         let config = effective_config(&r, "worker");
         let queue = config.get("name", "queue");
-        let partitions = flint_shared::partition::Partitions::new(
-            &queue,
-            u16::try_from(config.number("partitions", "queue")).expect("a partition count"),
-        );
-        let webhooks = config.get("queue", "webhooks");
         let concurrency = config.number("concurrency", "worker");
         // Each partition's charge and webhook streams.
-        let streams: Vec<(String, String)> = partitions
-            .tags()
-            .iter()
-            .map(|tag| {
-                (
-                    flint_queue::keys::Keys::of_partition(tag, &queue).stream,
-                    flint_queue::keys::Keys::in_slot(tag, &webhooks).stream,
-                )
-            })
-            .collect();
+        let streams = streams(&config);
+        let count = config.number("partitions", "queue");
+        assert_eq!(
+            streams.len(),
+            usize::try_from(count).expect("a partition count"),
+            "{}: one tag per partition",
+            r.dir
+        );
+        // One Redis server, or a Redis Cluster (on which the work is spread over partitions).
+        let cluster = config.on_redis_cluster();
+        assert!(
+            !cluster || count > 1,
+            "{}: on a Redis Cluster, [queue] partitions spreads the queue over the primaries: \
+             more than one",
+            r.dir
+        );
+        let (redis_type, redis_metadata, address_param) = if cluster {
+            (
+                "redis-cluster-streams",
+                REDIS_CLUSTER_STREAMS_METADATA,
+                "addresses",
+            )
+        } else {
+            ("redis-streams", REDIS_STREAMS_METADATA, "address")
+        };
         let group = flint_queue::keys::GROUP;
 
         let scaled = r.of_kind("ScaledObject");
@@ -160,15 +213,26 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                 assert!(v.is_string(), "{}: trigger metadata {k} is a string", r.dir);
             }
         }
-        // On a Redis Cluster, KEDA's redis-cluster-streams scaler takes the same metadata.
+        // KEDA's redis-streams scaler reads one server; on a Redis Cluster, its
+        // redis-cluster-streams scaler finds the node that holds each stream.
+        for t in triggers {
+            let kind = s(t, "/type");
+            assert!(
+                kind == redis_type || kind == "prometheus",
+                "{}: trigger {} is {kind}: Flint's Redis (cluster: {cluster}) takes {redis_type} \
+                 triggers",
+                r.dir,
+                t["name"]
+            );
+        }
         let redis: Vec<_> = triggers
             .iter()
-            .filter(|t| t["type"] == "redis-streams" || t["type"] == "redis-cluster-streams")
+            .filter(|t| t["type"] == redis_type)
             .collect();
         for t in &redis {
             let md = &t["metadata"];
-            assert_keys_within(md, REDIS_STREAMS_METADATA, "redis-streams metadata");
-            for literal in ["address", "host", "port"] {
+            assert_keys_within(md, redis_metadata, &format!("{redis_type} metadata"));
+            for literal in ["address", "host", "port", "addresses", "hosts", "ports"] {
                 assert!(
                     md.get(literal).is_none(),
                     "{}: Redis's address comes from the TriggerAuthentication",
@@ -193,19 +257,34 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                 );
                 assert!(
                     [
-                        "address", "username", "password", "tls", "ca", "cert", "key"
+                        address_param,
+                        "username",
+                        "password",
+                        "tls",
+                        "ca",
+                        "cert",
+                        "key"
                     ]
                     .contains(&s(reference, "/parameter")),
-                    "{}: {reference} is a redis-streams authentication parameter",
+                    "{}: {reference} is a {redis_type} authentication parameter",
                     r.dir
                 );
             }
             assert!(
-                refs.iter().any(|x| x["parameter"] == "address"),
-                "{}: the TriggerAuthentication provides Redis's address",
+                refs.iter().any(|x| x["parameter"] == address_param),
+                "{}: the TriggerAuthentication provides Redis's {address_param}",
                 r.dir
             );
         }
+        // Per partition: a charges lag, a charges pending and a webhooks lag trigger (each is
+        // found below), and nothing else.
+        assert_eq!(
+            redis.len(),
+            3 * streams.len(),
+            "{}: three {redis_type} triggers for each of the {} partitions",
+            r.dir,
+            streams.len()
+        );
         let target = |stream: &str, field: &str| -> Option<u64> {
             redis
                 .iter()
@@ -219,7 +298,7 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
         for (charges_stream, webhooks_stream) in &streams {
             let lag = target(charges_stream, "lagCount").unwrap_or_else(|| {
                 panic!(
-                    "{}: a redis-streams trigger on {charges_stream} (group {group}) scales on lagCount",
+                    "{}: a {redis_type} trigger on {charges_stream} (group {group}) scales on lagCount",
                     r.dir
                 )
             });
@@ -243,7 +322,7 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                 })
                 .unwrap_or_else(|| {
                     panic!(
-                        "{}: a redis-streams trigger on {charges_stream} scales on pendingEntriesCount",
+                        "{}: a {redis_type} trigger on {charges_stream} scales on pendingEntriesCount",
                         r.dir
                     )
                 });
@@ -262,7 +341,7 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
             );
             assert!(
                 target(webhooks_stream, "lagCount").is_some(),
-                "{}: a redis-streams trigger on the webhook stream {webhooks_stream} scales on lagCount",
+                "{}: a {redis_type} trigger on the webhook stream {webhooks_stream} scales on lagCount",
                 r.dir
             );
         }
@@ -295,6 +374,12 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
                 && query.contains(&format!("queue=\"{queue}\"")),
             "{}: the Prometheus trigger reads max(flint_queue_oldest_ready_age_seconds) of \
              queue {queue}, not {query}",
+            r.dir
+        );
+        // The gauge has one series per partition: max over them all is the oldest job's age.
+        assert!(
+            !query.contains("partition"),
+            "{}: the Prometheus trigger reads every partition's age, not {query}",
             r.dir
         );
         let address = s(p, "/metadata/serverAddress");

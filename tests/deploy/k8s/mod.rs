@@ -1,9 +1,9 @@
-//! The Kubernetes manifests in `deploy/k8s`: the base and the production overlay, rendered with
-//! `kubectl kustomize` (kubectl must be installed; v1.32+ bundles kustomize v5), validated in
-//! strict mode against the Kubernetes schemas with `kubernetes-validate`, and then checked for
-//! what a schema cannot see: locked-down pods, probes on the port Flint really listens on, a
-//! configuration the real binary accepts, no secret values, and autoscaling on the queue's real
-//! Redis keys.
+//! The Kubernetes manifests in `deploy/k8s`: the base, the production overlay and the Redis
+//! Cluster overlay built on it, rendered with `kubectl kustomize` (kubectl must be installed;
+//! v1.32+ bundles kustomize v5), validated in strict mode against the Kubernetes schemas with
+//! `kubernetes-validate`, and then checked for what a schema cannot see: locked-down pods, probes
+//! on the port Flint really listens on, a configuration the real binary accepts, no secret
+//! values, and autoscaling on the queue's real Redis keys (on a cluster, every partition's).
 //!
 //! Custom resources (KEDA's ScaledObject and TriggerAuthentication, the Prometheus Operator's
 //! PodMonitor) are not schema-validated: `kubernetes-validate` bundles only Kubernetes' own
@@ -29,7 +29,9 @@ mod traffic;
 
 const BASE: &str = "deploy/k8s/base";
 const PRODUCTION: &str = "deploy/k8s/overlays/production";
-const DIRS: [&str; 2] = [BASE, PRODUCTION];
+/// Production on a Redis Cluster, with the charge path split into partitions.
+const CLUSTER: &str = "deploy/k8s/overlays/cluster";
+const DIRS: [&str; 3] = [BASE, PRODUCTION, CLUSTER];
 
 const ROLES: [&str; 2] = ["enqueuer", "worker"];
 
@@ -69,7 +71,8 @@ fn render(dir: &'static str) -> Rendered {
     Rendered { dir, yaml, objects }
 }
 
-fn both() -> Vec<Rendered> {
+/// Every kustomization in [`DIRS`], rendered.
+fn all() -> Vec<Rendered> {
     DIRS.into_iter().map(render).collect()
 }
 

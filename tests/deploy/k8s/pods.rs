@@ -4,11 +4,11 @@
 use serde_json::Value;
 
 use super::config::effective_config;
-use super::{ROLES, both, container_port, name, s};
+use super::{ROLES, all, container_port, name, s};
 
 #[test]
 fn every_pod_runs_locked_down_with_pinned_images_and_bounded_resources() {
-    for r in both() {
+    for r in all() {
         let accounts = r.of_kind("ServiceAccount");
         for role in ROLES {
             let deployment = r.deployment(role);
@@ -37,12 +37,12 @@ fn every_pod_runs_locked_down_with_pinned_images_and_bounded_resources() {
                 pod["hostNetwork"] != true && pod["hostPID"] != true && pod["hostIPC"] != true,
                 "{what}: no host namespaces"
             );
-            let all = pod["containers"]
+            let containers = pod["containers"]
                 .as_array()
                 .into_iter()
                 .flatten()
                 .chain(pod["initContainers"].as_array().into_iter().flatten());
-            for c in all {
+            for c in containers {
                 let what = format!("{what} container {}", c["name"]);
                 let sc = &c["securityContext"];
                 assert_eq!(sc["runAsNonRoot"], true, "{what}: runAsNonRoot");
@@ -94,7 +94,7 @@ fn every_pod_runs_locked_down_with_pinned_images_and_bounded_resources() {
 
 #[test]
 fn probes_check_health_and_readiness_on_the_port_flint_listens_on() {
-    for r in both() {
+    for r in all() {
         for role in ROLES {
             let c = r.container(role);
             let what = format!("{}: {role}", r.dir);

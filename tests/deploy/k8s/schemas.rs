@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use super::{both, name, s};
+use super::{all, name, s};
 
 /// The oldest Kubernetes the manifests are for (a preStop `sleep` needs 1.30) and the newest
 /// whose schemas kubernetes-validate 1.37.0 bundles.
@@ -19,7 +19,7 @@ const CUSTOM_KINDS: [(&str, &str); 3] = [
 #[test]
 fn the_manifests_are_valid_kubernetes_in_strict_mode() {
     let validate = flint_testkit::python::tool("kubernetes-validate");
-    for rendered in both() {
+    for rendered in all() {
         let file = tempfile::Builder::new()
             .prefix("flint-k8s-")
             .suffix(".yaml")

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::config::effective_config;
-use super::{ROLES, assert_keys_within, both, container_port, keys, name, s};
+use super::{ROLES, all, assert_keys_within, container_port, keys, name, s};
 
 /// Whether a Kubernetes label selector (matchLabels and matchExpressions) selects `labels`.
 fn selects(selector: &Value, labels: &Value) -> bool {
@@ -44,7 +44,7 @@ fn selects(selector: &Value, labels: &Value) -> bool {
 
 #[test]
 fn labels_selectors_budgets_and_the_service_pick_the_right_pods() {
-    for r in both() {
+    for r in all() {
         for object in &r.objects {
             assert_eq!(
                 object.pointer("/metadata/labels/app.kubernetes.io~1name"),
@@ -125,7 +125,7 @@ fn labels_selectors_budgets_and_the_service_pick_the_right_pods() {
 
 #[test]
 fn the_enqueuer_scales_on_cpu_and_the_worker_only_through_keda() {
-    for r in both() {
+    for r in all() {
         let hpas = r.of_kind("HorizontalPodAutoscaler");
         assert_eq!(
             hpas.len(),
@@ -170,7 +170,7 @@ fn the_enqueuer_scales_on_cpu_and_the_worker_only_through_keda() {
 
 #[test]
 fn network_policies_let_each_role_reach_only_what_it_needs() {
-    for r in both() {
+    for r in all() {
         let policies = r.of_kind("NetworkPolicy");
         for role in ROLES {
             let labels = r.pod_labels(role);
@@ -304,7 +304,7 @@ fn network_policies_let_each_role_reach_only_what_it_needs() {
 
 #[test]
 fn prometheus_scrapes_both_roles() {
-    for r in both() {
+    for r in all() {
         let monitors = r.of_kind("PodMonitor");
         assert_eq!(monitors.len(), 1, "{}: one PodMonitor", r.dir);
         let m = monitors[0];
