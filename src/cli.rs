@@ -284,6 +284,10 @@ pub struct BenchE2eArgs {
     /// Payments per scenario.
     #[arg(long, default_value_t = 20000)]
     pub payments: usize,
+    /// Run every scenario twice: on a private redis-server, then on a private Redis Cluster of
+    /// three primaries and three replicas with three partitions (one per primary).
+    #[arg(long)]
+    pub cluster: bool,
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub json: bool,

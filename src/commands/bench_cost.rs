@@ -31,6 +31,7 @@ use serde_json::json;
 use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api};
 use super::bench_e2e::System;
 use super::bench_queue::commandstats;
+use super::local_redis::Layout;
 use super::redis_child::RedisChild;
 use crate::cli::BenchCostArgs;
 
@@ -279,8 +280,9 @@ fn kind(key: &str) -> String {
 }
 
 async fn cpu(payments: usize) -> anyhow::Result<Cpu> {
-    let system = System::start().await?;
-    let mut conn = connect(&system.redis).await?;
+    let system = System::start(Layout::Standalone).await?;
+    let redis = system.redis.standalone()?;
+    let mut conn = connect(redis).await?;
     let idle_from = (Instant::now(), cpu_seconds(&mut conn).await?);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rate =
@@ -288,7 +290,7 @@ async fn cpu(payments: usize) -> anyhow::Result<Cpu> {
 
     // The baseline, before the payments: Redis's CPU per SET of `redis-benchmark`.
     let set_from = cpu_seconds(&mut conn).await?;
-    let set_us = match port_of(&system.redis.url()) {
+    let set_us = match port_of(&redis.url()) {
         Some(port) if redis_set_rate(port).await.is_some() => {
             Some((cpu_seconds(&mut conn).await? - set_from) * 1e6 / f64::from(SET_REQUESTS))
         }
@@ -385,7 +387,9 @@ fn field<'a>(info: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Redis's CPU time so far, user and system, in seconds.
-async fn cpu_seconds(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<f64> {
+pub(super) async fn cpu_seconds(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<f64> {
     let cpu = info(conn, "cpu").await?;
     ["used_cpu_user", "used_cpu_sys"]
         .into_iter()

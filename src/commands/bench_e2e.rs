@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use super::bench_api::create_all;
-use super::redis_child::RedisChild;
+use super::bench_cost::cpu_seconds;
+use super::local_redis::{Layout, LocalRedis};
 use crate::cli::BenchE2eArgs;
 
 const API_KEY: &str = "flint-bench-e2e";
@@ -27,6 +28,8 @@ const SANDBOX_KEY: &str = "sk_test_flint";
 #[derive(Debug, Serialize)]
 struct Row {
     scenario: String,
+    /// `standalone`, or `cluster` (three primaries, three partitions).
+    redis: &'static str,
     payments: usize,
     concurrency: usize,
     /// The fleet's processor rate limit the worker ran with (per second).
@@ -39,15 +42,26 @@ struct Row {
     littles_law_bound: Option<f64>,
     ratio_to_bound: Option<f64>,
     worker_rss_mb: f64,
+    /// Redis CPU time per payment while the worker settled them, on each primary (`INFO cpu`).
+    redis_cpu_us_per_payment: Vec<f64>,
 }
 
 pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
     if args.payments == 0 {
         bail!("--payments must be at least 1");
     }
+    let layouts: &[Layout] = if args.cluster {
+        &[Layout::Standalone, Layout::Cluster]
+    } else {
+        &[Layout::Standalone]
+    };
     let mut rows = Vec::new();
     for (concurrency, latency_ms) in [(64, 0), (1000, 300)] {
-        rows.push(scenario(args.payments, concurrency, latency_ms).await?);
+        // Each scenario on every layout in turn, so that their ratio compares like with like
+        // on a machine whose speed drifts.
+        for &layout in layouts {
+            rows.push(scenario(layout, args.payments, concurrency, latency_ms).await?);
+        }
     }
     if args.json {
         for r in &rows {
@@ -55,13 +69,23 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "{:<30} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}",
-            "scenario", "payments", "conc", "steady/s", "overall/s", "bound/s", "ratio", "RSS MB"
+            "{:<26} {:<10} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}  {}",
+            "scenario",
+            "redis",
+            "payments",
+            "conc",
+            "steady/s",
+            "overall/s",
+            "bound/s",
+            "ratio",
+            "RSS MB",
+            "Redis µs/payment (each primary)"
         );
         for r in &rows {
             println!(
-                "{:<30} {:>8} {:>6} {:>10.0} {:>10.0} {:>10} {:>7} {:>8.1}",
+                "{:<26} {:<10} {:>8} {:>6} {:>10.0} {:>10.0} {:>10} {:>7} {:>8.1}  {}",
                 r.scenario,
+                r.redis,
                 r.payments,
                 r.concurrency,
                 r.payments_per_sec,
@@ -69,15 +93,25 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
                 r.littles_law_bound
                     .map_or("-".into(), |b| format!("{b:.0}")),
                 r.ratio_to_bound.map_or("-".into(), |x| format!("{x:.2}")),
-                r.worker_rss_mb
+                r.worker_rss_mb,
+                r.redis_cpu_us_per_payment
+                    .iter()
+                    .map(|us| format!("{us:.0}"))
+                    .collect::<Vec<_>>()
+                    .join(" + ")
             );
         }
     }
     Ok(())
 }
 
-async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyhow::Result<Row> {
-    let system = System::start().await?;
+async fn scenario(
+    layout: Layout,
+    payments: usize,
+    concurrency: usize,
+    latency_ms: u64,
+) -> anyhow::Result<Row> {
+    let system = System::start(layout).await?;
     system.set_latency(latency_ms).await?;
     system.create(payments).await?;
 
@@ -93,6 +127,18 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
     } else {
         (1_000_000, 1_000_000)
     };
+    let mut primaries = Vec::new();
+    for url in system.redis.primaries() {
+        primaries.push(
+            redis::Client::open(url)?
+                .get_multiplexed_async_connection()
+                .await?,
+        );
+    }
+    let mut cpu_before = Vec::new();
+    for conn in &mut primaries {
+        cpu_before.push(cpu_seconds(conn).await?);
+    }
     let started = Instant::now();
     let worker = system.worker(concurrency, limit, limit_burst).await?;
     let mut rss_mb: f64 = 0.0;
@@ -115,6 +161,10 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         .await?;
     let elapsed = started.elapsed();
     drop(worker);
+    let mut redis_cpu = Vec::new();
+    for (conn, before) in primaries.iter_mut().zip(cpu_before) {
+        redis_cpu.push((cpu_seconds(conn).await? - before) * 1e6 / payments as f64);
+    }
     let overall = payments as f64 / elapsed.as_secs_f64();
     let rate = match (first, last) {
         (Some((t0, n0)), Some((t1, n1))) if t1 > t0 => (n1 - n0) / (t1 - t0).as_secs_f64(),
@@ -127,6 +177,7 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         } else {
             format!("{latency_ms} ms charge latency")
         },
+        redis: layout.name(),
         payments,
         concurrency,
         rate_limit: limit,
@@ -136,15 +187,16 @@ async fn scenario(payments: usize, concurrency: usize, latency_ms: u64) -> anyho
         littles_law_bound: bound,
         ratio_to_bound: bound.map(|b| rate / b),
         worker_rss_mb: rss_mb,
+        redis_cpu_us_per_payment: redis_cpu,
     })
 }
 
-/// What `flint bench e2e` and `flint bench cost` run payments through: a private redis-server,
-/// the sandbox with 20 customers and their cards, and the API (one tenant, its rate limit
-/// lifted), all in this process.
+/// What `flint bench e2e` and `flint bench cost` run payments through: a private Redis (one
+/// server, or a cluster), the sandbox with 20 customers and their cards, and the API (one
+/// tenant, its rate limit lifted), all in this process.
 #[derive(Debug)]
 pub(super) struct System {
-    pub(super) redis: RedisChild,
+    pub(super) redis: LocalRedis,
     pub(super) http: reqwest::Client,
     sandbox_url: String,
     api_url: String,
@@ -155,8 +207,8 @@ pub(super) struct System {
 }
 
 impl System {
-    pub(super) async fn start() -> anyhow::Result<System> {
-        let redis = RedisChild::start()?;
+    pub(super) async fn start(layout: Layout) -> anyhow::Result<System> {
+        let redis = LocalRedis::start(layout).await?;
         let sandbox_config = flint_shared::config::SandboxConfig {
             listen: "127.0.0.1:0".parse()?,
             api_keys: vec![Secret::new(SANDBOX_KEY)],
@@ -168,7 +220,7 @@ impl System {
 
         let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
         let mut config = Config::default();
-        config.redis.url = Secret::new(redis.url());
+        redis.configure(&mut config);
         config.enqueuer.listen = "127.0.0.1:0".parse()?;
         config.enqueuer.rate_limit_per_second = 1_000_000;
         config.enqueuer.rate_limit_burst = 1_000_000;
@@ -255,10 +307,10 @@ impl System {
         std::fs::write(
             &file,
             format!(
-                "[log]\nlevel = \"error\"\n[redis]\nurl = \"{}\"\n[worker]\nconcurrency = {concurrency}\n\
+                "[log]\nlevel = \"error\"\n{}[worker]\nconcurrency = {concurrency}\n\
                  [processor]\napi_base = \"{}\"\nrate_limit_per_second = {limit}\nrate_limit_burst = {burst}\n\
                  [[tenants]]\nid = \"bench\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{SANDBOX_KEY}\"\n",
-                self.redis.url(),
+                self.redis.toml(),
                 self.sandbox_url,
                 self.digest
             ),

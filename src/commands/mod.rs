@@ -9,6 +9,7 @@ mod bench_sandbox;
 mod config;
 mod dev;
 mod enqueuer;
+mod local_redis;
 mod queue_worker;
 mod redis_child;
 mod sandbox;
