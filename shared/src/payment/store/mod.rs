@@ -526,7 +526,13 @@ impl Store {
             }
             // The first request's write may be on the primary only (its answer may have been
             // a 503 for that very reason): the replay is answered only once replicas hold it.
-            "replay" => match self.get(tenant, &id).await? {
+            // Read through the connection the script ran on: on a cluster in mid-failover the
+            // shared connection may reach another node, which would not know the payment yet.
+            "replay" => match self
+                .read(&mut conn, &id)
+                .await?
+                .and_then(|(owner, v)| (owner == tenant).then_some(v))
+            {
                 Some(v) => {
                     self.acknowledge(conn, Wrote::Before).await?;
                     Ok(Created::Replay(v.payment))
@@ -549,13 +555,22 @@ impl Store {
     /// A payment whatever its tenant (for workers), with its tenant.
     pub async fn get_any(&self, id: &str) -> Result<Option<(String, Versioned)>, StoreError> {
         let mut conn = self.conn().await?;
+        self.read(&mut conn, id).await
+    }
+
+    /// Payment `id` with its tenant, read through `conn`.
+    async fn read(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        id: &str,
+    ) -> Result<Option<(String, Versioned)>, StoreError> {
         let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
             redis::cmd("HMGET")
                 .arg(self.of_payment(id).payment(id))
                 .arg("d")
                 .arg("t")
                 .arg("v")
-                .query_async(&mut conn)
+                .query_async(conn)
                 .await?;
         match (data, owner, version) {
             (Some(d), Some(t), Some(v)) => Ok(Some((
