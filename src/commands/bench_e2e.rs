@@ -69,7 +69,7 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "{:<26} {:<10} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}  {}",
+            "{:<26} {:<10} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}  Redis µs/payment (each primary)",
             "scenario",
             "redis",
             "payments",
@@ -79,7 +79,6 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
             "bound/s",
             "ratio",
             "RSS MB",
-            "Redis µs/payment (each primary)"
         );
         for r in &rows {
             println!(

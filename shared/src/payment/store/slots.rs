@@ -200,11 +200,12 @@ mod tests {
     fn a_moved_answer_is_found_as_a_reply_or_as_an_error() {
         let reply = |resp: &str| redis::parse_redis_value(resp.as_bytes()).unwrap();
         let to = Some((6904, "127.0.0.1:42191".to_owned()));
-        let cases: Vec<(
-            &str,
+        type Case = (
+            &'static str,
             redis::RedisResult<redis::Value>,
             Option<(u16, String)>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             // What a plain connection answers a write to a slot served elsewhere.
             (
                 "error reply",
