@@ -9,11 +9,12 @@
 //!
 //! Only a whole cluster out of reach is handled here: while some node answers, redis-rs rides
 //! the outage of the others (a failover) on its own, and the connection is kept. So a command
-//! that fails for want of a node, or the `PING` sent through the connection each second (an
-//! idle connection would otherwise never notice), only makes the connection *suspect*; the
-//! next probe then asks each configured node directly, and the connection is dropped only when
-//! none of them answers. While there is no connection, commands fail at once, and one new
-//! connection is tried at most once per [`RECONNECT_EVERY`].
+//! that fails for want of a node, or the `PING` sent through an idle connection each second
+//! (it would otherwise never notice), only makes the connection *suspect*; the next probe then
+//! asks the nodes directly (the configured ones, and every node the cluster named in its last
+//! `CLUSTER SLOTS`, so that seed nodes replaced since do not matter), and the connection is
+//! dropped only when none of them answers. While there is no connection, commands fail at once,
+//! and one new connection is tried at most once per [`RECONNECT_EVERY`].
 
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -21,7 +22,8 @@ use std::time::{Duration, Instant};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
+    Pipeline, RedisError, RedisFuture, RedisResult, Value,
 };
 use tokio::sync::watch;
 
@@ -29,11 +31,15 @@ use tokio::sync::watch;
 pub(crate) const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 /// How long a probe waits for one node to connect and answer `PING`.
 const NODE_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often a healthy connection asks the cluster which nodes it has.
+const LEARN_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct Reconnecting {
     client: ClusterClient,
     /// The configured nodes, asked one by one when the connection is suspect.
     nodes: Vec<String>,
+    /// The first configured node's connection settings (credentials), for learned nodes.
+    template: Option<ConnectionInfo>,
     /// Never held across an await.
     state: Mutex<State>,
 }
@@ -47,6 +53,11 @@ struct State {
     failed_at: Option<Instant>,
     /// A command or probe failed for want of a node since the last probe.
     suspect: bool,
+    /// When a command last got an answer (a reply, or an error from a node).
+    answered_at: Option<Instant>,
+    /// Every node (`host`, `port`) of the cluster's last `CLUSTER SLOTS`, and when it was read.
+    learned: Vec<(String, u16)>,
+    learned_at: Option<Instant>,
 }
 
 /// The connection in use.
@@ -78,13 +89,20 @@ fn unavailable(detail: &str) -> RedisError {
     ))
 }
 
-/// Clears `connecting` when the attempt ends, however it ends (a command's future may be
-/// dropped while it connects).
-struct Connecting<'a>(&'a Reconnecting);
+/// Clears `connecting` when the attempt ends, however it ends: a command's future may be
+/// dropped while it connects, and that counts as a failed attempt.
+struct Connecting<'a> {
+    connection: &'a Reconnecting,
+    ended: bool,
+}
 
 impl Drop for Connecting<'_> {
     fn drop(&mut self) {
-        self.0.state().connecting = false;
+        let mut state = self.connection.state();
+        state.connecting = false;
+        if !self.ended {
+            state.failed_at = Some(Instant::now());
+        }
     }
 }
 
@@ -96,9 +114,13 @@ impl Reconnecting {
         nodes: Vec<String>,
     ) -> RedisResult<Arc<Reconnecting>> {
         let conn = client.get_async_connection().await?;
+        let template = nodes
+            .first()
+            .and_then(|n| n.as_str().into_connection_info().ok());
         let this = Arc::new(Reconnecting {
             client,
             nodes,
+            template,
             state: Mutex::new(State {
                 live: Some(Live::new(conn)),
                 ..State::default()
@@ -131,8 +153,12 @@ impl Reconnecting {
             }
             state.connecting = true;
         }
-        let _connecting = Connecting(self);
+        let mut connecting = Connecting {
+            connection: self,
+            ended: false,
+        };
         let made = self.client.get_async_connection().await;
+        connecting.ended = true;
         let mut state = self.state();
         match made {
             Ok(conn) => {
@@ -160,24 +186,44 @@ impl Reconnecting {
             result = command(&mut conn) => result,
             _ = alive.changed() => Err(unavailable("the command was abandoned with its connection")),
         };
-        if result.as_ref().is_err_and(for_want_of_a_node) {
-            self.state().suspect = true;
+        let mut state = self.state();
+        match &result {
+            Err(e) if for_want_of_a_node(e) => state.suspect = true,
+            _ => state.answered_at = Some(Instant::now()),
         }
+        drop(state);
         result
     }
 
-    /// Once a second: a `PING` through the connection; and when it or a command failed for
-    /// want of a node, whether any configured node answers at all. If none does, the
-    /// connection is dropped.
+    /// Once a second: a `PING` through the connection if nothing was answered on it for a
+    /// second; and when that or a command failed for want of a node, whether any node answers
+    /// at all. If none does, the connection is dropped. A healthy connection also learns the
+    /// cluster's nodes every [`LEARN_EVERY`].
     async fn probe(&self) {
-        if self.state().live.is_none() {
-            return;
+        let (idle, learn) = {
+            let state = self.state();
+            if state.live.is_none() {
+                return;
+            }
+            let idle = state
+                .answered_at
+                .is_none_or(|at| at.elapsed() >= RECONNECT_EVERY);
+            let learn = !state.suspect
+                && state
+                    .learned_at
+                    .is_none_or(|at| at.elapsed() >= LEARN_EVERY);
+            (idle, learn)
+        };
+        if idle {
+            let _ = self
+                .run(async |conn: &mut ClusterConnection| {
+                    redis::cmd("PING").query_async::<()>(conn).await
+                })
+                .await;
         }
-        let _ = self
-            .run(async |conn: &mut ClusterConnection| {
-                redis::cmd("PING").query_async::<()>(conn).await
-            })
-            .await;
+        if learn {
+            self.learn().await;
+        }
         if !std::mem::take(&mut self.state().suspect) || self.any_node_answers().await {
             return;
         }
@@ -189,14 +235,50 @@ impl Reconnecting {
         }
     }
 
-    /// Whether some configured node accepts a connection and answers `PING`, asked one at a
-    /// time over connections of the probe's own.
+    /// Reads which nodes the cluster has (`CLUSTER SLOTS`), for [`any_node_answers`].
+    async fn learn(&self) {
+        let reply = self
+            .run(async |conn: &mut ClusterConnection| {
+                redis::cmd("CLUSTER")
+                    .arg("SLOTS")
+                    .query_async::<Vec<redis::Value>>(conn)
+                    .await
+            })
+            .await;
+        if let Ok(reply) = reply {
+            let mut nodes: Vec<(String, u16)> = slot_ranges(reply)
+                .into_iter()
+                .flat_map(|range| range.nodes)
+                .collect();
+            nodes.sort();
+            nodes.dedup();
+            let mut state = self.state();
+            state.learned = nodes;
+            state.learned_at = Some(Instant::now());
+        }
+    }
+
+    /// Whether some node accepts a connection and answers `PING`: the configured nodes, then
+    /// those the cluster named, asked one at a time over connections of the probe's own.
     async fn any_node_answers(&self) -> bool {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(NODE_PROBE_TIMEOUT))
             .set_response_timeout(Some(NODE_PROBE_TIMEOUT));
-        for node in &self.nodes {
-            let Ok(client) = redis::Client::open(node.as_str()) else {
+        let mut nodes: Vec<ConnectionInfo> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.as_str().into_connection_info().ok())
+            .collect();
+        if let Some(template) = &self.template {
+            let learned = self.state().learned.clone();
+            nodes.extend(
+                learned
+                    .into_iter()
+                    .map(|(host, port)| template.clone().set_addr(ConnectionAddr::Tcp(host, port))),
+            );
+        }
+        for node in nodes {
+            let Ok(client) = redis::Client::open(node) else {
                 continue;
             };
             let answered = async {
@@ -251,4 +333,81 @@ fn for_want_of_a_node(e: &RedisError) -> bool {
         || e.is_connection_refusal()
         || e.is_connection_dropped()
         || (e.is_io_error() && !e.is_timeout())
+}
+
+/// One range of `CLUSTER SLOTS`: its slots and its nodes (`host`, `port`), the primary first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlotRange {
+    pub from: u16,
+    pub to: u16,
+    pub nodes: Vec<(String, u16)>,
+}
+
+/// The ranges of a `CLUSTER SLOTS` reply. A node without a usable address (an empty or `?`
+/// endpoint) is left out; a range without one keeps its place with fewer nodes.
+pub fn slot_ranges(reply: Vec<Value>) -> Vec<SlotRange> {
+    let mut ranges = Vec::new();
+    for range in reply {
+        let Value::Array(fields) = range else {
+            continue;
+        };
+        let mut fields = fields.into_iter();
+        let (Some(from), Some(to)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let (Ok(from), Ok(to)) = (
+            redis::from_redis_value::<u16>(from),
+            redis::from_redis_value::<u16>(to),
+        ) else {
+            continue;
+        };
+        let nodes = fields
+            .filter_map(|node| {
+                let Value::Array(node) = node else {
+                    return None;
+                };
+                let mut node = node.into_iter();
+                let host: String = redis::from_redis_value(node.next()?).ok()?;
+                let port: u16 = redis::from_redis_value(node.next()?).ok()?;
+                (!host.is_empty() && host != "?").then_some((host, port))
+            })
+            .collect();
+        ranges.push(SlotRange { from, to, nodes });
+    }
+    ranges
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_ranges_name_every_node_with_an_address_primary_first() {
+        // As Redis 7 answers: [from, to, [host, port, id, {…}], …].
+        let resp = "*2\r\n\
+            *4\r\n:0\r\n:5460\r\n\
+              *3\r\n$8\r\n10.0.0.1\r\n:6379\r\n$2\r\nid\r\n\
+              *3\r\n$8\r\n10.0.0.4\r\n:6379\r\n$2\r\nid\r\n\
+            *4\r\n:5461\r\n:16383\r\n\
+              *3\r\n$3\r\n::1\r\n:7000\r\n$2\r\nid\r\n\
+              *3\r\n$1\r\n?\r\n:7001\r\n$2\r\nid\r\n";
+        let Value::Array(reply) = redis::parse_redis_value(resp.as_bytes()).unwrap() else {
+            panic!("an array");
+        };
+        assert_eq!(
+            slot_ranges(reply),
+            vec![
+                SlotRange {
+                    from: 0,
+                    to: 5460,
+                    nodes: vec![("10.0.0.1".into(), 6379), ("10.0.0.4".into(), 6379)],
+                },
+                SlotRange {
+                    from: 5461,
+                    to: 16383,
+                    nodes: vec![("::1".into(), 7000)],
+                },
+            ]
+        );
+    }
 }

@@ -55,6 +55,7 @@ mod queue;
 mod store;
 
 pub use backend::{AckLayer, AckService, RedisBackend};
+pub use cluster_connection::{SlotRange, slot_ranges};
 pub use config::QueueConfig;
 pub use connection::{RedisConnection, RedisTarget, Timeouts};
 pub use delivery::LostLeases;

@@ -64,12 +64,22 @@ async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails
     let (mut cluster, _promoted) = failover.await.unwrap();
     assert!(writes > 10, "writes went on during the failover: {writes}");
     // The victim's slot is served again, by its promoted replica.
-    let set: Result<(), _> = redis::cmd("SET")
-        .arg(&victim_key)
-        .arg(1)
-        .query_async(&mut conn)
-        .await;
-    assert!(set.is_ok(), "{set:?}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(&victim_key)
+            .arg(1)
+            .query_async(&mut conn)
+            .await;
+        if set.is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{victim_key} not served: {set:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Every node gone: within a few seconds commands fail at once instead of waiting.
     tokio::task::block_in_place(|| cluster.kill_all());
@@ -105,6 +115,59 @@ async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails
             break;
         }
         assert!(Instant::now() < deadline, "not served again: {set:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The only configured node is lost while the cluster, its replica promoted, serves on: the
+/// connection keeps the nodes the cluster named, so it is not dropped for want of its seed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_configured_node_leaves_a_healthy_cluster_served() {
+    let mut cluster = RedisCluster::start();
+    let keys = key_per_primary(&cluster);
+    let seed = keys[0].1.clone();
+    let mut conn = RedisTarget::Cluster(vec![seed.clone()])
+        .connect(Timeouts::default())
+        .await
+        .unwrap();
+    // The connection asks the cluster for its nodes when it is made; these writes only show
+    // that it serves every primary's slots through the one seed.
+    for (key, _) in &keys {
+        let () = redis::cmd("SET")
+            .arg(key)
+            .arg("before")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    tokio::task::block_in_place(|| {
+        cluster.failover_to_replica_of(&seed);
+    });
+    // Every slot is served again, through a connection whose only configured node is dead.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (key, _) in &keys {
+        loop {
+            let set: Result<(), _> = redis::cmd("SET")
+                .arg(key)
+                .arg("after")
+                .query_async(&mut conn)
+                .await;
+            if set.is_ok() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{key} not served: {set:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // And stays served over several probes (a dropped connection could not be made again).
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        for (key, _) in &keys {
+            let get: Result<Option<String>, _> =
+                redis::cmd("GET").arg(key).query_async(&mut conn).await;
+            assert_eq!(get.unwrap().as_deref(), Some("after"), "{key}");
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -78,33 +78,13 @@ fn lookup(ranges: &[Range], slot: u16) -> Option<String> {
 /// `CLUSTER SLOTS`: each range's first node is its primary.
 async fn read(conn: &mut RedisConnection) -> redis::RedisResult<Vec<Range>> {
     let reply: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(conn).await?;
-    let mut ranges = Vec::new();
-    for range in reply {
-        let redis::Value::Array(fields) = range else {
-            continue;
-        };
-        let mut fields = fields.into_iter();
-        let (Some(from), Some(to), Some(primary)) = (fields.next(), fields.next(), fields.next())
-        else {
-            continue;
-        };
-        let (from, to): (u16, u16) = (redis::from_redis_value(from)?, redis::from_redis_value(to)?);
-        let (host, port): (String, u16) = match primary {
-            redis::Value::Array(node) => {
-                let mut node = node.into_iter();
-                match (node.next(), node.next()) {
-                    (Some(host), Some(port)) => (
-                        redis::from_redis_value(host)?,
-                        redis::from_redis_value(port)?,
-                    ),
-                    _ => continue,
-                }
-            }
-            _ => continue,
-        };
-        ranges.push((from, to, format!("{host}:{port}")));
-    }
-    Ok(ranges)
+    Ok(flint_queue::slot_ranges(reply)
+        .into_iter()
+        .filter_map(|range| {
+            let (host, port) = range.nodes.into_iter().next()?;
+            Some((range.from, range.to, format!("{host}:{port}")))
+        })
+        .collect())
 }
 
 /// The `MOVED <slot> <host:port>` answer in a command's reply: the node does not serve the slot
