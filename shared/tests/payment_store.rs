@@ -129,3 +129,139 @@ async fn a_cursor_whose_payment_changed_status_still_marks_its_place() {
             .is_none()
     );
 }
+
+/// With `[redis] compact_created_events`, a pending payment's `created` event keeps no copy of
+/// the payment while the payment has not changed (it reads its snapshot from the record), and
+/// reads byte for byte the same before the payment's first change, after it, and through every
+/// way events are read.
+#[tokio::test]
+async fn the_created_event_reads_the_same_before_and_after_its_payment_changes() {
+    let redis = RedisServer::start();
+    let store = store(&redis).with_compact_created_events(true);
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let id = create(&store, 0, Timestamp::now()).await;
+    let (_, current) = store.get_any(id.as_str()).await.unwrap().unwrap();
+    let created = current.payment.events[0].id.clone();
+    let key = format!("flint:{{charges}}:evt:{created}");
+
+    // Lazy: no `d` (the JSON in full), and less than half the memory it takes in full.
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("d")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored, None);
+    let lazy_bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (event, before) = store.event_any(created.as_str()).await.unwrap().unwrap();
+    assert_eq!(event.kind, EventKind::Created);
+    let snapshot = serde_json::to_value(&event).unwrap();
+    assert_eq!(snapshot["data"]["object"]["id"], id.as_str());
+    assert_eq!(snapshot["data"]["object"]["status"], "pending");
+    assert!(
+        snapshot["data"]["object"].get("events").is_none(),
+        "a snapshot is the payment without its timeline: {snapshot}"
+    );
+    let listed = store
+        .events("acme", Default::default(), 10, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.events.len(), 1);
+    assert_eq!(serde_json::to_value(&listed.events[0]).unwrap(), snapshot);
+
+    // The payment changes: the event is written in full first, the same bytes.
+    let mut p = current.payment.clone();
+    let now = Timestamp::now();
+    p.status = Status::Canceled;
+    p.record(EventKind::Canceled, None, now);
+    store
+        .transition(&current, &p, JobAction::Unschedule, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let stored: Option<String> = redis::cmd("HGET")
+        .arg(&key)
+        .arg("d")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(before.as_str()));
+    let full_bytes: u64 = redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        lazy_bytes * 2 < full_bytes,
+        "lazy {lazy_bytes} bytes, in full {full_bytes}"
+    );
+    let (_, after) = store.event_any(created.as_str()).await.unwrap().unwrap();
+    assert_eq!(after, before);
+    let lazy_fields: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(&key)
+        .arg("n")
+        .arg("h1")
+        .arg("z")
+        .arg("p")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(lazy_fields, [None, None, None, None]);
+    // The payment's own listing of its events, and the canceled event in full.
+    let of_payment = store
+        .events(
+            "acme",
+            flint_shared::payment::store::EventFilter {
+                kind: None,
+                payment: Some(id.as_str()),
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let kinds: Vec<EventKind> = of_payment.events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Canceled, EventKind::Created]);
+    assert_eq!(
+        serde_json::to_value(&of_payment.events[1]).unwrap(),
+        snapshot
+    );
+}
+
+/// Without `[redis] compact_created_events` (the default), the `created` event is written in
+/// full, as older versions read it.
+#[tokio::test]
+async fn by_default_the_created_event_is_written_in_full() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let id = create(&store, 0, Timestamp::now()).await;
+    let (_, current) = store.get_any(id.as_str()).await.unwrap().unwrap();
+    let created = current.payment.events[0].id.clone();
+    let mut conn = redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let (stored, lazy): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(format!("flint:{{charges}}:evt:{created}"))
+        .arg("d")
+        .arg("n")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (_, read) = store.event_any(created.as_str()).await.unwrap().unwrap();
+    assert_eq!(stored.as_deref(), Some(read.as_str()));
+    assert_eq!(lazy, None);
+}

@@ -97,6 +97,14 @@ pub async fn run(args: &BenchApiArgs) -> anyhow::Result<()> {
 /// The enqueuer in this process on a free port against `url`, with one tenant (API key
 /// [`KEY`]) whose rate limit is lifted. Returns its base URL.
 pub(super) async fn start_api(url: &str) -> anyhow::Result<String> {
+    start_api_with(url, |_| {}).await
+}
+
+/// [`start_api`], its configuration changed by `adjust` last.
+pub(super) async fn start_api_with(
+    url: &str,
+    adjust: impl FnOnce(&mut Config),
+) -> anyhow::Result<String> {
     let mut config = Config::default();
     config.redis.url = Secret::new(url.to_owned());
     config.enqueuer.listen = "127.0.0.1:0".parse()?;
@@ -108,6 +116,7 @@ pub(super) async fn start_api(url: &str) -> anyhow::Result<String> {
         api_key_sha256: hex::encode(Sha256::digest(KEY.as_bytes())),
         processor_secret_key: Secret::new("sk_test_bench"),
     }];
+    adjust(&mut config);
     let app = flint_enqueuer::Application::build(&config).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run(std::future::pending()));

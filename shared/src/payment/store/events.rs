@@ -118,22 +118,20 @@ impl Store {
             let mut conn = conn.clone();
             let key = layout.event(id);
             async move {
-                redis::cmd("HMGET")
-                    .arg(key)
-                    .arg("d")
-                    .arg("t")
-                    .query_async::<(Option<String>, Option<String>)>(&mut conn)
+                self.scripts
+                    .event
+                    .key(key)
+                    .invoke_async::<Vec<String>>(&mut conn)
                     .await
             }
         });
         let found = futures::future::try_join_all(lookups).await?;
-        Ok(found
-            .into_iter()
-            .enumerate()
-            .find_map(|(p, fields)| match fields {
-                (Some(d), Some(t)) => Some((p, d, t)),
-                _ => None,
-            }))
+        Ok(found.into_iter().enumerate().find_map(|(p, fields)| {
+            match <[String; 2]>::try_from(fields) {
+                Ok([d, t]) => Some((p, d, t)),
+                Err(_) => None,
+            }
+        }))
     }
 
     async fn event_fields(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {

@@ -274,9 +274,13 @@ fn with_events(body: &str) -> Script {
 
 impl Layout {
     /// The events `payment` recorded since `before`, as `fe_write` takes them: the key
-    /// prefixes, a count, then id, type, creation time (ms), JSON and dispatch job for each.
+    /// prefixes, a count, then id, type, creation time (ms), JSON, tail and dispatch job for
+    /// each. With `compact`, a new payment's first event is written lazy (see
+    /// `lua/events.lua`): its JSON before and after the snapshot, which it reads from the
+    /// record until that changes.
     fn event_args(
         &self,
+        compact: bool,
         tenant: &str,
         before: Option<&Payment>,
         payment: &Payment,
@@ -286,17 +290,29 @@ impl Layout {
             Some(before) => recorded_since(before, payment).collect(),
             None => payment.events.iter().collect(),
         };
-        let mut args = Vec::with_capacity(4 + 5 * new.len());
+        let mut args = Vec::with_capacity(4 + 6 * new.len());
         args.push(self.event_prefix().into_bytes());
         args.push(self.event_index_prefix().into_bytes());
         args.push(self.endpoints_prefix().into_bytes());
         args.push(new.len().to_string().into_bytes());
         let encoded = encode_all(tenant, payment, snapshot, new.iter().copied())?;
-        for (e, json) in new.into_iter().zip(encoded) {
+        for (n, (e, json)) in new.into_iter().zip(encoded).enumerate() {
             args.push(e.id.as_str().as_bytes().to_vec());
             args.push(e.kind.as_str().as_bytes().to_vec());
             args.push(e.created_at.unix_ms().to_string().into_bytes());
-            args.push(json.into_bytes());
+            match (compact && before.is_none() && n == 0)
+                .then(|| lazy(&json, snapshot.get()))
+                .flatten()
+            {
+                Some((head, tail)) => {
+                    args.push(head.to_owned().into_bytes());
+                    args.push(tail.to_owned().into_bytes());
+                }
+                None => {
+                    args.push(json.into_bytes());
+                    args.push(Vec::new());
+                }
+            }
             args.push(
                 WebhookJob::Dispatch {
                     event: e.id.clone(),
@@ -307,6 +323,16 @@ impl Layout {
         }
         Ok(args)
     }
+}
+
+/// An event's JSON split around the payment snapshot it embeds: what comes before it, and what
+/// after (at least the closing braces; `None` if the JSON were not so, and the event is then
+/// written in full). The snapshot comes after the event's own short fields, so its first
+/// occurrence is the embedded one.
+fn lazy<'a>(json: &'a str, snapshot: &str) -> Option<(&'a str, &'a str)> {
+    let at = json.find(snapshot)?;
+    let (head, tail) = (&json[..at], &json[at + snapshot.len()..]);
+    (!tail.is_empty()).then_some((head, tail))
 }
 
 fn digest(s: &str) -> String {
@@ -327,6 +353,7 @@ struct Scripts {
     repair: Script,
     reap: Script,
     events_of: Script,
+    event: Script,
     redeliver: Script,
     endpoints: Script,
 }
@@ -343,6 +370,8 @@ pub struct Store {
     scripts: Scripts,
     /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
     acks: Option<ack::Acks>,
+    /// `[redis] compact_created_events`: a new payment's `created` event is written lazy.
+    compact_created_events: bool,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
 }
@@ -391,15 +420,17 @@ impl Store {
             scripts: Scripts {
                 create: with_events(include_str!("lua/create.lua")),
                 transition: with_events(include_str!("lua/transition.lua")),
-                list: Script::new(include_str!("lua/list.lua")),
+                list: with_events(include_str!("lua/list.lua")),
                 sweep: flint_queue::lua::script(include_str!("lua/sweep.lua")),
                 repair: flint_queue::lua::script(include_str!("lua/repair.lua")),
                 reap: with_events(include_str!("lua/reap.lua")),
                 events_of: with_events(include_str!("lua/events_of.lua")),
+                event: with_events(include_str!("lua/event.lua")),
                 redeliver: with_events(include_str!("lua/redeliver.lua")),
                 endpoints: Script::new(include_str!("lua/endpoints.lua")),
             },
             acks: None,
+            compact_created_events: false,
             idempotency_ttl,
             retention,
         }
@@ -407,6 +438,13 @@ impl Store {
 
     /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
     /// (`[redis] min_replicas_acked`, `min_replicas_timeout_ms`); `0` waits for none.
+    /// Writes each new payment's `created` event lazy (`[redis] compact_created_events`; see
+    /// `lua/events.lua`).
+    pub fn with_compact_created_events(mut self, compact: bool) -> Store {
+        self.compact_created_events = compact;
+        self
+    }
+
     pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Store {
         self.acks = ack::Acks::new(replicas, timeout);
         self
@@ -515,7 +553,13 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(layout.index_prefix())
-            .arg(layout.event_args(tenant, None, &payment, &snapshot)?)
+            .arg(layout.event_args(
+                self.compact_created_events,
+                tenant,
+                None,
+                &payment,
+                &snapshot,
+            )?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -633,7 +677,13 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(layout.index_prefix())
-            .arg(layout.event_args(&current.tenant, Some(&current.payment), payment, &snapshot)?)
+            .arg(layout.event_args(
+                false,
+                &current.tenant,
+                Some(&current.payment),
+                payment,
+                &snapshot,
+            )?)
             .arg(all_events.len())
             .arg(all_events)
             .invoke_async(&mut conn)

@@ -22,6 +22,6 @@ redis.call('ZADD', tenant_index .. ':st:pending', created, id)
 redis.call('ZADD', customer_index, created, id)
 redis.call('ZADD', customer_index .. ':st:pending', created, id)
 redis.call('ZADD', KEYS[7], 0, id)
-fe_write(tenant, 12, fq_queue(8))
+fe_write(tenant, 12, fq_queue(8), KEYS[2])
 fq_push(fq_queue(3), id, tonumber(ARGV[6]), tonumber(ARGV[8]), ARGV[7])
 return {'created', id}

@@ -25,7 +25,7 @@ local limit = tonumber(ARGV[3])
 local out = {}
 while i >= 1 and #out <= limit do
   if ARGV[5] == '' or kinds[i] == ARGV[5] then
-    local event = redis.call('HGET', ARGV[2] .. ids[i], 'd')
+    local event = fe_read(ARGV[2] .. ids[i])
     if event then out[#out + 1] = event end
   end
   i = i - 1

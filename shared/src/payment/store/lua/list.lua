@@ -6,7 +6,8 @@
 -- KEYS: index, the tenant's index of all its payments (or events: where a cursor's position
 --       is kept)
 -- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
---       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant)),
+--       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant),
+--       or lazy events, read with fe_read),
 --       the cursor's score ('' to look it up in KEYS[2]; given when the cursor lives in
 --       another partition, whose pages are merged with this one's)
 -- Returns {'missing'} when the cursor is not one of the tenant's records, else
@@ -44,12 +45,13 @@ while #out <= limit and not ended and scanned < budget do
     -- not below the cursor's id were on earlier pages.
     if cursor == '' or tonumber(score) < tonumber(max) or before(id, cursor) then
       scanned = scanned + 1
-      local record = redis.call('HMGET', ARGV[4] .. id, 'd', 't')
-      if not record[1] then
+      -- Payments and events alike (a payment record has no lazy fields).
+      local record, tenant = fe_read(ARGV[4] .. id)
+      if not record then
         redis.call('ZREM', KEYS[1], id)
         offset = offset - 1
-      elseif record[2] == ARGV[1] and #out <= limit then
-        out[#out + 1] = {id, score, record[1]}
+      elseif tenant == ARGV[1] and #out <= limit then
+        out[#out + 1] = {id, score, record}
       end
     end
   end

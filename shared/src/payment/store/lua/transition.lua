@@ -14,8 +14,10 @@ local id, status = ARGV[4], ARGV[3]
 local fields = redis.call('HMGET', KEYS[1], 's', 't', 'c')
 local old, tenant, customer = fields[1], fields[2], fields[3]
 local next_version = tonumber(version) + 1
+-- The created event still reads its snapshot from the record: write it in full first.
+fe_materialize(KEYS[1], ARGV[11])
 redis.call('HSET', KEYS[1], 'd', ARGV[2], 's', status, 'v', next_version)
-local all_events = fe_write(tenant, 11, fq_queue(8))
+local all_events = fe_write(tenant, 11, fq_queue(8), KEYS[1])
 if old ~= status then
   local tenant_index = ARGV[10] .. ':' .. tenant
   local customer_index = tenant_index .. ':cus:' .. customer
