@@ -208,6 +208,9 @@ impl TestApp {
     }
 
     /// Puts a stored payment into `status` with `attempts` (all finished), as a worker would.
+    /// It rewrites the record by hand, not through the transition script: the apps these
+    /// tests build leave `[redis] compact_created_events` off, whose lazy events that script
+    /// would write in full first.
     pub async fn force_status(&self, id: &str, status: &str, attempts: usize) {
         let mut conn = self.redis().await;
         let key = self.payment_key(id);

@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper; the record's `events` timeline lists its events |
+//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper, `l` its lazy `created` event while it has one; the record's `events` timeline lists its events |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
@@ -15,7 +15,7 @@
 //! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
-//! | `flint:{q}:evt:<id>` | hash | `d` the event's JSON ([`Event`]), `t` tenant |
+//! | `flint:{q}:evt:<id>` | hash | `d` the event's JSON ([`Event`]), `t` tenant; a lazy `created` event (`[redis] compact_created_events`) has `n`, `h1`…, `z` and `p` instead of `d` (`lua/events.lua`) |
 //! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
