@@ -128,27 +128,7 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
     assert_eq!(spread.len(), 3, "payments in every partition");
 
     for (id, expected) in &payments {
-        let payment = poll_until(Duration::from_secs(60), "the payment to settle", || {
-            let (http, url) = (
-                http.clone(),
-                format!("{api_url}/v1/off_session_payments/{id}"),
-            );
-            async move {
-                let p: Value = http
-                    .get(url)
-                    .bearer_auth(cluster::API_KEY)
-                    .send()
-                    .await
-                    .ok()?
-                    .json()
-                    .await
-                    .ok()?;
-                ["succeeded", "failed", "paused"]
-                    .contains(&p["status"].as_str()?)
-                    .then_some(p)
-            }
-        })
-        .await;
+        let payment = cluster::settled(&http, &api_url, id, Duration::from_secs(60)).await;
         assert_eq!(payment["status"], *expected, "{id}: {payment:#}");
 
         let events: Value = http
