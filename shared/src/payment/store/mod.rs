@@ -436,8 +436,6 @@ impl Store {
         }
     }
 
-    /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
-    /// (`[redis] min_replicas_acked`, `min_replicas_timeout_ms`); `0` waits for none.
     /// Writes each new payment's `created` event lazy (`[redis] compact_created_events`; see
     /// `lua/events.lua`).
     pub fn with_compact_created_events(mut self, compact: bool) -> Store {
@@ -445,6 +443,8 @@ impl Store {
         self
     }
 
+    /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
+    /// (`[redis] min_replicas_acked`, `min_replicas_timeout_ms`); `0` waits for none.
     pub fn with_replica_acks(mut self, replicas: u32, timeout: Duration) -> Store {
         self.acks = ack::Acks::new(replicas, timeout);
         self

@@ -34,14 +34,15 @@ local function fe_snapshot(record)
   return string.sub(record, 1, at - 1) .. '}'
 end
 
--- The JSON and tenant of the event at `key`, whether written in full or lazy (nil, nil when
--- there is no such event; nil and the tenant when a lazy event's payment is gone).
+-- The names of a lazy event's `n` pieces of JSON before the snapshot.
 local function fe_pieces(n)
   local names = {}
   for i = 1, n do names[i] = 'h' .. i end
   return names
 end
 
+-- The JSON and tenant of the event at `key`, whether written in full or lazy (nil, nil when
+-- there is no such event; nil and the tenant when a lazy event's payment is gone).
 local function fe_read(key)
   local f = redis.call('HMGET', key, 'd', 't', 'n', 'z', 'p')
   if f[1] or not f[3] then return f[1] or nil, f[2] or nil end
@@ -57,11 +58,11 @@ local function fe_materialize(payment, events)
   local lazy = redis.call('HGET', payment, 'l')
   if not lazy then return end
   local key = events .. lazy
-  local json = fe_read(key)
+  local json, tenant = fe_read(key)
   if json then
-    local n = tonumber(redis.call('HGET', key, 'n'))
-    redis.call('HSET', key, 'd', json)
-    redis.call('HDEL', key, 'n', 'z', 'p', unpack(fe_pieces(n)))
+    -- The event as written in full: its JSON and tenant, and nothing of the lazy form.
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'd', json, 't', tenant)
   end
   redis.call('HDEL', payment, 'l')
 end
