@@ -48,8 +48,9 @@
 //! `WAIT` go through the same connection, which never reconnects (a broken one is an error,
 //! and the write unconfirmed). A node that no longer serves the slot answers `MOVED` without
 //! running the write (nothing written: the answer is `storage_unavailable`); the next write to
-//! that slot goes to the node `MOVED` named, and the map is read again for the others. The marker of a replay is the partition's own (`flint:{<tag>}:ack`),
-//! so that it lands on the same primary as what it vouches for.
+//! that slot goes to the node `MOVED` named, and the map is read again for the others. The
+//! marker of a replay is the partition's own (`flint:{<tag>}:ack`), so that it lands on the same
+//! primary as what it vouches for.
 //!
 //! For workers, both are storage errors like any other: the job runs again later and re-reads
 //! the record; the write itself is on the primary, and the charge pipeline settles an open
@@ -178,6 +179,24 @@ impl Drop for Writer<'_> {
     }
 }
 
+impl Writer<'_> {
+    /// A command is about to be sent: until its answer is read, the connection is neither
+    /// reusable nor free of a pending reply.
+    fn sending(&mut self) {
+        self.reusable = false;
+        self.in_flight = true;
+    }
+
+    /// Its answer was read: whether it left the connection usable, and the `MOVED` it held.
+    fn answered(&mut self, reusable: bool, moved: Option<(u16, String)>) {
+        self.in_flight = false;
+        self.reusable = reusable;
+        if moved.is_some() {
+            self.moved = moved;
+        }
+    }
+}
+
 /// Whether `result` leaves the connection usable (a reply, even an error reply).
 fn answered<T>(result: &redis::RedisResult<T>) -> bool {
     result
@@ -189,17 +208,12 @@ fn answered<T>(result: &redis::RedisResult<T>) -> bool {
 impl ConnectionLike for Writer<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            self.reusable = false;
-            self.in_flight = true;
+            self.sending();
             let result = match &mut self.conn {
                 Conn::Shared(c) => c.req_packed_command(cmd).await,
                 Conn::Own(c) => c.req_packed_command(cmd).await,
             };
-            self.in_flight = false;
-            self.reusable = answered(&result);
-            if let Some(to) = slots::moved(&result) {
-                self.moved = Some(to);
-            }
+            self.answered(answered(&result), slots::moved(&result));
             result
         })
     }
@@ -211,17 +225,12 @@ impl ConnectionLike for Writer<'_> {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            self.reusable = false;
-            self.in_flight = true;
+            self.sending();
             let result = match &mut self.conn {
                 Conn::Shared(c) => c.req_packed_commands(pipeline, offset, count).await,
                 Conn::Own(c) => c.req_packed_commands(pipeline, offset, count).await,
             };
-            self.in_flight = false;
-            self.reusable = answered(&result);
-            if let Some(to) = slots::moved_any(&result) {
-                self.moved = Some(to);
-            }
+            self.answered(answered(&result), slots::moved_any(&result));
             result
         })
     }

@@ -93,10 +93,7 @@ async fn read(conn: &mut RedisConnection) -> redis::RedisResult<Vec<Range>> {
 pub(super) fn moved(reply: &redis::RedisResult<redis::Value>) -> Option<(u16, String)> {
     match reply {
         Ok(value) => moved_value(value),
-        Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved) => {
-            parse_moved(e.detail()?)
-        }
-        Err(_) => None,
+        Err(e) => moved_error(e),
     }
 }
 
@@ -104,9 +101,15 @@ pub(super) fn moved(reply: &redis::RedisResult<redis::Value>) -> Option<(u16, St
 pub(super) fn moved_any(replies: &redis::RedisResult<Vec<redis::Value>>) -> Option<(u16, String)> {
     match replies {
         Ok(values) => values.iter().find_map(moved_value),
-        Err(e) => parse_moved(e.detail()?)
-            .filter(|_| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::Moved)),
+        Err(e) => moved_error(e),
     }
+}
+
+fn moved_error(e: &redis::RedisError) -> Option<(u16, String)> {
+    if e.kind() != redis::ErrorKind::Server(redis::ServerErrorKind::Moved) {
+        return None;
+    }
+    parse_moved(e.detail()?)
 }
 
 fn moved_value(value: &redis::Value) -> Option<(u16, String)> {
