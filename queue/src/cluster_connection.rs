@@ -36,10 +36,9 @@ const LEARN_EVERY: Duration = Duration::from_secs(30);
 
 pub(crate) struct Reconnecting {
     client: ClusterClient,
-    /// The configured nodes, asked one by one when the connection is suspect.
-    nodes: Vec<String>,
-    /// The first configured node's connection settings (credentials), for learned nodes.
-    template: Option<ConnectionInfo>,
+    /// The configured nodes, asked one by one when the connection is suspect; the first one's
+    /// settings (credentials) also reach the nodes the cluster names.
+    nodes: Vec<ConnectionInfo>,
     /// Never held across an await.
     state: Mutex<State>,
 }
@@ -114,13 +113,13 @@ impl Reconnecting {
         nodes: Vec<String>,
     ) -> RedisResult<Arc<Reconnecting>> {
         let conn = client.get_async_connection().await?;
-        let template = nodes
-            .first()
-            .and_then(|n| n.as_str().into_connection_info().ok());
+        let nodes = nodes
+            .iter()
+            .filter_map(|n| n.as_str().into_connection_info().ok())
+            .collect();
         let this = Arc::new(Reconnecting {
             client,
             nodes,
-            template,
             state: Mutex::new(State {
                 live: Some(Live::new(conn)),
                 ..State::default()
@@ -264,12 +263,8 @@ impl Reconnecting {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(NODE_PROBE_TIMEOUT))
             .set_response_timeout(Some(NODE_PROBE_TIMEOUT));
-        let mut nodes: Vec<ConnectionInfo> = self
-            .nodes
-            .iter()
-            .filter_map(|n| n.as_str().into_connection_info().ok())
-            .collect();
-        if let Some(template) = &self.template {
+        let mut nodes = self.nodes.clone();
+        if let Some(template) = self.nodes.first() {
             let learned = self.state().learned.clone();
             nodes.extend(
                 learned
