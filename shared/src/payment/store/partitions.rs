@@ -47,9 +47,14 @@ impl Store {
     /// The count Redis has recorded, if any, without recording one (for operators' tools).
     pub async fn recorded_partitions(&self) -> Result<Option<u16>, StoreError> {
         let mut conn = self.redis.get().await?;
+        self.recorded_on(&mut conn).await
+    }
+
+    /// The recorded count, read through `conn` (0 for a record that is not a count).
+    async fn recorded_on(&self, conn: &mut RedisConnection) -> Result<Option<u16>, StoreError> {
         let recorded: Option<String> = redis::cmd("GET")
             .arg(self.partitions_key())
-            .query_async(&mut conn)
+            .query_async(conn)
             .await?;
         Ok(recorded.map(|r| r.parse().unwrap_or(0)))
     }
@@ -69,8 +74,7 @@ impl Store {
         let configured = u16::try_from(self.partitions.count()).unwrap_or(u16::MAX);
         let key = self.partitions_key();
         for _ in 0..2 {
-            let recorded: Option<String> = redis::cmd("GET").arg(&key).query_async(conn).await?;
-            let recorded = recorded.map(|r| r.parse::<u16>().unwrap_or(0));
+            let recorded = self.recorded_on(conn).await?;
             let found = match recorded {
                 Some(_) => Vec::new(),
                 None => self.counts_with_data(conn).await?,
