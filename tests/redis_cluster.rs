@@ -159,25 +159,18 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
     }
 
     // The processor's records: one PaymentIntent per payment, charged only for the successes.
-    for ((id, expected), customer) in payments.iter().zip(&customers) {
-        let page = sandbox
-            .get("/v1/payment_intents")
-            .params(&[("customer", customer.as_str()), ("limit", "100")])
-            .send()
-            .await
-            .body;
-        let intents: Vec<&Value> = page["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|pi| pi["metadata"]["flint_payment_id"] == id.as_str())
-            .collect();
-        assert_eq!(intents.len(), 1, "{id}: {intents:#?}");
+    let intents = cluster::intents_by_payment(&sandbox, &customers).await;
+    for (id, expected) in &payments {
+        let theirs = intents
+            .get(id.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        assert_eq!(theirs.len(), 1, "{id}: {theirs:#?}");
         assert_eq!(
-            intents[0]["status"] == "succeeded",
+            theirs[0]["status"] == "succeeded",
             *expected == "succeeded",
             "{id}: {:#}",
-            intents[0]
+            theirs[0]
         );
     }
 

@@ -123,60 +123,14 @@ async fn with_durable_acceptance_every_accepted_payment_survives_a_primary_failo
     let mut outcomes: BTreeMap<String, String> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(120);
     for id in accepted.values() {
-        let url = format!("{api_url}/v1/off_session_payments/{id}");
-        let status = loop {
-            let answer = http.get(&url).bearer_auth(cluster::API_KEY).send().await;
-            let payment: Value = match answer {
-                Ok(r) => r.json().await.unwrap_or_default(),
-                Err(_) => Value::Null,
-            };
-            let status = payment["status"].as_str().unwrap_or_default().to_owned();
-            if status == "succeeded" || status == "failed" {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let p = partitions.of_payment(id);
-                let keys = flint_queue::keys::Keys::of_partition(partitions.tag(p), "charges");
-                let target = flint_shared::redis_target::RedisTarget::Cluster(nodes.clone());
-                let mut conn = flint_shared::redis_target::connect(&target, Default::default())
-                    .await
-                    .unwrap();
-                let ids: Option<String> = redis::cmd("HGET")
-                    .arg(&keys.ids)
-                    .arg(id)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let delayed: Option<String> = redis::cmd("ZSCORE")
-                    .arg(&keys.delayed)
-                    .arg(id)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let stream: redis::Value = redis::cmd("XRANGE")
-                    .arg(&keys.stream)
-                    .arg("-")
-                    .arg("+")
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                let pending: redis::Value = redis::cmd("XPENDING")
-                    .arg(&keys.stream)
-                    .arg("workers")
-                    .arg("-")
-                    .arg("+")
-                    .arg(100)
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap();
-                panic!(
-                    "{id} (partition {p}, victim 1) did not end: ids={ids:?} delayed={delayed:?} stream={stream:?} pending={pending:?} {}",
-                    payment["status"]
-                );
-            }
-            // Polled, not awaited: the worker decides when it ends.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let within = deadline.saturating_duration_since(Instant::now());
+        let payment = cluster::settled(&http, &api_url, id, within).await;
+        let status = payment["status"].as_str().unwrap().to_owned();
+        assert!(
+            status == "succeeded" || status == "failed",
+            "{id} (partition {}) ended {status}: {payment:#}",
+            partitions.of_payment(id)
+        );
         outcomes.insert(id.clone(), status);
     }
     let spread: BTreeSet<usize> = accepted
@@ -197,20 +151,7 @@ async fn with_durable_acceptance_every_accepted_payment_survives_a_primary_failo
     }
 
     // The processor's records: one PaymentIntent per payment, succeeded exactly when Flint says.
-    let mut intents: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for customer in &customers {
-        let page = sandbox
-            .get("/v1/payment_intents")
-            .params(&[("customer", customer.as_str()), ("limit", "100")])
-            .send()
-            .await
-            .body;
-        for pi in page["data"].as_array().unwrap() {
-            if let Some(id) = pi["metadata"]["flint_payment_id"].as_str() {
-                intents.entry(id.to_owned()).or_default().push(pi.clone());
-            }
-        }
-    }
+    let intents = cluster::intents_by_payment(&sandbox, &customers).await;
     for (id, status) in &outcomes {
         let theirs = intents.get(id).map(Vec::as_slice).unwrap_or_default();
         assert_eq!(theirs.len(), 1, "{id}: {theirs:#?}");

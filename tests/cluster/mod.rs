@@ -187,3 +187,25 @@ pub async fn settled(http: &reqwest::Client, api: &str, id: &str, within: Durati
     })
     .await
 }
+
+/// The sandbox's PaymentIntents of `customers`, by the Flint payment each was made for.
+pub async fn intents_by_payment(
+    sandbox: &flint_testkit::sandbox::TestSandbox,
+    customers: &[String],
+) -> std::collections::BTreeMap<String, Vec<Value>> {
+    let mut intents: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
+    for customer in customers {
+        let page = sandbox
+            .get("/v1/payment_intents")
+            .params(&[("customer", customer.as_str()), ("limit", "100")])
+            .send()
+            .await
+            .body;
+        for pi in page["data"].as_array().unwrap() {
+            if let Some(id) = pi["metadata"]["flint_payment_id"].as_str() {
+                intents.entry(id.to_owned()).or_default().push(pi.clone());
+            }
+        }
+    }
+    intents
+}
