@@ -6,38 +6,32 @@ use std::collections::BTreeSet;
 use super::config::{Effective, effective_config};
 use super::{all, assert_keys_within, s};
 
-/// Metadata KEDA's redis-streams scaler reads (pkg/scalers/redis_streams_scaler.go,
-/// redis_scaler.go).
-const REDIS_STREAMS_METADATA: &[&str] = &[
+/// Metadata KEDA's redis-streams scaler reads besides the stream's (pkg/scalers/
+/// redis_streams_scaler.go, redis_scaler.go): one server, and its database.
+const REDIS_STREAMS_CONNECTION: &[&str] = &[
     "address",
     "host",
     "port",
     "addressFromEnv",
     "hostFromEnv",
     "portFromEnv",
-    "usernameFromEnv",
-    "passwordFromEnv",
-    "stream",
-    "consumerGroup",
-    "pendingEntriesCount",
-    "streamLength",
-    "lagCount",
-    "activationLagCount",
-    "enableTLS",
-    "unsafeSsl",
     "databaseIndex",
 ];
 
-/// Metadata KEDA's redis-cluster-streams scaler reads: the same stream fields, the nodes as
-/// `addresses` (or `hosts` and `ports`) instead of one address (redis_scaler.go,
-/// parseRedisClusterAddress), and no database index (a cluster has only database 0).
-const REDIS_CLUSTER_STREAMS_METADATA: &[&str] = &[
+/// What KEDA's redis-cluster-streams scaler reads instead: the nodes as `addresses` (or `hosts`
+/// and `ports`) (redis_scaler.go, parseRedisClusterAddress), and no database index (a cluster
+/// has only database 0).
+const REDIS_CLUSTER_STREAMS_CONNECTION: &[&str] = &[
     "addresses",
     "hosts",
     "ports",
     "addressesFromEnv",
     "hostsFromEnv",
     "portsFromEnv",
+];
+
+/// Metadata both Redis stream scalers read: credentials, TLS and the stream's own.
+const STREAM_METADATA: &[&str] = &[
     "usernameFromEnv",
     "passwordFromEnv",
     "stream",
@@ -108,15 +102,16 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
              more than one",
             r.dir
         );
-        let (redis_type, redis_metadata, address_param) = if cluster {
+        let (redis_type, connection, address_param) = if cluster {
             (
                 "redis-cluster-streams",
-                REDIS_CLUSTER_STREAMS_METADATA,
+                REDIS_CLUSTER_STREAMS_CONNECTION,
                 "addresses",
             )
         } else {
-            ("redis-streams", REDIS_STREAMS_METADATA, "address")
+            ("redis-streams", REDIS_STREAMS_CONNECTION, "address")
         };
+        let redis_metadata: Vec<&str> = connection.iter().chain(STREAM_METADATA).copied().collect();
         let group = flint_queue::keys::GROUP;
 
         let scaled = r.of_kind("ScaledObject");
@@ -231,7 +226,7 @@ fn keda_scales_the_workers_on_the_charge_queue_and_its_age() {
             .collect();
         for t in &redis {
             let md = &t["metadata"];
-            assert_keys_within(md, redis_metadata, &format!("{redis_type} metadata"));
+            assert_keys_within(md, &redis_metadata, &format!("{redis_type} metadata"));
             for literal in ["address", "host", "port", "addresses", "hosts", "ports"] {
                 assert!(
                     md.get(literal).is_none(),
