@@ -126,17 +126,14 @@ async fn scenario(
     } else {
         (1_000_000, 1_000_000)
     };
-    let mut primaries = Vec::new();
+    // Each primary's connection, and its CPU so far.
+    let (mut primaries, mut cpu_before) = (Vec::new(), Vec::new());
     for url in system.redis.primaries() {
-        primaries.push(
-            redis::Client::open(url)?
-                .get_multiplexed_async_connection()
-                .await?,
-        );
-    }
-    let mut cpu_before = Vec::new();
-    for conn in &mut primaries {
-        cpu_before.push(cpu_seconds(conn).await?);
+        let mut conn = redis::Client::open(url)?
+            .get_multiplexed_async_connection()
+            .await?;
+        cpu_before.push(cpu_seconds(&mut conn).await?);
+        primaries.push(conn);
     }
     let started = Instant::now();
     let worker = system.worker(concurrency, limit, limit_burst).await?;
