@@ -160,12 +160,17 @@ async fn payments_are_charged_and_settled_on_a_redis_cluster() {
 
     // The processor's records: one PaymentIntent per payment, charged only for the successes.
     let intents = cluster::intents_by_payment(&sandbox, &customers).await;
-    for (id, expected) in &payments {
+    for ((id, expected), customer) in payments.iter().zip(&customers) {
         let theirs = intents
             .get(id.as_str())
             .map(Vec::as_slice)
             .unwrap_or_default();
         assert_eq!(theirs.len(), 1, "{id}: {theirs:#?}");
+        assert_eq!(
+            theirs[0]["customer"],
+            customer.as_str(),
+            "{id}: its own customer"
+        );
         assert_eq!(
             theirs[0]["status"] == "succeeded",
             *expected == "succeeded",
