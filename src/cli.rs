@@ -305,9 +305,6 @@ pub struct BenchCostArgs {
     /// Payments created and settled for the CPU measurement.
     #[arg(long, default_value_t = 20_000)]
     pub payments: usize,
-    /// Create the pending payments with `[redis] compact_created_events` on.
-    #[arg(long)]
-    pub compact_created_events: bool,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,

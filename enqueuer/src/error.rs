@@ -137,6 +137,7 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Unavailable(_)
             | StoreError::Corrupt(_)
+            | StoreError::Undecodable(_)
             | StoreError::Reply(_)
             | StoreError::WritersBusy { .. }
             | StoreError::Misplaced { .. }

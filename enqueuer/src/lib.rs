@@ -118,7 +118,6 @@ impl Application {
             )
             .with_partitions(config.queue.partitions)
             .with_webhook_queue(&config.webhooks.queue)
-            .with_compact_created_events(config.redis.compact_created_events)
             .with_replica_acks(
                 config.redis.min_replicas_acked,
                 config.redis.min_replicas_timeout(),

@@ -28,7 +28,7 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api_with};
+use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api};
 use super::bench_e2e::System;
 use super::bench_queue::commandstats;
 use super::local_redis::Layout;
@@ -67,8 +67,6 @@ struct Memory {
     pending: usize,
     /// Customers the payments are spread over.
     customers: usize,
-    /// `[redis] compact_created_events` was on.
-    compact_created_events: bool,
     due_in_days: u64,
     creates_per_sec: f64,
     used_memory_before: u64,
@@ -139,8 +137,7 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     if customers == 0 {
         bail!("--customers must be at least 1");
     }
-    let (redis_version, memory) =
-        memory(args.pending, customers, args.compact_created_events).await?;
+    let (redis_version, memory) = memory(args.pending, customers).await?;
     let cpu = cpu(args.payments).await?;
     let summary = Summary {
         redis_version,
@@ -155,17 +152,10 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn memory(
-    pending: usize,
-    customers: usize,
-    compact_created_events: bool,
-) -> anyhow::Result<(String, Memory)> {
+async fn memory(pending: usize, customers: usize) -> anyhow::Result<(String, Memory)> {
     let redis = RedisChild::start()?;
     let mut conn = connect(&redis).await?;
-    let api = start_api_with(&redis.url(), |c| {
-        c.redis.compact_created_events = compact_created_events;
-    })
-    .await?;
+    let api = start_api(&redis.url()).await?;
     let base = format!("{api}/v1/off_session_payments");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(IN_FLIGHT)
@@ -206,7 +196,6 @@ async fn memory(
         Memory {
             pending,
             customers,
-            compact_created_events,
             due_in_days: DUE_IN_DAYS,
             creates_per_sec,
             used_memory_before: used_before,
@@ -425,17 +414,8 @@ fn print(s: &Summary) {
     let m = &s.memory;
     println!(
         "Memory per pending payment: {} payments for {} customers created through the API \
-         ({:.0}/s, {IN_FLIGHT} in flight), due in {} days, no worker{}; redis-server {}",
-        m.pending,
-        m.customers,
-        m.creates_per_sec,
-        m.due_in_days,
-        if m.compact_created_events {
-            ", compact created events"
-        } else {
-            ""
-        },
-        s.redis_version
+         ({:.0}/s, {IN_FLIGHT} in flight), due in {} days, no worker; redis-server {}",
+        m.pending, m.customers, m.creates_per_sec, m.due_in_days, s.redis_version
     );
     println!(
         "  used_memory {:.1} MB → {:.1} MB: {:.0} bytes per pending payment (used_memory_rss: {:.0})",

@@ -4,6 +4,10 @@ use flint_enqueuer::Application;
 use flint_queue::{Queue, QueueConfig, QueueStats};
 use flint_shared::config::{Config, Secret, TenantConfig};
 use flint_shared::partition::Partitions;
+use flint_shared::payment::Payment;
+use flint_shared::payment::store::{JobAction, Store};
+use flint_shared::redis_target::RedisTarget;
+use flint_shared::time::Timestamp;
 use flint_testkit::redis::RedisServer;
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -207,20 +211,18 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Puts a stored payment into `status` with `attempts` (all finished), as a worker would.
-    /// It rewrites the record by hand, not through the transition script: the apps these
-    /// tests build leave `[redis] compact_created_events` off, whose lazy events that script
-    /// would write in full first.
+    /// Puts a stored payment into `status` with `attempts` (all finished), as a worker would:
+    /// through the store's compare-and-set, leaving its job as it is.
     pub async fn force_status(&self, id: &str, status: &str, attempts: usize) {
-        let mut conn = self.redis().await;
-        let key = self.payment_key(id);
-        let data: String = redis::cmd("HGET")
-            .arg(&key)
-            .arg("d")
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let mut payment: Value = serde_json::from_str(&data).unwrap();
+        let store = Store::new(
+            RedisTarget::Standalone(self.redis.url()),
+            self.partitions.queue(),
+            Duration::from_secs(3600),
+            Duration::from_secs(30 * 86_400),
+        )
+        .with_partitions(self.queues.len() as u16);
+        let (_, current) = store.get_any(id).await.unwrap().unwrap();
+        let mut payment = serde_json::to_value(&current.payment).unwrap();
         payment["status"] = json!(status);
         payment["attempts"] = json!(
             (1..=attempts)
@@ -230,22 +232,11 @@ impl TestApp {
                 )
                 .collect::<Vec<_>>()
         );
-        let version: i64 = redis::cmd("HINCRBY")
-            .arg(&key)
-            .arg("v")
-            .arg(1)
-            .query_async(&mut conn)
+        let payment: Payment = serde_json::from_value(payment).unwrap();
+        let applied = store
+            .transition(&current, &payment, JobAction::None, Timestamp::now())
             .await
             .unwrap();
-        assert!(version > 1);
-        let () = redis::cmd("HSET")
-            .arg(&key)
-            .arg("d")
-            .arg(payment.to_string())
-            .arg("s")
-            .arg(status)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        assert!(applied.is_some(), "nothing else changes the payment");
     }
 }

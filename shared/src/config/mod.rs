@@ -98,11 +98,6 @@ pub struct RedisConfig {
     pub min_replicas_acked: u32,
     /// How long one `WAIT` may take, in milliseconds (1–10000).
     pub min_replicas_timeout_ms: u64,
-    /// Write each new payment's `created` event without its own copy of the payment (it reads
-    /// the payment's record until the payment first changes): about 750 bytes less Redis memory
-    /// per pending payment. Off by default: a Flint older than the one that offers this cannot
-    /// read such events, so turn it on only once every process runs this version or later.
-    pub compact_created_events: bool,
 }
 
 /// The most `min_replicas_acked` may ask for.
@@ -118,7 +113,6 @@ impl Default for RedisConfig {
             allow_eviction: false,
             min_replicas_acked: 0,
             min_replicas_timeout_ms: 500,
-            compact_created_events: false,
         }
     }
 }

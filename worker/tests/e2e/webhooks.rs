@@ -17,7 +17,6 @@ use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
 
 flint_testkit::in_both_layouts!(
     every_event_reaches_the_receiver_signed_as_the_official_library_verifies,
-    with_compact_created_events_the_created_event_is_delivered_as_it_was,
     a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts,
     a_receiver_down_for_a_while_gets_the_event_once_it_is_back,
     a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answer_and_replays,
@@ -95,18 +94,10 @@ async fn drained(queue: &[Queue]) {
     .await;
 }
 
+/// The `created` event, made from the payment's record until the payment changes, is delivered
+/// and listed as the payment was when created.
 async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifies() {
-    every_event_reaches_the_receiver(false).await;
-}
-
-/// `[redis] compact_created_events`: the `created` event, kept without its own copy of the
-/// payment until the payment changes, is delivered and listed as the payment was when created.
-async fn with_compact_created_events_the_created_event_is_delivered_as_it_was() {
-    every_event_reaches_the_receiver(true).await;
-}
-
-async fn every_event_reaches_the_receiver(compact: bool) {
-    let s = hooks_stack(|c| c.redis.compact_created_events = compact).await;
+    let s = hooks_stack(|_| {}).await;
     let rx = Receiver::start().await;
     let made = endpoint(&s, &rx.url(), json!(["*"])).await;
     let secret = made["secret"].as_str().unwrap();

@@ -2,6 +2,8 @@
 //! payment's. Events are written only with the transitions that record them
 //! (`lua/events.lua`).
 
+use super::codec::CodecError;
+use super::documents::{Form, json_of_document};
 use super::list::{Listing, records};
 use super::{Layout, Store, StoreError};
 use crate::payment::EventKind;
@@ -79,7 +81,7 @@ impl Store {
                     Some(redis::Value::BulkString(b)) if b == b"missing" => EventsMissing::Payment,
                     _ => EventsMissing::Cursor,
                 };
-                records(reply)?.ok_or(missing)
+                records(reply, tenant)?.ok_or(missing)
             }
             None => {
                 let listing = Listing {
@@ -121,17 +123,19 @@ impl Store {
                 self.scripts
                     .event
                     .key(key)
-                    .invoke_async::<Vec<String>>(&mut conn)
+                    .invoke_async::<Vec<Vec<u8>>>(&mut conn)
                     .await
             }
         });
         let found = futures::future::try_join_all(lookups).await?;
-        Ok(found.into_iter().enumerate().find_map(|(p, fields)| {
-            match <[String; 2]>::try_from(fields) {
-                Ok([d, t]) => Some((p, d, t)),
-                Err(_) => None,
+        for (p, fields) in found.into_iter().enumerate() {
+            if let Ok([form, doc, tenant]) = <[Vec<u8>; 3]>::try_from(fields) {
+                let tenant = String::from_utf8(tenant).map_err(|_| CodecError::NotText)?;
+                let json = json_of_document(id, &tenant, Form::parse(&form)?, &doc)?;
+                return Ok(Some((p, json, tenant)));
             }
-        }))
+        }
+        Ok(None)
     }
 
     async fn event_fields(&self, id: &str) -> Result<(Option<String>, Option<String>), StoreError> {

@@ -3,6 +3,7 @@
 //! partitions each is asked for a page after the same cursor and the pages are merged
 //! ([`merge`]).
 
+use super::documents::{self, Form};
 use super::{Layout, Store, StoreError};
 use crate::payment::{Payment, Status};
 
@@ -147,7 +148,7 @@ impl Store {
             .arg(cursor_score)
             .invoke_async(&mut conn)
             .await?;
-        part(reply)
+        part(reply, listing.tenant)
     }
 }
 
@@ -166,33 +167,55 @@ pub(super) struct Part {
     pub has_more: bool,
 }
 
-/// Reads a `{'ok', has_more, id, score, json …}` reply; `None` for any other outcome.
-fn part(reply: Vec<redis::Value>) -> Result<Option<Part>, StoreError> {
+/// Reads a `{'ok', has_more, id, score, form, document …}` reply of `tenant`'s records;
+/// `None` for any other outcome.
+fn part(reply: Vec<redis::Value>, tenant: &str) -> Result<Option<Part>, StoreError> {
     let Some((has_more, mut reply)) = ok_page(reply)? else {
         return Ok(None);
     };
     let mut entries = Vec::new();
-    while let (Some(id), Some(score), Some(json)) = (reply.next(), reply.next(), reply.next()) {
+    while let (Some(id), Some(score), Some(form), Some(doc)) =
+        (reply.next(), reply.next(), reply.next(), reply.next())
+    {
         let score: String = redis::from_redis_value(score)?;
+        let id: String = redis::from_redis_value(id)?;
+        let json = json_of(&id, tenant, form, doc)?;
         entries.push(Entry {
-            id: redis::from_redis_value(id)?,
+            id,
             score: score.parse().unwrap_or(0.0),
-            json: redis::from_redis_value(json)?,
+            json,
         });
     }
     Ok(Some(Part { entries, has_more }))
 }
 
-/// Reads a `{'ok', has_more, json …}` reply (one payment's events); `None` for any other
-/// outcome.
-pub(super) fn records(reply: Vec<redis::Value>) -> Result<Option<Records>, StoreError> {
-    let Some((has_more, reply)) = ok_page(reply)? else {
+/// Reads a `{'ok', has_more, id, form, document …}` reply (one payment's events, of `tenant`);
+/// `None` for any other outcome.
+pub(super) fn records(
+    reply: Vec<redis::Value>,
+    tenant: &str,
+) -> Result<Option<Records>, StoreError> {
+    let Some((has_more, mut reply)) = ok_page(reply)? else {
         return Ok(None);
     };
-    let records = reply
-        .map(redis::from_redis_value)
-        .collect::<Result<Vec<String>, _>>()?;
+    let mut records = Vec::new();
+    while let (Some(id), Some(form), Some(doc)) = (reply.next(), reply.next(), reply.next()) {
+        let id: String = redis::from_redis_value(id)?;
+        records.push(json_of(&id, tenant, form, doc)?);
+    }
     Ok(Some((records, has_more)))
+}
+
+/// The JSON of record `id` (a payment, or an event) from its form and document.
+fn json_of(
+    id: &str,
+    tenant: &str,
+    form: redis::Value,
+    doc: redis::Value,
+) -> Result<String, StoreError> {
+    let form: Vec<u8> = redis::from_redis_value(form)?;
+    let doc: Vec<u8> = redis::from_redis_value(doc)?;
+    documents::json_of_document(id, tenant, Form::parse(&form)?, &doc)
 }
 
 /// The head of a page reply, `{'ok', has_more (0|1), …}`: whether more follow, and the rest.

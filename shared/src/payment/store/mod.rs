@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:pay:<id>` | hash | `d` record JSON, `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper, `l` its lazy `created` event while it has one; the record's `events` timeline lists its events |
+//! | `flint:{q}:pay:<id>` | hash | the record ([`Payment`]) as a document (`k`, `d1`…: [`codec`], `lua/documents.lua`), `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `e` its events' ids and types, `r` repairs by the sweeper, `l` set while its `created` event is made from the record |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
@@ -15,7 +15,7 @@
 //! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
-//! | `flint:{q}:evt:<id>` | hash | `d` the event's JSON ([`Event`]), `t` tenant; a lazy `created` event (`[redis] compact_created_events`) has `n`, `h1`…, `z` and `p` instead of `d` (`lua/events.lua`) |
+//! | `flint:{q}:evt:<id>` | hash | the event ([`Event`]) as a document, `t` tenant; a `created` event whose payment has not changed has `p`, the payment's key, instead (`lua/events.lua`) |
 //! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
@@ -32,6 +32,8 @@
 //! reaper for that long (their index entries are then dropped as lists meet them).
 
 mod ack;
+mod codec;
+mod documents;
 mod endpoints;
 mod events;
 pub use ack::WRITE_CONNECTIONS;
@@ -64,6 +66,8 @@ pub enum StoreError {
     Unavailable(#[from] redis::RedisError),
     #[error("stored payment is unreadable: {0}")]
     Corrupt(#[from] serde_json::Error),
+    #[error("stored document is unreadable: {0}")]
+    Undecodable(#[from] codec::CodecError),
     #[error("unexpected reply from redis: {0}")]
     Reply(#[from] redis::ParsingError),
     /// The write is on the primary, but fewer replicas than `[redis] min_replicas_acked`
@@ -266,21 +270,24 @@ impl Layout {
     }
 }
 
-/// A script whose body may call the queue's job operations and the event operations of
-/// `lua/events.lua`.
+/// A script whose body may call the queue's job operations, the document operations of
+/// `lua/documents.lua` and the event operations of `lua/events.lua`.
 fn with_events(body: &str) -> Script {
-    flint_queue::lua::script(&format!("{}\n{body}", include_str!("lua/events.lua")))
+    flint_queue::lua::script(&format!(
+        "{}\n{}\n{}\n{body}",
+        documents::event_kinds_lua(),
+        include_str!("lua/documents.lua"),
+        include_str!("lua/events.lua")
+    ))
 }
 
 impl Layout {
     /// The events `payment` recorded since `before`, as `fe_write` takes them: the key
-    /// prefixes, a count, then id, type, creation time (ms), JSON, tail and dispatch job for
-    /// each. With `compact`, a new payment's first event is written lazy (see
-    /// `lua/events.lua`): its JSON before and after the snapshot, which it reads from the
-    /// record until that changes.
+    /// prefixes, a count, then id, type, creation time (ms), document and dispatch job for
+    /// each. A new payment's `created` event gets no document: it is made from the record
+    /// until that changes (see `lua/events.lua`).
     fn event_args(
         &self,
-        compact: bool,
         tenant: &str,
         before: Option<&Payment>,
         payment: &Payment,
@@ -300,18 +307,10 @@ impl Layout {
             args.push(e.id.as_str().as_bytes().to_vec());
             args.push(e.kind.as_str().as_bytes().to_vec());
             args.push(e.created_at.unix_ms().to_string().into_bytes());
-            match (compact && before.is_none() && n == 0)
-                .then(|| lazy(&json, snapshot.get()))
-                .flatten()
-            {
-                Some((head, tail)) => {
-                    args.push(head.to_owned().into_bytes());
-                    args.push(tail.to_owned().into_bytes());
-                }
-                None => {
-                    args.push(json.into_bytes());
-                    args.push(Vec::new());
-                }
+            if before.is_none() && n == 0 {
+                args.push(Vec::new());
+            } else {
+                args.push(codec::pack(&json));
             }
             args.push(
                 WebhookJob::Dispatch {
@@ -323,16 +322,6 @@ impl Layout {
         }
         Ok(args)
     }
-}
-
-/// An event's JSON split around the payment snapshot it embeds: what comes before it, and what
-/// after (at least the closing braces; `None` if the JSON were not so, and the event is then
-/// written in full). The snapshot comes after the event's own short fields, so its first
-/// occurrence is the embedded one.
-fn lazy<'a>(json: &'a str, snapshot: &str) -> Option<(&'a str, &'a str)> {
-    let at = json.find(snapshot)?;
-    let (head, tail) = (&json[..at], &json[at + snapshot.len()..]);
-    (!tail.is_empty()).then_some((head, tail))
 }
 
 fn digest(s: &str) -> String {
@@ -370,8 +359,6 @@ pub struct Store {
     scripts: Scripts,
     /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
     acks: Option<ack::Acks>,
-    /// `[redis] compact_created_events`: a new payment's `created` event is written lazy.
-    compact_created_events: bool,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
 }
@@ -430,17 +417,9 @@ impl Store {
                 endpoints: Script::new(include_str!("lua/endpoints.lua")),
             },
             acks: None,
-            compact_created_events: false,
             idempotency_ttl,
             retention,
         }
-    }
-
-    /// Writes each new payment's `created` event lazy (`[redis] compact_created_events`; see
-    /// `lua/events.lua`).
-    pub fn with_compact_created_events(mut self, compact: bool) -> Store {
-        self.compact_created_events = compact;
-        self
     }
 
     /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
@@ -544,7 +523,7 @@ impl Store {
         let (outcome, id): (String, String) = invocation
             .arg(fingerprint)
             .arg(payment.id.as_str())
-            .arg(record)
+            .arg(codec::pack(&record))
             .arg(payment.created_at.unix_ms())
             .arg(self.idempotency_ttl.as_secs())
             .arg(due.unix_ms())
@@ -553,13 +532,8 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(layout.index_prefix())
-            .arg(layout.event_args(
-                self.compact_created_events,
-                tenant,
-                None,
-                &payment,
-                &snapshot,
-            )?)
+            .arg(documents::timeline(&payment))
+            .arg(layout.event_args(tenant, None, &payment, &snapshot)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -608,19 +582,16 @@ impl Store {
         conn: &mut impl redis::aio::ConnectionLike,
         id: &str,
     ) -> Result<Option<(String, Versioned)>, StoreError> {
-        let (data, owner, version): (Option<String>, Option<String>, Option<String>) =
-            redis::cmd("HMGET")
-                .arg(self.of_payment(id).payment(id))
-                .arg("d")
-                .arg("t")
-                .arg("v")
-                .query_async(conn)
-                .await?;
-        match (data, owner, version) {
+        let fields: std::collections::HashMap<String, Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.of_payment(id).payment(id))
+            .query_async(conn)
+            .await?;
+        let record = documents::Record::of(fields)?;
+        match (record.document, record.tenant, record.version) {
             (Some(d), Some(t), Some(v)) => Ok(Some((
                 t.clone(),
                 Versioned {
-                    payment: serde_json::from_str(&d)?,
+                    payment: serde_json::from_str(&codec::unpack(&d)?)?,
                     version: v,
                     tenant: t,
                 },
@@ -660,6 +631,19 @@ impl Store {
             invocation.key(key);
         }
         let (record, snapshot) = encode(payment)?;
+        // The first change of a record made by create writes its `created` event in full.
+        let created = current
+            .payment
+            .events
+            .first()
+            .filter(|_| current.version == "1");
+        let created_doc = match created {
+            Some(_) => codec::pack(&documents::created_event(
+                &current.tenant,
+                &current.payment,
+            )?),
+            None => Vec::new(),
+        };
         // A payment that ends gives all its events the record's own backstop expiry.
         let all_events: Vec<&str> = if reap_at > 0 {
             payment.events.iter().map(|e| e.id.as_str()).collect()
@@ -668,7 +652,7 @@ impl Store {
         };
         let applied: Option<u64> = invocation
             .arg(&current.version)
-            .arg(record)
+            .arg(codec::pack(&record))
             .arg(payment.status.as_str())
             .arg(payment.id.as_str())
             .arg(payment.created_at.unix_ms())
@@ -677,13 +661,10 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(layout.index_prefix())
-            .arg(layout.event_args(
-                false,
-                &current.tenant,
-                Some(&current.payment),
-                payment,
-                &snapshot,
-            )?)
+            .arg(documents::timeline(payment))
+            .arg(created.map_or("", |e| e.id.as_str()))
+            .arg(created_doc)
+            .arg(layout.event_args(&current.tenant, Some(&current.payment), payment, &snapshot)?)
             .arg(all_events.len())
             .arg(all_events)
             .invoke_async(&mut conn)

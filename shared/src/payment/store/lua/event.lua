@@ -1,6 +1,6 @@
--- One event, written in full or lazy (see fe_read).
+-- One event.
 -- KEYS: the event
--- Returns {json, tenant}, or {} when there is no such event.
-local json, tenant = fe_read(KEYS[1])
-if not json or not tenant then return {} end
-return {json, tenant}
+-- Returns {form, document, tenant} (form: see list.lua), or {} when there is no such event.
+local doc, tenant, derived = fe_read(KEYS[1])
+if not doc or not tenant then return {} end
+return {derived and 'p' or 'd', doc, tenant}

@@ -3,7 +3,8 @@
 -- ARGV: tenant, event key prefix, limit, cursor event id ('' for the first page), type ('' for
 --       any)
 -- Returns {'missing'} when the payment is not the tenant's, {'cursor'} when the cursor is not
--- one of its events, else {'ok', has_more (0|1), event json …}.
+-- one of its events, else {'ok', has_more (0|1), then id, form and document of each event}
+-- (form: see list.lua).
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return {'missing'} end
 local ids, kinds = {}, {}
 fe_each(KEYS[1], function(id, kind)
@@ -25,8 +26,8 @@ local limit = tonumber(ARGV[3])
 local out = {}
 while i >= 1 and #out <= limit do
   if ARGV[5] == '' or kinds[i] == ARGV[5] then
-    local event = fe_read(ARGV[2] .. ids[i])
-    if event then out[#out + 1] = event end
+    local event, _, derived = fe_read(ARGV[2] .. ids[i])
+    if event then out[#out + 1] = {ids[i], derived and 'p' or 'd', event} end
   end
   i = i - 1
 end
@@ -35,4 +36,10 @@ if #out > limit then
   has_more = 1
   out[#out] = nil
 end
-return {'ok', tostring(has_more), unpack(out)}
+local reply = {'ok', tostring(has_more)}
+for _, entry in ipairs(out) do
+  reply[#reply + 1] = entry[1]
+  reply[#reply + 1] = entry[2]
+  reply[#reply + 1] = entry[3]
+end
+return reply

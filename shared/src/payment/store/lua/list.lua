@@ -6,12 +6,13 @@
 -- KEYS: index, the tenant's index of all its payments (or events: where a cursor's position
 --       is kept)
 -- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
---       (`flint:{q}:pay:` or `flint:{q}:evt:`; records are hashes with d (json) and t (tenant),
---       or lazy events, read with fe_read),
+--       (`flint:{q}:pay:` or `flint:{q}:evt:`; payments and events alike are read with
+--       fe_read),
 --       the cursor's score ('' to look it up in KEYS[2]; given when the cursor lives in
 --       another partition, whose pages are merged with this one's)
 -- Returns {'missing'} when the cursor is not one of the tenant's records, else
--- {'ok', has_more (0|1), then id, score, record json for each record}.
+-- {'ok', has_more (0|1), then id, score, form and document for each record}: form 'p' when
+-- the document is the payment's record that a `created` event is made from, else 'd'.
 -- Whether id `a` sorts before `b` as a sorted set orders members: byte by byte. (Lua's `<` on
 -- strings follows the server's collation locale, which need not be byte order.)
 local function before(a, b)
@@ -45,13 +46,13 @@ while #out <= limit and not ended and scanned < budget do
     -- not below the cursor's id were on earlier pages.
     if cursor == '' or tonumber(score) < tonumber(max) or before(id, cursor) then
       scanned = scanned + 1
-      -- Payments and events alike (a payment record has no lazy fields).
-      local record, tenant = fe_read(ARGV[4] .. id)
+      -- Payments and events alike (a payment's hash has no field p).
+      local record, tenant, derived = fe_read(ARGV[4] .. id)
       if not record then
         redis.call('ZREM', KEYS[1], id)
         offset = offset - 1
       elseif tenant == ARGV[1] and #out <= limit then
-        out[#out + 1] = {id, score, record}
+        out[#out + 1] = {id, score, derived and 'p' or 'd', record}
       end
     end
   end
@@ -69,5 +70,6 @@ for _, entry in ipairs(out) do
   reply[#reply + 1] = entry[1]
   reply[#reply + 1] = entry[2]
   reply[#reply + 1] = entry[3]
+  reply[#reply + 1] = entry[4]
 end
 return reply

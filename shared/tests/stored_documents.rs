@@ -1,0 +1,322 @@
+//! How payments and events are kept in a real redis-server: compact documents in small hashes,
+//! a pending payment's `created` event made from its record until the payment changes (and the
+//! same bytes after), and records and events written whole as JSON by earlier versions still
+//! read and rewritten compactly.
+
+use std::time::Duration;
+
+use flint_shared::ids::PaymentId;
+use flint_shared::payment::event::{Event, encode};
+use flint_shared::payment::store::{EventFilter, JobAction, Store, Versioned};
+use flint_shared::payment::{CreatePaymentRequest, EventKind, Payment, Status};
+use flint_shared::time::Timestamp;
+use flint_testkit::redis::RedisServer;
+use redis::aio::MultiplexedConnection;
+use serde_json::json;
+
+fn store(redis: &RedisServer) -> Store {
+    Store::new(
+        flint_shared::redis_target::RedisTarget::Standalone(redis.url()),
+        "charges",
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    )
+}
+
+async fn connect(redis: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+async fn create(store: &Store, extra: serde_json::Value) -> (PaymentId, Versioned) {
+    let mut body = json!({
+        "customer": "cus_1", "amount": {"value": 2500, "currency": "usd"},
+        "purpose": "subscription", "initiated_by": {"type": "service", "id": "billing"},
+        "context": {"invoice_id": "in_1"}
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let request: CreatePaymentRequest = serde_json::from_value(body).unwrap();
+    let at = Timestamp::now();
+    let payment = Payment::create(PaymentId::generate(), request.validate(at).unwrap(), at);
+    let id = payment.id.clone();
+    store
+        .create("acme", &format!("key-{id}"), "fp", payment, at)
+        .await
+        .unwrap();
+    let (_, current) = store.get_any(id.as_str()).await.unwrap().unwrap();
+    (id, current)
+}
+
+async fn fields(
+    conn: &mut MultiplexedConnection,
+    key: &str,
+    names: &[&str],
+) -> Vec<Option<String>> {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(key);
+    for n in names {
+        cmd.arg(*n);
+    }
+    let raw: Vec<Option<Vec<u8>>> = cmd.query_async(conn).await.unwrap();
+    raw.into_iter()
+        .map(|v| v.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .collect()
+}
+
+async fn encoding(conn: &mut MultiplexedConnection, key: &str) -> String {
+    redis::cmd("OBJECT")
+        .arg("ENCODING")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+async fn memory(conn: &mut MultiplexedConnection, key: &str) -> u64 {
+    redis::cmd("MEMORY")
+        .arg("USAGE")
+        .arg(key)
+        .arg("SAMPLES")
+        .arg(0)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
+fn payment_key(id: &PaymentId) -> String {
+    format!("flint:{{charges}}:pay:{id}")
+}
+
+fn event_key(id: &str) -> String {
+    format!("flint:{{charges}}:evt:{id}")
+}
+
+/// Every way an event is read: by id (as a webhook delivery takes it), in the tenant's listing,
+/// in the payment's own listing.
+async fn read_every_way(store: &Store, payment: &PaymentId, event: &str) -> String {
+    let (_, json) = store.event_any(event).await.unwrap().unwrap();
+    let as_stored: Event = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        store.event("acme", event).await.unwrap().unwrap(),
+        as_stored
+    );
+    assert!(store.event("globex", event).await.unwrap().is_none());
+    let listed = store
+        .events("acme", EventFilter::default(), 100, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        listed.events.contains(&as_stored),
+        "{event} in the tenant's listing"
+    );
+    let of_payment = store
+        .events(
+            "acme",
+            EventFilter {
+                kind: None,
+                payment: Some(payment.as_str()),
+            },
+            100,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        of_payment.events.contains(&as_stored),
+        "{event} in its payment's listing"
+    );
+    json
+}
+
+fn canceled(current: &Versioned) -> Payment {
+    let mut p = current.payment.clone();
+    let now = Timestamp::now();
+    p.status = Status::Canceled;
+    p.record(EventKind::Canceled, None, now);
+    p
+}
+
+/// A pending payment is one small hash in Redis's compact encoding, and its `created` event
+/// keeps no copy of it: the event is made from the record, and reads byte for byte the same
+/// before the payment's first change and after it, when it is written in full.
+#[tokio::test]
+async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after_it_changes() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut conn = connect(&redis).await;
+    let (id, current) = create(&store, json!({"metadata": {"plan": "pro"}})).await;
+    let created = current.payment.events[0].id.to_string();
+
+    let record = payment_key(&id);
+    assert_eq!(encoding(&mut conn, &record).await, "listpack");
+    let record_bytes = memory(&mut conn, &record).await;
+    assert!(
+        record_bytes < 500,
+        "{record_bytes} bytes for a pending payment"
+    );
+    let [d, k, l, e] =
+        <[Option<String>; 4]>::try_from(fields(&mut conn, &record, &["d", "k", "l", "e"]).await)
+            .unwrap();
+    assert_eq!(d, None, "no JSON kept whole");
+    assert!(k.is_some() && l.is_some());
+    assert_eq!(e.unwrap(), format!("{created}:0"));
+    let event = event_key(&created);
+    assert_eq!(
+        fields(&mut conn, &event, &["p", "k"]).await,
+        [Some(record.clone()), None]
+    );
+
+    let before = read_every_way(&store, &id, &created).await;
+    let snapshot: serde_json::Value = serde_json::from_str(&before).unwrap();
+    assert_eq!(snapshot["type"], "off_session_payment.created");
+    assert_eq!(snapshot["tenant"], "acme");
+    assert_eq!(snapshot["data"]["object"]["id"], id.as_str());
+    assert_eq!(snapshot["data"]["object"]["status"], "pending");
+    assert!(snapshot["data"]["object"].get("events").is_none());
+
+    let p = canceled(&current);
+    store
+        .transition(&current, &p, JobAction::Unschedule, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let [p_field, k] =
+        <[Option<String>; 2]>::try_from(fields(&mut conn, &event, &["p", "k"]).await).unwrap();
+    assert_eq!(p_field, None);
+    assert!(k.is_some(), "written in full, as a document");
+    assert_eq!(fields(&mut conn, &record, &["l"]).await, [None]);
+    assert_eq!(encoding(&mut conn, &event).await, "listpack");
+    assert_eq!(read_every_way(&store, &id, &created).await, before);
+    let (_, now) = store.get_any(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(now.payment, p);
+}
+
+/// A record whose document shrinks leaves none of its former pieces behind.
+#[tokio::test]
+async fn a_smaller_record_leaves_no_piece_of_the_larger_one() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut conn = connect(&redis).await;
+    // Ids do not compress: a description of them makes a document of many pieces.
+    let long: String = (0..12).map(|_| PaymentId::generate().to_string()).collect();
+    let (id, current) = create(&store, json!({"description": &long[..300]})).await;
+    let record = payment_key(&id);
+    let count = |f: Vec<Option<String>>| f[0].as_deref().unwrap().parse::<usize>().unwrap();
+    let large = count(fields(&mut conn, &record, &["k"]).await);
+    assert!(large > 4, "{large} pieces");
+
+    let mut p = canceled(&current);
+    p.description = None;
+    store
+        .transition(&current, &p, JobAction::Unschedule, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let small = count(fields(&mut conn, &record, &["k"]).await);
+    assert!(small < large, "{small} pieces after, {large} before");
+    let names: Vec<String> = redis::cmd("HKEYS")
+        .arg(&record)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let pieces = names
+        .iter()
+        .filter(|n| n.starts_with('d') && n[1..].parse::<usize>().is_ok())
+        .count();
+    assert_eq!(pieces, small, "fields {names:?}");
+    assert_eq!(
+        store.get_any(id.as_str()).await.unwrap().unwrap().1.payment,
+        p
+    );
+}
+
+/// Records and events that earlier versions wrote whole as JSON (field `d`, no `e`, the
+/// `created` event in full) read as before and are listed; the first change rewrites the
+/// record compactly and leaves the events as they are; the reaper forgets them all.
+#[tokio::test]
+async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut conn = connect(&redis).await;
+    let (id, current) = create(&store, json!({})).await;
+    let created = current.payment.events[0].id.to_string();
+    let (record_json, _) = encode(&current.payment).unwrap();
+    let event_json = store.event_any(&created).await.unwrap().unwrap().1;
+    // As an earlier version wrote them.
+    let record = payment_key(&id);
+    let event = event_key(&created);
+    let old_fields: Vec<Option<String>> = fields(&mut conn, &record, &["s", "t", "c", "v"]).await;
+    let () = redis::pipe()
+        .atomic()
+        .del(&record)
+        .hset_multiple(
+            &record,
+            &[
+                ("d", record_json.as_str()),
+                ("s", old_fields[0].as_deref().unwrap()),
+                ("t", old_fields[1].as_deref().unwrap()),
+                ("c", old_fields[2].as_deref().unwrap()),
+                ("v", old_fields[3].as_deref().unwrap()),
+            ],
+        )
+        .del(&event)
+        .hset_multiple(&event, &[("d", event_json.as_str()), ("t", "acme")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+
+    let (_, read) = store.get_any(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(read.payment, current.payment);
+    assert_eq!(read_every_way(&store, &id, &created).await, event_json);
+    let listed = store
+        .list("acme", None, None, 10, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(listed.payments, [current.payment.clone()]);
+
+    let p = canceled(&read);
+    store
+        .transition(&read, &p, JobAction::Unschedule, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let [d, k, e] =
+        <[Option<String>; 3]>::try_from(fields(&mut conn, &record, &["d", "k", "e"]).await)
+            .unwrap();
+    assert_eq!(d, None, "the JSON written whole is gone");
+    assert!(k.is_some() && e.is_some());
+    assert_eq!(
+        fields(&mut conn, &event, &["d"]).await,
+        [Some(event_json.clone())]
+    );
+    assert_eq!(read_every_way(&store, &id, &created).await, event_json);
+    assert_eq!(
+        store.get_any(id.as_str()).await.unwrap().unwrap().1.payment,
+        p
+    );
+
+    // Its retention over, the payment and every one of its events are forgotten.
+    let later = Timestamp::now().plus(Duration::from_secs(2 * 3600));
+    assert_eq!(store.reap(0, later, 10).await.unwrap(), 1);
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("flint:{charges}:evt:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, Vec::<String>::new());
+    assert!(store.get_any(id.as_str()).await.unwrap().is_none());
+    let listed = store
+        .events("acme", EventFilter::default(), 10, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(listed.events.is_empty());
+}
