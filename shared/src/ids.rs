@@ -97,6 +97,29 @@ prefixed_id!(
     EventId,
     "evt_"
 );
+impl EventId {
+    /// The id of payment `payment`'s `created` event: the payment's random part after this
+    /// prefix. The store keeps an unchanged payment's `created` event nowhere but in the
+    /// payment, and finds it through the payment its id names ([`EventId::named_payment`]).
+    pub fn created_of(payment: &PaymentId) -> EventId {
+        EventId(format!(
+            "{}{}",
+            Self::PREFIX,
+            &payment.as_str()[PaymentId::PREFIX.len()..]
+        ))
+    }
+
+    /// The payment whose `created` event this would be, were it one (only a `created` event's
+    /// id names its own payment; any other names a payment that does not hold it).
+    pub fn named_payment(&self) -> PaymentId {
+        PaymentId(format!(
+            "{}{}",
+            PaymentId::PREFIX,
+            &self.0[Self::PREFIX.len()..]
+        ))
+    }
+}
+
 prefixed_id!(
     /// A tenant's webhook endpoint (`we_…`).
     WebhookEndpointId,
@@ -116,6 +139,20 @@ mod tests {
         assert_eq!(id.as_str().len(), 4 + RANDOM_LEN);
         assert_eq!(PaymentId::parse(id.as_str()).unwrap(), id);
         assert!(EventId::generate().as_str().starts_with("evt_"));
+    }
+
+    #[test]
+    fn a_created_event_id_names_its_payment_and_parses() {
+        let payment = PaymentId::generate();
+        let created = EventId::created_of(&payment);
+        assert_eq!(EventId::parse(created.as_str()).unwrap(), created);
+        assert_eq!(created.named_payment(), payment);
+        assert_eq!(&created.as_str()[4..], &payment.as_str()[4..]);
+        let other = EventId::generate();
+        assert_eq!(
+            PaymentId::parse(other.named_payment().as_str()).unwrap(),
+            other.named_payment()
+        );
     }
 
     #[test]

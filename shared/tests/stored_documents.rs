@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flint_shared::ids::PaymentId;
+use flint_shared::ids::{EventId, PaymentId};
 use flint_shared::payment::event::{Event, encode};
 use flint_shared::payment::store::{EventFilter, JobAction, Store, Versioned};
 use flint_shared::payment::{CreatePaymentRequest, EventKind, Payment, Status};
@@ -144,8 +144,10 @@ fn canceled(current: &Versioned) -> Payment {
 }
 
 /// A pending payment is one small hash in Redis's compact encoding, and its `created` event
-/// keeps no copy of it: the event is made from the record, and reads byte for byte the same
-/// before the payment's first change and after it, when it is written in full.
+/// has no key of its own: the event is made from the record, and reads byte for byte the same
+/// before the payment's first change and after it, when it is written in full. Another tenant
+/// does not see it, and an event id that names a payment whose created event has another id
+/// finds nothing.
 #[tokio::test]
 async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after_it_changes() {
     let redis = RedisServer::start();
@@ -167,13 +169,37 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
     assert_eq!(d, None, "no JSON kept whole");
     assert!(k.is_some() && l.is_some());
     assert_eq!(e.unwrap(), format!("{created}:0"));
+    // The event is kept in the payment, which its id names.
+    assert_eq!(created, EventId::created_of(&id).to_string());
     let event = event_key(&created);
-    assert_eq!(
-        fields(&mut conn, &event, &["p", "k"]).await,
-        [Some(record.clone()), None]
-    );
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&event)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exists, 0, "no key of its own");
 
     let before = read_every_way(&store, &id, &created).await;
+    assert!(
+        store
+            .event_any(EventId::generate().as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // A payment whose `created` event has another id (as versions before this one gave it) is
+    // not found through an id that merely names the payment.
+    let (other, _) = create(&store, json!({})).await;
+    let named = EventId::created_of(&other);
+    assert!(store.event_any(named.as_str()).await.unwrap().is_some());
+    let () = redis::cmd("HSET")
+        .arg(payment_key(&other))
+        .arg("e")
+        .arg(format!("{}:0", EventId::generate()))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(store.event_any(named.as_str()).await.unwrap().is_none());
     let snapshot: serde_json::Value = serde_json::from_str(&before).unwrap();
     assert_eq!(snapshot["type"], "off_session_payment.created");
     assert_eq!(snapshot["tenant"], "acme");
@@ -187,9 +213,9 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
         .await
         .unwrap()
         .unwrap();
-    let [p_field, k] =
-        <[Option<String>; 2]>::try_from(fields(&mut conn, &event, &["p", "k"]).await).unwrap();
-    assert_eq!(p_field, None);
+    let [t, k] =
+        <[Option<String>; 2]>::try_from(fields(&mut conn, &event, &["t", "k"]).await).unwrap();
+    assert_eq!(t.as_deref(), Some("acme"));
     assert!(k.is_some(), "written in full, as a document");
     assert_eq!(fields(&mut conn, &record, &["l"]).await, [None]);
     assert_eq!(encoding(&mut conn, &event).await, "listpack");

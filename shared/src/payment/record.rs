@@ -347,6 +347,7 @@ impl Payment {
     /// A fresh `pending` payment with its `created` event.
     pub fn create(id: PaymentId, new: NewPayment, now: Timestamp) -> Payment {
         let creator = new.initiated_by.clone();
+        let created = EventId::created_of(&id);
         Payment {
             id,
             object: "off_session_payment".to_owned(),
@@ -374,7 +375,7 @@ impl Payment {
             attention: None,
             attempts: Vec::new(),
             events: vec![TimelineEvent {
-                id: EventId::generate(),
+                id: created,
                 kind: EventKind::Created,
                 created_at: now,
                 detail: None,

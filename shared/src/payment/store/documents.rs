@@ -5,17 +5,25 @@
 use std::collections::HashMap;
 
 use super::{StoreError, codec};
+use crate::ids::{EventId, PaymentId};
 use crate::payment::event::{encode, encode_all};
 use crate::payment::{EventKind, Payment};
 
-/// The Lua table of event type names that the code in a payment's `e` field indexes (from 0,
-/// in [`EventKind::ALL`]'s order; Lua's tables count from 1).
-pub(super) fn event_kinds_lua() -> String {
+/// The constants of `lua/events.lua`: FE_KINDS, the event type names that the code in a
+/// payment's `e` field indexes (from 0, in [`EventKind::ALL`]'s order; Lua's tables count from
+/// 1), and the id prefixes by which a `created` event's id names its payment
+/// ([`EventId::created_of`]).
+pub(super) fn constants_lua() -> String {
     let names: Vec<String> = EventKind::ALL
         .iter()
         .map(|k| format!("'{}'", k.as_str()))
         .collect();
-    format!("local FE_KINDS = {{{}}}", names.join(", "))
+    format!(
+        "local FE_KINDS = {{{}}}\nlocal FE_EVENT_PREFIX, FE_PAYMENT_PREFIX = '{}', '{}'",
+        names.join(", "),
+        EventId::PREFIX,
+        PaymentId::PREFIX
+    )
 }
 
 fn kind_code(kind: EventKind) -> usize {

@@ -199,6 +199,9 @@ impl Store {
                 .payload(),
             )
             .arg(now.unix_ms())
+            .arg(layout.event_prefix())
+            .arg(id.as_str())
+            .arg(layout.payment_prefix())
             .invoke_async(&mut conn)
             .await?;
         if outcome == "queued"

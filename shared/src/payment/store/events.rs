@@ -75,6 +75,7 @@ impl Store {
                     .arg(limit)
                     .arg(starting_after.unwrap_or(""))
                     .arg(filter.kind.map_or("", EventKind::as_str))
+                    .arg(layout.payment_prefix())
                     .invoke_async(&mut conn)
                     .await?;
                 let missing = match reply.first() {
@@ -89,6 +90,7 @@ impl Store {
                     index: &|l: &Layout| l.event_index(tenant, filter.kind),
                     all: &|l: &Layout| l.event_index(tenant, None),
                     prefix: &|l: &Layout| l.event_prefix(),
+                    created_in: Some(&|l: &Layout| l.payment_prefix()),
                     // Event ids do not name their partition.
                     cursor_home: None,
                 };
@@ -119,10 +121,14 @@ impl Store {
         let lookups = self.layouts.iter().map(|layout| {
             let mut conn = conn.clone();
             let key = layout.event(id);
+            let (events, payments) = (layout.event_prefix(), layout.payment_prefix());
             async move {
                 self.scripts
                     .event
                     .key(key)
+                    .arg(events)
+                    .arg(id)
+                    .arg(payments)
                     .invoke_async::<Vec<Vec<u8>>>(&mut conn)
                     .await
             }

@@ -26,8 +26,11 @@ pub(super) struct Listing<'a> {
     pub index: &'a (dyn Fn(&Layout) -> String + Sync),
     /// The tenant's index of all such records: where a cursor's position is looked up.
     pub all: &'a (dyn Fn(&Layout) -> String + Sync),
-    /// The prefix of the records' keys (hashes with `d` and `t`).
+    /// The prefix of the records' keys.
     pub prefix: &'a (dyn Fn(&Layout) -> String + Sync),
+    /// Events: the prefix of the payments' keys, where an unchanged payment keeps its
+    /// `created` event (`lua/events.lua`).
+    pub created_in: Option<&'a (dyn Fn(&Layout) -> String + Sync)>,
     /// The partition the cursor must be in, when its id says (payments); `None` looks in
     /// every partition (events).
     pub cursor_home: Option<usize>,
@@ -50,6 +53,7 @@ impl Store {
             index: &|l: &Layout| l.index(tenant, customer, status),
             all: &|l: &Layout| l.index(tenant, None, None),
             prefix: &|l: &Layout| l.payment_prefix(),
+            created_in: None,
             cursor_home: starting_after.map(|id| self.partitions.of_payment(id)),
         };
         let Some((records, has_more)) = self.page(&listing, limit, starting_after).await? else {
@@ -146,6 +150,7 @@ impl Store {
             .arg(starting_after.unwrap_or(""))
             .arg((listing.prefix)(layout))
             .arg(cursor_score)
+            .arg(listing.created_in.map_or(String::new(), |f| f(layout)))
             .invoke_async(&mut conn)
             .await?;
         part(reply, listing.tenant)

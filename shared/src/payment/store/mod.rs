@@ -275,7 +275,7 @@ impl Layout {
 fn with_events(body: &str) -> Script {
     flint_queue::lua::script(&format!(
         "{}\n{}\n{}\n{body}",
-        documents::event_kinds_lua(),
+        documents::constants_lua(),
         include_str!("lua/documents.lua"),
         include_str!("lua/events.lua")
     ))

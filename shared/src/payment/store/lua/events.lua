@@ -1,24 +1,26 @@
 -- The payment store's events: the one definition of how an event is kept in Redis. The scripts
 -- that write a payment (create, transition) and those that read or forget its events start
--- with this file (after documents.lua, FE_KINDS, and the queue's jobs.lua where they push
--- jobs).
+-- with this file (after documents.lua, FE_KINDS, FE_EVENT_PREFIX and FE_PAYMENT_PREFIX (the
+-- id prefixes), and the queue's jobs.lua where they push jobs).
 --
 --   <events>:<id>                  hash: the event's document (documents.lua) and t (tenant);
---                                  or, for a payment's `created` event while the payment has
---                                  not changed, p (the payment's key) and t
+--                                  none for a payment's `created` event while the payment has
+--                                  not changed (or, as a version before kept it, p: the
+--                                  payment's key, and t)
 --   <payment>                      e: the ids and type codes of its events, oldest first
 --                                  (`<id>:<code>,…`, a code indexing FE_KINDS from 0); l: set
---                                  while its `created` event is kept as p
+--                                  while its `created` event is kept in it
 --   <event index>:<tenant>         sorted set: the tenant's event ids by creation time (ms)
 --   <event index>:<tenant>:ty:<t>  the same, per event type
 --   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
 --                                  while it exists, each event gets a dispatch job
 --
--- A `created` event kept as p holds no copy of the payment: while the payment's record has not
--- changed, the event is made from it (by the reader, not here). Before the record first
--- changes, the transition writes the event's document in full, as made from the record it
--- replaces. Most payments pending for months never change, and the copy was a third of their
--- memory.
+-- A payment's `created` event is kept in the payment: while the payment's record has not
+-- changed, the event is made from it (by the reader, not here), and its id is the payment's
+-- under the event prefix (`EventId::created_of`), which leads a reader to the payment. Before
+-- the record first changes, the transition writes the event's document in full, as made from
+-- the record it replaces. Most payments pending for months never change, and a copy was a
+-- third of their memory.
 
 -- Reads the event at `key`: its document and tenant (nil, nil when there is no such event;
 -- nil and the tenant when a created event's payment is gone), and whether the document is the
@@ -32,9 +34,29 @@ local function fe_read(key)
   return doc, tenant, false
 end
 
+-- fe_read for event `id`, its key under `events` (the event key prefix): an event with no key
+-- of its own is looked for as the `created` event kept in the payment its id names (key under
+-- `payments`, the payment key prefix).
+local function fe_find(events, id, payments)
+  local doc, tenant, derived = fe_read(events .. id)
+  if doc or tenant then return doc, tenant, derived end
+  local payment = payments .. FE_PAYMENT_PREFIX .. string.sub(id, #FE_EVENT_PREFIX + 1)
+  local f = redis.call('HMGET', payment, 'l', 'e')
+  if not f[1] or not f[2] then return nil, nil, false end
+  -- Its first event, the created one (code 0), must be this one.
+  local first = id .. ':0'
+  local next_char = string.sub(f[2], #first + 1, #first + 1)
+  if string.sub(f[2], 1, #first) ~= first or (next_char ~= '' and next_char ~= ',') then
+    return nil, nil, false
+  end
+  local record, owner = fd_read(payment)
+  return record, owner, true
+end
+
 -- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
 -- endpoints prefix, a count, then id, type, created_ms, document and dispatch job payload for
--- each. An empty document keeps the event as p (`payment`, whose record is already written).
+-- each. An empty document keeps the event in `payment` (the `created` event of a new payment,
+-- whose record is already written): it gets no key of its own.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
 -- tenant has endpoints. Returns the index of the first ARGV after them.
 local function fe_write(tenant, first, webhooks, payment)
@@ -49,9 +71,7 @@ local function fe_write(tenant, first, webhooks, payment)
     local id, kind, doc = ARGV[at], ARGV[at + 1], ARGV[at + 3]
     -- Events of one transition share a millisecond: a fraction keeps them in order.
     local created = tonumber(ARGV[at + 2]) + i / 1000
-    if doc == '' then
-      redis.call('HSET', events .. id, 'p', payment, 't', tenant)
-    else
+    if doc ~= '' then
       redis.call('HSET', events .. id, unpack(fd_fields(doc, {'t', tenant})))
     end
     redis.call('ZADD', tenant_index, created, id)
@@ -61,11 +81,11 @@ local function fe_write(tenant, first, webhooks, payment)
   return after
 end
 
--- Writes the `created` event `id` in full (`doc`, of `tenant`) if the payment keeps it as p
--- (`lazy`, its field l): called before the record changes. Adds l to `stale` when it did.
+-- Writes the `created` event `id` in full (`doc`, of `tenant`) if the payment keeps it (`lazy`,
+-- its field l): called before the record changes. Adds l to `stale` when it did.
 local function fe_materialize(events, id, doc, tenant, lazy, stale)
   if not lazy then return end
-  if doc == '' then error('payment keeps its created event as p, and no document was given') end
+  if doc == '' then error('the payment keeps its created event, and no document was given') end
   local key = events .. id
   redis.call('DEL', key)
   redis.call('HSET', key, unpack(fd_fields(doc, {'t', tenant})))

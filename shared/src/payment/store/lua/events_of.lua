@@ -1,7 +1,7 @@
 -- A page of one payment's events, newest first, after a cursor, optionally of one type.
 -- KEYS: payment
 -- ARGV: tenant, event key prefix, limit, cursor event id ('' for the first page), type ('' for
---       any)
+--       any), payment key prefix (see fe_find)
 -- Returns {'missing'} when the payment is not the tenant's, {'cursor'} when the cursor is not
 -- one of its events, else {'ok', has_more (0|1), then id, form and document of each event}
 -- (form: see list.lua).
@@ -26,7 +26,7 @@ local limit = tonumber(ARGV[3])
 local out = {}
 while i >= 1 and #out <= limit do
   if ARGV[5] == '' or kinds[i] == ARGV[5] then
-    local event, _, derived = fe_read(ARGV[2] .. ids[i])
+    local event, _, derived = fe_find(ARGV[2], ids[i], ARGV[6])
     if event then out[#out + 1] = {ids[i], derived and 'p' or 'd', event} end
   end
   i = i - 1

@@ -9,7 +9,8 @@
 --       (`flint:{q}:pay:` or `flint:{q}:evt:`; payments and events alike are read with
 --       fe_read),
 --       the cursor's score ('' to look it up in KEYS[2]; given when the cursor lives in
---       another partition, whose pages are merged with this one's)
+--       another partition, whose pages are merged with this one's), the payment key prefix
+--       when listing events ('' for payments: see fe_find)
 -- Returns {'missing'} when the cursor is not one of the tenant's records, else
 -- {'ok', has_more (0|1), then id, score, form and document for each record}: form 'p' when
 -- the document is the payment's record that a `created` event is made from, else 'd'.
@@ -47,7 +48,12 @@ while #out <= limit and not ended and scanned < budget do
     if cursor == '' or tonumber(score) < tonumber(max) or before(id, cursor) then
       scanned = scanned + 1
       -- Payments and events alike (a payment's hash has no field p).
-      local record, tenant, derived = fe_read(ARGV[4] .. id)
+      local record, tenant, derived
+      if ARGV[6] == '' then
+        record, tenant, derived = fe_read(ARGV[4] .. id)
+      else
+        record, tenant, derived = fe_find(ARGV[4], id, ARGV[6])
+      end
       if not record then
         redis.call('ZREM', KEYS[1], id)
         offset = offset - 1
