@@ -121,7 +121,8 @@ impl Application {
             .with_replica_acks(
                 config.redis.min_replicas_acked,
                 config.redis.min_replicas_timeout(),
-            ),
+            )
+            .with_storage_format(config.redis.storage_format),
             webhooks: config.webhooks.clone(),
             body_limit: e.body_limit_bytes,
         };

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use flint_shared::config::StorageFormat;
 use flint_shared::ids::{EventId, PaymentId};
 use flint_shared::payment::event::{Event, encode};
 use flint_shared::payment::store::{EventFilter, JobAction, Store, Versioned};
@@ -14,13 +15,18 @@ use flint_testkit::redis::RedisServer;
 use redis::aio::MultiplexedConnection;
 use serde_json::json;
 
-fn store(redis: &RedisServer) -> Store {
+fn store_in(redis: &RedisServer, format: StorageFormat) -> Store {
     Store::new(
         flint_shared::redis_target::RedisTarget::Standalone(redis.url()),
         "charges",
         Duration::from_secs(3600),
         Duration::from_secs(3600),
     )
+    .with_storage_format(format)
+}
+
+fn store(redis: &RedisServer) -> Store {
+    store_in(redis, StorageFormat::Compact)
 }
 
 async fn connect(redis: &RedisServer) -> MultiplexedConnection {
@@ -163,12 +169,16 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
         record_bytes < 500,
         "{record_bytes} bytes for a pending payment"
     );
-    let [d, k, l, e] =
-        <[Option<String>; 4]>::try_from(fields(&mut conn, &record, &["d", "k", "l", "e"]).await)
-            .unwrap();
+    let [d, k, l, ek, e1] = <[Option<String>; 5]>::try_from(
+        fields(&mut conn, &record, &["d", "k", "l", "ek", "e1"]).await,
+    )
+    .unwrap();
     assert_eq!(d, None, "no JSON kept whole");
     assert!(k.is_some() && l.is_some());
-    assert_eq!(e.unwrap(), format!("{created}:0"));
+    assert_eq!(
+        (ek.as_deref(), e1),
+        (Some("1"), Some(format!("{created}:0")))
+    );
     // The event is kept in the payment, which its id names.
     assert_eq!(created, EventId::created_of(&id).to_string());
     let event = event_key(&created);
@@ -194,7 +204,7 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
     assert!(store.event_any(named.as_str()).await.unwrap().is_some());
     let () = redis::cmd("HSET")
         .arg(payment_key(&other))
-        .arg("e")
+        .arg("e1")
         .arg(format!("{}:0", EventId::generate()))
         .query_async(&mut conn)
         .await
@@ -207,12 +217,25 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
     assert_eq!(snapshot["data"]["object"]["status"], "pending");
     assert!(snapshot["data"]["object"].get("events").is_none());
 
-    let p = canceled(&current);
+    // A change recording several events: the timeline outgrows one piece, the hash stays small.
+    let mut p = current.payment.clone();
+    let now = Timestamp::now();
+    p.record(EventKind::AttemptStarted, Some("attempt 1".into()), now);
+    p.record(EventKind::AttemptFailed, Some("card_declined".into()), now);
+    let p = canceled(&Versioned {
+        payment: p,
+        ..current.clone()
+    });
     store
         .transition(&current, &p, JobAction::Unschedule, Timestamp::now())
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(encoding(&mut conn, &record).await, "listpack");
+    assert_eq!(
+        fields(&mut conn, &record, &["ek"]).await,
+        [Some("2".to_owned())]
+    );
     let [t, k] =
         <[Option<String>; 2]>::try_from(fields(&mut conn, &event, &["t", "k"]).await).unwrap();
     assert_eq!(t.as_deref(), Some("acme"));
@@ -315,7 +338,7 @@ async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
         .unwrap()
         .unwrap();
     let [d, k, e] =
-        <[Option<String>; 3]>::try_from(fields(&mut conn, &record, &["d", "k", "e"]).await)
+        <[Option<String>; 3]>::try_from(fields(&mut conn, &record, &["d", "k", "ek"]).await)
             .unwrap();
     assert_eq!(d, None, "the JSON written whole is gone");
     assert!(k.is_some() && e.is_some());
@@ -345,4 +368,107 @@ async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
         .unwrap()
         .unwrap();
     assert!(listed.events.is_empty());
+}
+
+/// `[redis] storage_format` may change either way on a live system: each format reads what the
+/// other wrote, a payment's change rewrites it in the writer's format and leaves nothing of the
+/// other behind, and a payment written as JSON is forgotten whole (its events found through its
+/// JSON).
+#[tokio::test]
+async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other() {
+    let redis = RedisServer::start();
+    let json_store = store_in(&redis, StorageFormat::Json);
+    let compact_store = store(&redis);
+    let mut conn = connect(&redis).await;
+    let (id, current) = create(&json_store, json!({"metadata": {"plan": "pro"}})).await;
+    let record = payment_key(&id);
+    let created = current.payment.events[0].id.to_string();
+    let event = event_key(&created);
+    // As versions before the compact format wrote it.
+    let [d, k, ek, l] =
+        <[Option<String>; 4]>::try_from(fields(&mut conn, &record, &["d", "k", "ek", "l"]).await)
+            .unwrap();
+    assert!(d.is_some() && k.is_none() && ek.is_none() && l.is_none());
+    let event_json = fields(&mut conn, &event, &["d"]).await[0].clone().unwrap();
+    assert_eq!(
+        read_every_way(&compact_store, &id, &created).await,
+        event_json
+    );
+    assert_eq!(read_every_way(&json_store, &id, &created).await, event_json);
+
+    // A compact writer's change: compact, and nothing of the JSON left.
+    let (_, read) = compact_store.get_any(id.as_str()).await.unwrap().unwrap();
+    let mut p = read.payment.clone();
+    p.record(
+        EventKind::AttemptStarted,
+        Some("attempt 1".into()),
+        Timestamp::now(),
+    );
+    compact_store
+        .transition(&read, &p, JobAction::None, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let [d, k, ek] =
+        <[Option<String>; 3]>::try_from(fields(&mut conn, &record, &["d", "k", "ek"]).await)
+            .unwrap();
+    assert!(d.is_none() && k.is_some() && ek.is_some());
+    let started = p.events[1].id.to_string();
+    let started_json = read_every_way(&json_store, &id, &started).await;
+    assert_eq!(
+        read_every_way(&compact_store, &id, &started).await,
+        started_json
+    );
+
+    // Back to JSON, finishing: JSON, and nothing of the compact form left.
+    let (_, read) = json_store.get_any(id.as_str()).await.unwrap().unwrap();
+    assert_eq!(read.payment, p);
+    let p = canceled(&read);
+    json_store
+        .transition(&read, &p, JobAction::Unschedule, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let names: Vec<String> = redis::cmd("HKEYS")
+        .arg(&record)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c", "d", "s", "t", "v"]);
+    assert_eq!(
+        compact_store
+            .get_any(id.as_str())
+            .await
+            .unwrap()
+            .unwrap()
+            .1
+            .payment,
+        p
+    );
+    assert_eq!(
+        read_every_way(&compact_store, &id, &created).await,
+        event_json
+    );
+    assert_eq!(
+        read_every_way(&compact_store, &id, &started).await,
+        started_json
+    );
+
+    // Its retention over, the payment goes with every event and index entry.
+    let later = Timestamp::now().plus(Duration::from_secs(2 * 3600));
+    assert_eq!(compact_store.reap(0, later, 10).await.unwrap(), 1);
+    for pattern in [
+        "flint:{charges}:evt:*",
+        "flint:{charges}:evx:*",
+        "flint:{charges}:pay:*",
+    ] {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(keys, Vec::<String>::new(), "{pattern}");
+    }
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use flint_enqueuer::Application;
-use flint_shared::config::{Config, Secret, TenantConfig};
+use flint_shared::config::{Config, Secret, StorageFormat, TenantConfig};
 use flint_testkit::sandbox::KEY;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ pub fn api_config(nodes: &[String]) -> Config {
     config.redis.url = Secret::new("redis://127.0.0.1:1");
     config.redis.cluster_nodes = nodes.iter().map(Secret::new).collect();
     config.queue.partitions = PARTITIONS;
+    // The cluster tests run the compact storage format; the rest of the suite the default.
+    config.redis.storage_format = StorageFormat::Compact;
     config.enqueuer.listen = "127.0.0.1:0".parse().unwrap();
     config.enqueuer.rate_limit_per_second = 10_000;
     config.enqueuer.rate_limit_burst = 10_000;
@@ -66,7 +68,7 @@ pub fn worker_config(
     std::fs::write(
         &file,
         format!(
-            "[redis]\nurl = \"redis://127.0.0.1:1\"\ncluster_nodes = [{cluster_nodes}]\n{redis}\n\
+            "[redis]\nurl = \"redis://127.0.0.1:1\"\ncluster_nodes = [{cluster_nodes}]\nstorage_format = \"compact\"\n{redis}\n\
              [queue]\npartitions = {PARTITIONS}\n[worker]\n{worker}\n\
              [processor]\napi_base = \"{sandbox_url}\"\nrate_limit_per_second = 1000\nrate_limit_burst = 1000\n\
              [[tenants]]\nid = \"acme\"\napi_key_sha256 = \"{}\"\nprocessor_secret_key = \"{KEY}\"\n",

@@ -114,7 +114,8 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
     .with_replica_acks(
         config.redis.min_replicas_acked,
         config.redis.min_replicas_timeout(),
-    ))
+    )
+    .with_storage_format(config.redis.storage_format))
 }
 
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.

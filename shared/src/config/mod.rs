@@ -98,6 +98,22 @@ pub struct RedisConfig {
     pub min_replicas_acked: u32,
     /// How long one `WAIT` may take, in milliseconds (1–10000).
     pub min_replicas_timeout_ms: u64,
+    /// How payments and events are written (both are always read): `json` (the default) as
+    /// every version so far, or `compact`, about half the Redis memory per pending payment,
+    /// which versions before this one cannot read. Set `compact` once every enqueuer and worker
+    /// runs this version or later.
+    pub storage_format: StorageFormat,
+}
+
+/// How payment records and events are written to Redis (`[redis] storage_format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageFormat {
+    /// JSON, whole, as every version before `compact` wrote it.
+    Json,
+    /// Compressed, in the small-hash encoding, and a new payment's `created` event kept in the
+    /// payment until it changes.
+    Compact,
 }
 
 /// The most `min_replicas_acked` may ask for.
@@ -113,6 +129,7 @@ impl Default for RedisConfig {
             allow_eviction: false,
             min_replicas_acked: 0,
             min_replicas_timeout_ms: 500,
+            storage_format: StorageFormat::Json,
         }
     }
 }

@@ -81,6 +81,23 @@ impl EventKind {
     pub fn parse(s: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
+
+    /// The kind's code in a stored payment's timeline: part of the stored format, so a kind
+    /// keeps its code for good and a new kind takes the next one.
+    pub fn code(self) -> u8 {
+        match self {
+            EventKind::Created => 0,
+            EventKind::AttemptStarted => 1,
+            EventKind::AttemptFailed => 2,
+            EventKind::Paused => 3,
+            EventKind::Resumed => 4,
+            EventKind::Succeeded => 5,
+            EventKind::Failed => 6,
+            EventKind::Canceled => 7,
+            EventKind::PaymentMethodSwitched => 8,
+            EventKind::RequiresAttention => 9,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

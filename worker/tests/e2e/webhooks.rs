@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use flint_queue::{Queue, QueueConfig, QueueStats, Replayed};
-use flint_shared::config::Config;
+use flint_shared::config::{Config, StorageFormat};
 use flint_shared::webhook::sign::generate_secret;
 use flint_testkit::poll_until;
 use serde_json::{Value, json};
@@ -17,6 +17,7 @@ use crate::receiver::{Delivery, Receiver, Reply, verify_with_official_library};
 
 flint_testkit::in_both_layouts!(
     every_event_reaches_the_receiver_signed_as_the_official_library_verifies,
+    in_the_compact_format_the_created_event_is_delivered_as_it_was,
     a_delivery_is_retried_after_errors_and_a_timeout_until_the_receiver_accepts,
     a_receiver_down_for_a_while_gets_the_event_once_it_is_back,
     a_delivery_that_never_gets_through_is_dead_lettered_with_the_last_answer_and_replays,
@@ -94,10 +95,18 @@ async fn drained(queue: &[Queue]) {
     .await;
 }
 
-/// The `created` event, made from the payment's record until the payment changes, is delivered
-/// and listed as the payment was when created.
 async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifies() {
-    let s = hooks_stack(|_| {}).await;
+    every_event_reaches_the_receiver(StorageFormat::Json).await;
+}
+
+/// `[redis] storage_format = "compact"`: the `created` event, made from the payment's record
+/// until the payment changes, is delivered and listed as the payment was when created.
+async fn in_the_compact_format_the_created_event_is_delivered_as_it_was() {
+    every_event_reaches_the_receiver(StorageFormat::Compact).await;
+}
+
+async fn every_event_reaches_the_receiver(format: StorageFormat) {
+    let s = hooks_stack(|c| c.redis.storage_format = format).await;
     let rx = Receiver::start().await;
     let made = endpoint(&s, &rx.url(), json!(["*"])).await;
     let secret = made["secret"].as_str().unwrap();

@@ -5,18 +5,18 @@
 use std::collections::HashMap;
 
 use super::{StoreError, codec};
+use crate::config::StorageFormat;
 use crate::ids::{EventId, PaymentId};
 use crate::payment::event::{encode, encode_all};
 use crate::payment::{EventKind, Payment};
 
-/// The constants of `lua/events.lua`: FE_KINDS, the event type names that the code in a
-/// payment's `e` field indexes (from 0, in [`EventKind::ALL`]'s order; Lua's tables count from
-/// 1), and the id prefixes by which a `created` event's id names its payment
-/// ([`EventId::created_of`]).
+/// The constants of `lua/events.lua`: FE_KINDS, the event type names by their code in a
+/// payment's timeline ([`EventKind::code`], plus one: Lua's tables count from 1), and the id
+/// prefixes by which a `created` event's id names its payment ([`EventId::created_of`]).
 pub(super) fn constants_lua() -> String {
     let names: Vec<String> = EventKind::ALL
         .iter()
-        .map(|k| format!("'{}'", k.as_str()))
+        .map(|k| format!("[{}] = '{}'", u16::from(k.code()) + 1, k.as_str()))
         .collect();
     format!(
         "local FE_KINDS = {{{}}}\nlocal FE_EVENT_PREFIX, FE_PAYMENT_PREFIX = '{}', '{}'",
@@ -26,14 +26,8 @@ pub(super) fn constants_lua() -> String {
     )
 }
 
-fn kind_code(kind: EventKind) -> usize {
-    EventKind::ALL
-        .iter()
-        .position(|&k| k == kind)
-        .expect("ALL lists every kind")
-}
-
-/// A payment's `e` field: `<id>:<code>` for each of its events, oldest first, comma-separated.
+/// A payment's timeline: `<id>:<code>` for each of its events, oldest first, comma-separated
+/// (`lua/events.lua` keeps it in pieces).
 pub(super) fn timeline(payment: &Payment) -> String {
     let mut out = String::with_capacity(payment.events.len() * 32);
     for (n, e) in payment.events.iter().enumerate() {
@@ -42,9 +36,25 @@ pub(super) fn timeline(payment: &Payment) -> String {
         }
         out.push_str(e.id.as_str());
         out.push(':');
-        out.push_str(&kind_code(e.kind).to_string());
+        out.push_str(&e.kind.code().to_string());
     }
     out
+}
+
+/// `json` as written in `format`.
+pub(super) fn stored(format: StorageFormat, json: &str) -> Vec<u8> {
+    match format {
+        StorageFormat::Json => json.as_bytes().to_vec(),
+        StorageFormat::Compact => codec::pack(json),
+    }
+}
+
+/// The scripts' name of `format` (`lua/documents.lua`).
+pub(super) fn mode(format: StorageFormat) -> &'static str {
+    match format {
+        StorageFormat::Json => "json",
+        StorageFormat::Compact => "compact",
+    }
 }
 
 /// A payment's hash, as `HGETALL` gave it.
@@ -128,5 +138,36 @@ pub(super) fn json_of_document(
                 _ => Err(codec::CodecError::NotCreatedEvent(id.to_owned()).into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A timeline's codes are stored: each kind keeps its code for good.
+    #[test]
+    fn each_kind_keeps_its_code() {
+        let codes: Vec<(u8, &str)> = EventKind::ALL
+            .iter()
+            .map(|k| (k.code(), k.as_str()))
+            .collect();
+        assert_eq!(
+            codes,
+            [
+                (0, "off_session_payment.created"),
+                (1, "off_session_payment.attempt_started"),
+                (2, "off_session_payment.attempt_failed"),
+                (3, "off_session_payment.paused"),
+                (4, "off_session_payment.resumed"),
+                (5, "off_session_payment.succeeded"),
+                (6, "off_session_payment.failed"),
+                (7, "off_session_payment.canceled"),
+                (8, "off_session_payment.payment_method_switched"),
+                (9, "off_session_payment.requires_attention"),
+            ]
+        );
+        assert!(constants_lua().contains("[1] = 'off_session_payment.created'"));
+        assert!(constants_lua().contains("[10] = 'off_session_payment.requires_attention'"));
     }
 }

@@ -46,7 +46,7 @@ pub mod sweep;
 
 use std::time::Duration;
 
-use crate::config::WebhooksConfig;
+use crate::config::{StorageFormat, WebhooksConfig};
 use crate::partition::Partitions;
 use crate::payment::event::{encode, encode_all, recorded_since};
 use crate::payment::job::ChargeJob;
@@ -283,11 +283,12 @@ fn with_events(body: &str) -> Script {
 
 impl Layout {
     /// The events `payment` recorded since `before`, as `fe_write` takes them: the key
-    /// prefixes, a count, then id, type, creation time (ms), document and dispatch job for
-    /// each. A new payment's `created` event gets no document: it is made from the record
-    /// until that changes (see `lua/events.lua`).
+    /// prefixes, a count, then id, type, creation time (ms), document (in `format`) and
+    /// dispatch job for each. In the compact format a new payment's `created` event gets no
+    /// document: it is made from the record until that changes (see `lua/events.lua`).
     fn event_args(
         &self,
+        format: StorageFormat,
         tenant: &str,
         before: Option<&Payment>,
         payment: &Payment,
@@ -307,10 +308,10 @@ impl Layout {
             args.push(e.id.as_str().as_bytes().to_vec());
             args.push(e.kind.as_str().as_bytes().to_vec());
             args.push(e.created_at.unix_ms().to_string().into_bytes());
-            if before.is_none() && n == 0 {
+            if before.is_none() && n == 0 && format == StorageFormat::Compact {
                 args.push(Vec::new());
             } else {
-                args.push(codec::pack(&json));
+                args.push(documents::stored(format, &json));
             }
             args.push(
                 WebhookJob::Dispatch {
@@ -359,6 +360,8 @@ pub struct Store {
     scripts: Scripts,
     /// `[redis] min_replicas_acked` when above 0 ([`ack`]).
     acks: Option<ack::Acks>,
+    /// `[redis] storage_format`: how records and events are written (`lua/documents.lua`).
+    format: StorageFormat,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
 }
@@ -417,9 +420,16 @@ impl Store {
                 endpoints: Script::new(include_str!("lua/endpoints.lua")),
             },
             acks: None,
+            format: StorageFormat::Json,
             idempotency_ttl,
             retention,
         }
+    }
+
+    /// Writes records and events in `format` (`[redis] storage_format`); both are read.
+    pub fn with_storage_format(mut self, format: StorageFormat) -> Store {
+        self.format = format;
+        self
     }
 
     /// Acknowledged writes wait until `replicas` replicas hold them, at most `timeout` each
@@ -523,7 +533,7 @@ impl Store {
         let (outcome, id): (String, String) = invocation
             .arg(fingerprint)
             .arg(payment.id.as_str())
-            .arg(codec::pack(&record))
+            .arg(documents::stored(self.format, &record))
             .arg(payment.created_at.unix_ms())
             .arg(self.idempotency_ttl.as_secs())
             .arg(due.unix_ms())
@@ -532,8 +542,9 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(layout.index_prefix())
+            .arg(documents::mode(self.format))
             .arg(documents::timeline(&payment))
-            .arg(layout.event_args(tenant, None, &payment, &snapshot)?)
+            .arg(layout.event_args(self.format, tenant, None, &payment, &snapshot)?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -638,10 +649,10 @@ impl Store {
             .first()
             .filter(|_| current.version == "1");
         let created_doc = match created {
-            Some(_) => codec::pack(&documents::created_event(
-                &current.tenant,
-                &current.payment,
-            )?),
+            Some(_) => documents::stored(
+                self.format,
+                &documents::created_event(&current.tenant, &current.payment)?,
+            ),
             None => Vec::new(),
         };
         // A payment that ends gives all its events the record's own backstop expiry.
@@ -652,7 +663,7 @@ impl Store {
         };
         let applied: Option<u64> = invocation
             .arg(&current.version)
-            .arg(codec::pack(&record))
+            .arg(documents::stored(self.format, &record))
             .arg(payment.status.as_str())
             .arg(payment.id.as_str())
             .arg(payment.created_at.unix_ms())
@@ -661,10 +672,17 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(layout.index_prefix())
+            .arg(documents::mode(self.format))
             .arg(documents::timeline(payment))
             .arg(created.map_or("", |e| e.id.as_str()))
             .arg(created_doc)
-            .arg(layout.event_args(&current.tenant, Some(&current.payment), payment, &snapshot)?)
+            .arg(layout.event_args(
+                self.format,
+                &current.tenant,
+                Some(&current.payment),
+                payment,
+                &snapshot,
+            )?)
             .arg(all_events.len())
             .arg(all_events)
             .invoke_async(&mut conn)

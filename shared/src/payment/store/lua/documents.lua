@@ -1,37 +1,59 @@
--- Documents (a payment's record, an event): bytes these scripts never look into (their
--- encoding is `codec.rs`'s), kept in the document's hash as pieces of at most FD_PIECE bytes:
--- k (their count) and d1…dk. So kept, a small hash keeps Redis's compact listpack encoding
--- (every value at most `hash-max-listpack-value`, 64 by default); one long value would turn it
--- into a hash table, several hundred bytes more. Earlier versions kept the JSON whole in d,
--- which reads as well.
+-- Documents (a payment's record, an event): bytes these scripts never look into, kept in the
+-- document's hash in one of two formats, which the writer chooses (its `mode`, from `[redis]
+-- storage_format`) and every reader reads:
+--   'compact'  the document as `codec.rs` encodes it, in pieces of at most FD_PIECE bytes:
+--              k (their count) and d1…dk. So kept, a small hash keeps Redis's compact listpack
+--              encoding (every value at most `hash-max-listpack-value`, 64 by default); one
+--              long value would turn it into a hash table, several hundred bytes more.
+--   'json'     the JSON whole in d, as versions before the compact format wrote and read it.
 local FD_PIECE = 64
 -- The fields one HMGET asks for: enough pieces for most documents.
 local FD_FIRST = 4
 local FD_READ = {'k', 'd', 't', 'p', 'd1', 'd2', 'd3', 'd4'}
 
--- How many pieces hold `doc`.
-local function fd_count(doc)
-  return math.ceil(#doc / FD_PIECE)
+-- How many pieces hold `s`.
+local function fd_count(s)
+  return math.ceil(#s / FD_PIECE)
 end
 
--- Appends the fields that hold `doc` to `fields` (HSET's field, value pairs); returns them.
-local function fd_fields(doc, fields)
-  local n = fd_count(doc)
+-- Appends to `fields` (HSET's field, value pairs) the pieces of `s`, named `name`1…, and
+-- their count, named `count`; returns them.
+local function fd_pieces(s, name, count, fields)
+  local n = fd_count(s)
   for i = 1, n do
-    fields[#fields + 1] = 'd' .. i
-    fields[#fields + 1] = string.sub(doc, (i - 1) * FD_PIECE + 1, i * FD_PIECE)
+    fields[#fields + 1] = name .. i
+    fields[#fields + 1] = string.sub(s, (i - 1) * FD_PIECE + 1, i * FD_PIECE)
   end
-  fields[#fields + 1] = 'k'
+  fields[#fields + 1] = count
   fields[#fields + 1] = n
   return fields
 end
 
--- The fields that a document of `old` pieces (0: none, or written whole in d) leaves behind
--- when one of `new` pieces replaces it, appended to `stale`.
-local function fd_stale(old, new, stale)
-  if old == 0 then stale[#stale + 1] = 'd' end
-  for i = new + 1, old do stale[#stale + 1] = 'd' .. i end
+-- Appends to `stale` the pieces named `name`1… that `new` pieces leave of `old`.
+local function fd_stale_pieces(name, new, old, stale)
+  for i = new + 1, old do stale[#stale + 1] = name .. i end
   return stale
+end
+
+-- Appends the fields that hold `doc` in `mode` to `fields`; returns them.
+local function fd_fields(mode, doc, fields)
+  if mode == 'json' then
+    fields[#fields + 1] = 'd'
+    fields[#fields + 1] = doc
+    return fields
+  end
+  return fd_pieces(doc, 'd', 'k', fields)
+end
+
+-- Appends to `stale` what the document `doc`, written in `mode`, leaves behind of the one it
+-- replaces (`old`: that one's piece count; 0 when it was whole in d).
+local function fd_stale(mode, doc, old, stale)
+  if mode == 'json' then
+    if old > 0 then stale[#stale + 1] = 'k' end
+    return fd_stale_pieces('d', 0, old, stale)
+  end
+  if old == 0 then stale[#stale + 1] = 'd' end
+  return fd_stale_pieces('d', fd_count(doc), old, stale)
 end
 
 -- The document of hash `key` (nil when it has none), and the hash's fields t and p (nil when

@@ -7,9 +7,11 @@
 --                                  none for a payment's `created` event while the payment has
 --                                  not changed (or, as a version before kept it, p: the
 --                                  payment's key, and t)
---   <payment>                      e: the ids and type codes of its events, oldest first
---                                  (`<id>:<code>,…`, a code indexing FE_KINDS from 0); l: set
---                                  while its `created` event is kept in it
+--   <payment>                      its timeline: the ids and type codes of its events, oldest
+--                                  first (`<id>:<code>,…`, a code indexing FE_KINDS from 0), in
+--                                  pieces ek (count), e1…; l: set while its `created` event is
+--                                  kept in it. Both 'compact' only: in 'json' the record's JSON
+--                                  has the timeline, and every event has its own key
 --   <event index>:<tenant>         sorted set: the tenant's event ids by creation time (ms)
 --   <event index>:<tenant>:ty:<t>  the same, per event type
 --   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
@@ -41,9 +43,10 @@ local function fe_find(events, id, payments)
   local doc, tenant, derived = fe_read(events .. id)
   if doc or tenant then return doc, tenant, derived end
   local payment = payments .. FE_PAYMENT_PREFIX .. string.sub(id, #FE_EVENT_PREFIX + 1)
-  local f = redis.call('HMGET', payment, 'l', 'e')
+  local f = redis.call('HMGET', payment, 'l', 'e1')
   if not f[1] or not f[2] then return nil, nil, false end
-  -- Its first event, the created one (code 0), must be this one.
+  -- Its first event, the created one (code 0), must be this one (the timeline's first piece
+  -- holds its first entry whole: an entry is shorter than a piece).
   local first = id .. ':0'
   local next_char = string.sub(f[2], #first + 1, #first + 1)
   if string.sub(f[2], 1, #first) ~= first or (next_char ~= '' and next_char ~= ',') then
@@ -58,8 +61,9 @@ end
 -- each. An empty document keeps the event in `payment` (the `created` event of a new payment,
 -- whose record is already written): it gets no key of its own.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
--- tenant has endpoints. Returns the index of the first ARGV after them.
-local function fe_write(tenant, first, webhooks, payment)
+-- tenant has endpoints; `mode`, the documents' format. Returns the index of the first ARGV
+-- after them.
+local function fe_write(mode, tenant, first, webhooks, payment)
   local events, index, endpoints = ARGV[first], ARGV[first + 1], ARGV[first + 2]
   local count = tonumber(ARGV[first + 3])
   local after = first + 4 + count * 5
@@ -72,7 +76,7 @@ local function fe_write(tenant, first, webhooks, payment)
     -- Events of one transition share a millisecond: a fraction keeps them in order.
     local created = tonumber(ARGV[at + 2]) + i / 1000
     if doc ~= '' then
-      redis.call('HSET', events .. id, unpack(fd_fields(doc, {'t', tenant})))
+      redis.call('HSET', events .. id, unpack(fd_fields(mode, doc, {'t', tenant})))
     end
     redis.call('ZADD', tenant_index, created, id)
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
@@ -83,12 +87,12 @@ end
 
 -- Writes the `created` event `id` in full (`doc`, of `tenant`) if the payment keeps it (`lazy`,
 -- its field l): called before the record changes. Adds l to `stale` when it did.
-local function fe_materialize(events, id, doc, tenant, lazy, stale)
+local function fe_materialize(mode, events, id, doc, tenant, lazy, stale)
   if not lazy then return end
   if doc == '' then error('the payment keeps its created event, and no document was given') end
   local key = events .. id
   redis.call('DEL', key)
-  redis.call('HSET', key, unpack(fd_fields(doc, {'t', tenant})))
+  redis.call('HSET', key, unpack(fd_fields(mode, doc, {'t', tenant})))
   stale[#stale + 1] = 'l'
 end
 
@@ -100,15 +104,31 @@ local function fe_expire(events, first, ttl)
   end
 end
 
--- Calls f(id, type) for each event of the payment, oldest first.
+-- Appends to `fields` the timeline `timeline` of a payment written in `mode`, and to `stale`
+-- what it leaves of the timeline before (`old`: that one's piece count, 0 for none).
+local function fe_timeline(mode, timeline, old, fields, stale)
+  if mode == 'json' then
+    if old > 0 then stale[#stale + 1] = 'ek' end
+    fd_stale_pieces('e', 0, old, stale)
+    return
+  end
+  fd_pieces(timeline, 'e', 'ek', fields)
+  fd_stale_pieces('e', fd_count(timeline), old, stale)
+end
+
+-- Calls f(id, type) for each event of the payment, oldest first (type nil for a code this
+-- version does not know).
 local function fe_each(payment, f)
-  local fields = redis.call('HMGET', payment, 'e', 'd')
+  local fields = redis.call('HMGET', payment, 'ek', 'd')
   if fields[1] then
-    for id, code in string.gmatch(fields[1], '([^,:]+):(%d+)') do
+    local names = {}
+    for i = 1, tonumber(fields[1]) do names[i] = 'e' .. i end
+    local timeline = table.concat(redis.call('HMGET', payment, unpack(names)))
+    for id, code in string.gmatch(timeline, '([^,:]+):(%d+)') do
       f(id, FE_KINDS[tonumber(code) + 1])
     end
   elseif fields[2] then
-    -- Written by an earlier version: the record's JSON has the timeline.
+    -- Written as JSON: the record has the timeline.
     for _, e in ipairs(cjson.decode(fields[2]).events or {}) do f(e.id, e.type) end
   end
 end
@@ -119,6 +139,6 @@ local function fe_forget(payment, tenant, events, index)
   fe_each(payment, function(id, kind)
     redis.call('DEL', events .. id)
     redis.call('ZREM', tenant_index, id)
-    redis.call('ZREM', tenant_index .. ':ty:' .. kind, id)
+    if kind then redis.call('ZREM', tenant_index .. ':ty:' .. kind, id) end
   end)
 end
