@@ -288,9 +288,28 @@ pub struct BenchE2eArgs {
     /// three primaries and three replicas with three partitions (one per primary).
     #[arg(long)]
     pub cluster: bool,
+    /// How the API and the worker write payments (`[redis] storage_format`).
+    #[arg(long, value_enum, default_value = "json")]
+    pub storage_format: StorageArg,
     /// Print one JSON object per scenario instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `[redis] storage_format`, as a benchmark's option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StorageArg {
+    Json,
+    Compact,
+}
+
+impl From<StorageArg> for flint_shared::config::StorageFormat {
+    fn from(arg: StorageArg) -> Self {
+        match arg {
+            StorageArg::Json => flint_shared::config::StorageFormat::Json,
+            StorageArg::Compact => flint_shared::config::StorageFormat::Compact,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

@@ -329,7 +329,7 @@ async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(listed.payments, [current.payment.clone()]);
+    assert_eq!(listed.payments, std::slice::from_ref(&current.payment));
 
     let p = canceled(&read);
     store

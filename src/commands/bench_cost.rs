@@ -28,12 +28,13 @@ use anyhow::{Context, bail};
 use serde::Serialize;
 use serde_json::json;
 
-use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api};
+use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api_with};
 use super::bench_e2e::System;
 use super::bench_queue::commandstats;
 use super::local_redis::Layout;
 use super::redis_child::RedisChild;
 use crate::cli::BenchCostArgs;
+use flint_shared::config::StorageFormat;
 
 /// Creates in flight, in both phases.
 const IN_FLIGHT: usize = 64;
@@ -58,6 +59,13 @@ const SCRIPTS: &[&str] = &[
 #[derive(Debug, Serialize)]
 struct Summary {
     redis_version: String,
+    /// One per `[redis] storage_format`, JSON (the baseline) first.
+    runs: Vec<Run>,
+}
+
+#[derive(Debug, Serialize)]
+struct Run {
+    storage_format: StorageFormat,
     memory: Memory,
     cpu: Cpu,
 }
@@ -137,12 +145,22 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     if customers == 0 {
         bail!("--customers must be at least 1");
     }
-    let (redis_version, memory) = memory(args.pending, customers).await?;
-    let cpu = cpu(args.payments).await?;
+    // Each format on its own fresh redis-server, one after the other.
+    let mut runs = Vec::new();
+    let mut redis_version = String::new();
+    for format in [StorageFormat::Json, StorageFormat::Compact] {
+        let (version, memory) = memory(args.pending, customers, format).await?;
+        let cpu = cpu(args.payments, format).await?;
+        redis_version = version;
+        runs.push(Run {
+            storage_format: format,
+            memory,
+            cpu,
+        });
+    }
     let summary = Summary {
         redis_version,
-        memory,
-        cpu,
+        runs,
     };
     if args.json {
         println!("{}", serde_json::to_string(&summary)?);
@@ -152,10 +170,14 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn memory(pending: usize, customers: usize) -> anyhow::Result<(String, Memory)> {
+async fn memory(
+    pending: usize,
+    customers: usize,
+    format: StorageFormat,
+) -> anyhow::Result<(String, Memory)> {
     let redis = RedisChild::start()?;
     let mut conn = connect(&redis).await?;
-    let api = start_api(&redis.url()).await?;
+    let api = start_api_with(&redis.url(), |c| c.redis.storage_format = format).await?;
     let base = format!("{api}/v1/off_session_payments");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(IN_FLIGHT)
@@ -280,8 +302,8 @@ fn kind(key: &str) -> String {
         .join(":")
 }
 
-async fn cpu(payments: usize) -> anyhow::Result<Cpu> {
-    let system = System::start(Layout::Standalone).await?;
+async fn cpu(payments: usize, format: StorageFormat) -> anyhow::Result<Cpu> {
+    let system = System::start(Layout::Standalone, format).await?;
     let redis = system.redis.standalone()?;
     let mut conn = connect(redis).await?;
     let idle_from = (Instant::now(), cpu_seconds(&mut conn).await?);
@@ -410,12 +432,13 @@ async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
     Ok(())
 }
 
-fn print(s: &Summary) {
-    let m = &s.memory;
+fn print_run(redis_version: &str, r: &Run) {
+    println!("[redis] storage_format = {:?}", r.storage_format);
+    let m = &r.memory;
     println!(
         "Memory per pending payment: {} payments for {} customers created through the API \
          ({:.0}/s, {IN_FLIGHT} in flight), due in {} days, no worker; redis-server {}",
-        m.pending, m.customers, m.creates_per_sec, m.due_in_days, s.redis_version
+        m.pending, m.customers, m.creates_per_sec, m.due_in_days, redis_version
     );
     println!(
         "  used_memory {:.1} MB → {:.1} MB: {:.0} bytes per pending payment (used_memory_rss: {:.0})",
@@ -444,7 +467,7 @@ fn print(s: &Summary) {
     );
     println!("  (kinds with more keys than sampled are estimated: mean of the sample × keys)");
 
-    let c = &s.cpu;
+    let c = &r.cpu;
     println!();
     println!(
         "Redis CPU per payment: {} payments due now, created through the API, then settled by one \
@@ -491,4 +514,23 @@ fn print(s: &Summary) {
         "  (a script's time includes the commands it runs, which also have their own rows: the \
          rows do not add up)"
     );
+}
+
+fn print(s: &Summary) {
+    for run in &s.runs {
+        print_run(&s.redis_version, run);
+        println!();
+    }
+    if let [json, compact] = &s.runs[..] {
+        println!(
+            "compact against json, same run: memory {:.0} / {:.0} bytes per pending payment ({:.2}×), \
+             Redis CPU {:.1} / {:.1} µs per payment ({:.2}×)",
+            compact.memory.bytes_per_payment,
+            json.memory.bytes_per_payment,
+            compact.memory.bytes_per_payment / json.memory.bytes_per_payment,
+            compact.cpu.redis_cpu_us_per_payment,
+            json.cpu.redis_cpu_us_per_payment,
+            compact.cpu.redis_cpu_us_per_payment / json.cpu.redis_cpu_us_per_payment,
+        );
+    }
 }

@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flint_shared::config::{Config, FaultConfig, Secret, TenantConfig};
+use flint_shared::config::{Config, FaultConfig, Secret, StorageFormat, TenantConfig};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -30,6 +30,8 @@ struct Row {
     scenario: String,
     /// `standalone`, or `cluster` (three primaries, three partitions).
     redis: &'static str,
+    /// `[redis] storage_format` of the API and the worker.
+    storage_format: StorageFormat,
     payments: usize,
     concurrency: usize,
     /// The fleet's processor rate limit the worker ran with (per second).
@@ -60,7 +62,16 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
         // Each scenario on every layout in turn, so that their ratio compares like with like
         // on a machine whose speed drifts.
         for &layout in layouts {
-            rows.push(scenario(layout, args.payments, concurrency, latency_ms).await?);
+            rows.push(
+                scenario(
+                    layout,
+                    args.storage_format.into(),
+                    args.payments,
+                    concurrency,
+                    latency_ms,
+                )
+                .await?,
+            );
         }
     }
     if args.json {
@@ -68,6 +79,7 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(r)?);
         }
     } else {
+        println!("[redis] storage_format = {:?}", args.storage_format);
         println!(
             "{:<26} {:<10} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}  Redis µs/payment (each primary)",
             "scenario",
@@ -106,11 +118,12 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
 
 async fn scenario(
     layout: Layout,
+    format: StorageFormat,
     payments: usize,
     concurrency: usize,
     latency_ms: u64,
 ) -> anyhow::Result<Row> {
-    let system = System::start(layout).await?;
+    let system = System::start(layout, format).await?;
     system.set_latency(latency_ms).await?;
     system.create(payments).await?;
 
@@ -168,6 +181,7 @@ async fn scenario(
     };
     let bound = (latency_ms > 0).then(|| concurrency as f64 / (latency_ms as f64 / 1000.0));
     Ok(Row {
+        storage_format: format,
         scenario: if latency_ms == 0 {
             "instant sandbox".into()
         } else {
@@ -200,10 +214,12 @@ pub(super) struct System {
     digest: String,
     /// Customer id and saved card of each customer.
     customers: Vec<(String, String)>,
+    /// How the API and the worker write payments.
+    format: StorageFormat,
 }
 
 impl System {
-    pub(super) async fn start(layout: Layout) -> anyhow::Result<System> {
+    pub(super) async fn start(layout: Layout, format: StorageFormat) -> anyhow::Result<System> {
         let redis = LocalRedis::start(layout).await?;
         let sandbox_config = flint_shared::config::SandboxConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -217,6 +233,7 @@ impl System {
         let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
         let mut config = Config::default();
         redis.configure(&mut config);
+        config.redis.storage_format = format;
         config.enqueuer.listen = "127.0.0.1:0".parse()?;
         config.enqueuer.rate_limit_per_second = 1_000_000;
         config.enqueuer.rate_limit_burst = 1_000_000;
@@ -260,6 +277,7 @@ impl System {
             api_url,
             digest,
             customers,
+            format,
         })
     }
 
@@ -315,6 +333,13 @@ impl System {
             .arg("--config")
             .arg(&file)
             .args(["worker", "--listen", "127.0.0.1:0"])
+            .env(
+                "FLINT__REDIS__STORAGE_FORMAT",
+                match self.format {
+                    StorageFormat::Json => "json",
+                    StorageFormat::Compact => "compact",
+                },
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
