@@ -24,8 +24,26 @@ fn bench_cost_reports_memory_and_cpu_per_payment() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = summary["runs"].as_array().unwrap();
+    let formats: Vec<&str> = runs
+        .iter()
+        .map(|r| r["storage_format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["json", "compact"]);
+    let bytes = |r: &Value| r["memory"]["bytes_per_payment"].as_f64().unwrap();
+    assert!(
+        bytes(&runs[1]) < bytes(&runs[0]),
+        "compact {} bytes, json {}",
+        bytes(&runs[1]),
+        bytes(&runs[0])
+    );
+    for run in runs {
+        check_run(run);
+    }
+}
 
-    let memory = &summary["memory"];
+fn check_run(run: &Value) {
+    let memory = &run["memory"];
     let bytes = memory["bytes_per_payment"].as_f64().unwrap();
     assert!((100.0..100_000.0).contains(&bytes), "{memory}");
     let kinds = memory["kinds"].as_array().unwrap();
@@ -34,7 +52,7 @@ fn bench_cost_reports_memory_and_cpu_per_payment() {
         "no payment records among {kinds:?}"
     );
 
-    let cpu = &summary["cpu"];
+    let cpu = &run["cpu"];
     assert!(
         cpu["redis_cpu_us_per_payment"].as_f64().unwrap() > 0.0,
         "{cpu}"

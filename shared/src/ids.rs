@@ -3,7 +3,8 @@
 //! Ids are what tenants hold on to and put in URLs, so they must not be enumerable: each carries
 //! 24 base62 characters from a cryptographically secure generator (about 143 bits), after a
 //! type prefix that makes a misplaced id obvious in logs (`osp_` for a payment, `evt_` for an
-//! event), as Stripe's ids do.
+//! event), as Stripe's ids do. A payment's `created` event has its payment's 24 characters
+//! ([`EventId::created_of`]): as unguessable, but not independent of the payment's id.
 
 use std::fmt;
 

@@ -472,3 +472,96 @@ async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other(
         assert_eq!(keys, Vec::<String>::new(), "{pattern}");
     }
 }
+
+/// A payment written compact that still keeps its `created` event, changed by a JSON writer:
+/// the event is written in full, as JSON, with the bytes it read as before, and the record
+/// keeps nothing of the compact form.
+#[tokio::test]
+async fn a_json_writer_changing_a_compact_payment_writes_its_created_event_in_full() {
+    let redis = RedisServer::start();
+    let compact_store = store(&redis);
+    let json_store = store_in(&redis, StorageFormat::Json);
+    let mut conn = connect(&redis).await;
+    let (id, _) = create(&compact_store, json!({})).await;
+    let created = EventId::created_of(&id).to_string();
+    let before = read_every_way(&json_store, &id, &created).await;
+    let (_, read) = json_store.get_any(id.as_str()).await.unwrap().unwrap();
+    assert!(read.keeps_created);
+    let p = canceled(&read);
+    json_store
+        .transition(&read, &p, JobAction::Unschedule, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    let event = event_key(&created);
+    assert_eq!(
+        fields(&mut conn, &event, &["d", "t", "k"]).await,
+        [Some(before.clone()), Some("acme".to_owned()), None]
+    );
+    let names: Vec<String> = redis::cmd("HKEYS")
+        .arg(payment_key(&id))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["c", "d", "s", "t", "v"]);
+    assert_eq!(read_every_way(&compact_store, &id, &created).await, before);
+}
+
+/// An event type this version does not know (written by a later one) in a payment's timeline
+/// leaves the others' types where they are.
+#[tokio::test]
+async fn an_unknown_event_type_misfiles_no_other_event() {
+    let redis = RedisServer::start();
+    let store = store(&redis);
+    let mut conn = connect(&redis).await;
+    let (id, current) = create(&store, json!({})).await;
+    let mut p = current.payment.clone();
+    p.record(
+        EventKind::AttemptStarted,
+        Some("attempt 1".into()),
+        Timestamp::now(),
+    );
+    p.record(
+        EventKind::AttemptFailed,
+        Some("card_declined".into()),
+        Timestamp::now(),
+    );
+    store
+        .transition(&current, &p, JobAction::None, Timestamp::now())
+        .await
+        .unwrap()
+        .unwrap();
+    // The attempt_started event's code, as a later version's new kind would read to this one.
+    let timeline: Vec<String> = p
+        .events
+        .iter()
+        .zip(["0", "42", "2"])
+        .map(|(e, code)| format!("{}:{code}", e.id))
+        .collect();
+    let () = redis::cmd("HSET")
+        .arg(payment_key(&id))
+        .arg("ek")
+        .arg(1)
+        .arg("e1")
+        .arg(timeline.join(","))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let failed = store
+        .events(
+            "acme",
+            EventFilter {
+                kind: Some(EventKind::AttemptFailed),
+                payment: Some(id.as_str()),
+            },
+            10,
+            None,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let ids: Vec<String> = failed.events.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, [p.events[2].id.to_string()]);
+}

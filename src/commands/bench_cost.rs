@@ -433,7 +433,7 @@ async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
 }
 
 fn print_run(redis_version: &str, r: &Run) {
-    println!("[redis] storage_format = {:?}", r.storage_format);
+    println!("[redis] storage_format = {}", r.storage_format.as_str());
     let m = &r.memory;
     println!(
         "Memory per pending payment: {} payments for {} customers created through the API \

@@ -79,7 +79,10 @@ pub async fn run(args: &BenchE2eArgs) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(r)?);
         }
     } else {
-        println!("[redis] storage_format = {:?}", args.storage_format);
+        println!(
+            "[redis] storage_format = {}",
+            StorageFormat::from(args.storage_format).as_str()
+        );
         println!(
             "{:<26} {:<10} {:>8} {:>6} {:>10} {:>10} {:>10} {:>7} {:>8}  Redis µs/payment (each primary)",
             "scenario",
@@ -333,13 +336,7 @@ impl System {
             .arg("--config")
             .arg(&file)
             .args(["worker", "--listen", "127.0.0.1:0"])
-            .env(
-                "FLINT__REDIS__STORAGE_FORMAT",
-                match self.format {
-                    StorageFormat::Json => "json",
-                    StorageFormat::Compact => "compact",
-                },
-            )
+            .env("FLINT__REDIS__STORAGE_FORMAT", self.format.as_str())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)

@@ -116,6 +116,16 @@ pub enum StorageFormat {
     Compact,
 }
 
+impl StorageFormat {
+    /// Its name, as configured (and as the store's scripts take it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageFormat::Json => "json",
+            StorageFormat::Compact => "compact",
+        }
+    }
+}
+
 /// The most `min_replicas_acked` may ask for.
 pub const MAX_REPLICAS_ACKED: u32 = 10;
 /// The longest `min_replicas_timeout_ms`.

@@ -371,6 +371,7 @@ impl<P: Processor> Pipeline<P> {
                     payment: p,
                     version,
                     tenant: std::mem::take(&mut current.tenant),
+                    keeps_created: false,
                 };
                 return Ok(None);
             }

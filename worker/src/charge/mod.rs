@@ -126,6 +126,7 @@ impl<P: Processor> Pipeline<P> {
                         payment: p,
                         version,
                         tenant: current.tenant,
+                        keeps_created: false,
                     }
                 }
                 // Moved meanwhile (a cancel, a resume): the record says what comes next.

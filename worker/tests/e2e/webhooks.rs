@@ -97,12 +97,65 @@ async fn drained(queue: &[Queue]) {
 
 async fn every_event_reaches_the_receiver_signed_as_the_official_library_verifies() {
     every_event_reaches_the_receiver(StorageFormat::Json).await;
+    every_event_reaches_the_receiver(StorageFormat::Compact).await;
 }
 
-/// `[redis] storage_format = "compact"`: the `created` event, made from the payment's record
-/// until the payment changes, is delivered and listed as the payment was when created.
+/// `[redis] storage_format = "compact"`: a pending payment's `created` event has no key of its
+/// own and is made from the payment's record; it is delivered, redelivered, and after the
+/// payment changes (when it is written in full) redelivered again with the same bytes, each
+/// time signed as the official library verifies.
 async fn in_the_compact_format_the_created_event_is_delivered_as_it_was() {
-    every_event_reaches_the_receiver(StorageFormat::Compact).await;
+    let s = hooks_stack(|c| c.redis.storage_format = StorageFormat::Compact).await;
+    let rx = Receiver::start().await;
+    let made = endpoint(&s, &rx.url(), json!(["*"])).await;
+    let secret = made["secret"].as_str().unwrap().to_owned();
+    let id = s.pay("cus_none", None, scheduled()).await;
+    let first = received(&rx, 1).await.remove(0);
+    assert_eq!(first.event()["type"], "off_session_payment.created");
+    let partitions =
+        flint_shared::partition::Partitions::new(&s.config.queue.name, s.config.queue.partitions);
+    let prefix = format!("flint:{{{}}}", partitions.tag(partitions.of_payment(&id)));
+    let mut redis = redis::Client::open(s.redis.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let event_key = format!("{prefix}:evt:{}", first.id);
+    let (exists, kept): (u64, Option<String>) = redis::pipe()
+        .cmd("EXISTS")
+        .arg(&event_key)
+        .cmd("HGET")
+        .arg(format!("{prefix}:pay:{id}"))
+        .arg("l")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!((exists, kept.is_some()), (0, true), "kept in the payment");
+
+    let again = s
+        .post(&format!("/v1/events/{}/redeliver", first.id), json!({}))
+        .await;
+    assert_eq!(again["object"], "event_redelivery", "{again}");
+    let second = received(&rx, 2).await.remove(1);
+    assert_eq!(second.body, first.body);
+
+    let canceled = s
+        .post(&format!("/v1/off_session_payments/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled["status"], "canceled", "{canceled}");
+    let exists: u64 = redis::cmd("EXISTS")
+        .arg(&event_key)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(exists, 1, "written in full once the payment changed");
+    s.post(&format!("/v1/events/{}/redeliver", first.id), json!({}))
+        .await;
+    let all = received(&rx, 4).await;
+    let created: Vec<&Delivery> = all.iter().filter(|d| d.id == first.id).collect();
+    assert_eq!(created.len(), 3, "{all:?}");
+    assert!(created.iter().all(|d| d.body == first.body));
+    verify_with_official_library(&secret, &all, true);
 }
 
 async fn every_event_reaches_the_receiver(format: StorageFormat) {

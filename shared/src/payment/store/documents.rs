@@ -27,8 +27,11 @@ pub(super) fn constants_lua() -> String {
 }
 
 /// A payment's timeline: `<id>:<code>` for each of its events, oldest first, comma-separated
-/// (`lua/events.lua` keeps it in pieces).
-pub(super) fn timeline(payment: &Payment) -> String {
+/// (`lua/events.lua` keeps it in pieces); empty in the JSON format, which does not keep it.
+pub(super) fn timeline(format: StorageFormat, payment: &Payment) -> String {
+    if format == StorageFormat::Json {
+        return String::new();
+    }
     let mut out = String::with_capacity(payment.events.len() * 32);
     for (n, e) in payment.events.iter().enumerate() {
         if n > 0 {
@@ -49,14 +52,6 @@ pub(super) fn stored(format: StorageFormat, json: &str) -> Vec<u8> {
     }
 }
 
-/// The scripts' name of `format` (`lua/documents.lua`).
-pub(super) fn mode(format: StorageFormat) -> &'static str {
-    match format {
-        StorageFormat::Json => "json",
-        StorageFormat::Compact => "compact",
-    }
-}
-
 /// A payment's hash, as `HGETALL` gave it.
 #[derive(Debug, Default)]
 pub(super) struct Record {
@@ -64,6 +59,8 @@ pub(super) struct Record {
     pub document: Option<Vec<u8>>,
     pub tenant: Option<String>,
     pub version: Option<String>,
+    /// Field l: the record keeps its payment's `created` event.
+    pub keeps_created: bool,
 }
 
 impl Record {
@@ -87,6 +84,7 @@ impl Record {
         };
         Ok(Record {
             document,
+            keeps_created: fields.contains_key("l"),
             tenant: fields.remove("t").map(text).transpose()?,
             version: fields.remove("v").map(text).transpose()?,
         })

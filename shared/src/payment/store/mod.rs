@@ -7,7 +7,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `flint:{q}:pay:<id>` | hash | the record ([`Payment`]) as a document (`k`, `d1`…: [`codec`], `lua/documents.lua`), `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `e` its events' ids and types, `r` repairs by the sweeper, `l` set while its `created` event is made from the record |
+//! | `flint:{q}:pay:<id>` | hash | the record ([`Payment`]) as a document (`[redis] storage_format`: `d` its JSON, or compact `k`, `d1`…: [`codec`], `lua/documents.lua`), `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper; compact only: `ek`, `e1`… its events' ids and types, `l` set while it keeps its `created` event |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
@@ -15,7 +15,7 @@
 //! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
-//! | `flint:{q}:evt:<id>` | hash | the event ([`Event`]) as a document, `t` tenant; a `created` event whose payment has not changed has `p`, the payment's key, instead (`lua/events.lua`) |
+//! | `flint:{q}:evt:<id>` | hash | the event ([`Event`]) as a document, `t` tenant; none, in the compact format, for a `created` event its payment keeps (its id names the payment: `lua/events.lua`) |
 //! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
@@ -139,6 +139,9 @@ pub struct Versioned {
     pub version: String,
     /// The tenant whose payment it is.
     pub tenant: String,
+    /// The record keeps the payment's `created` event (written compact and unchanged since):
+    /// its next change writes the event in full first. False after any transition.
+    pub keeps_created: bool,
 }
 
 /// What a transition does to the charge job.
@@ -542,8 +545,8 @@ impl Store {
             .arg(tenant)
             .arg(customer_digest(&payment.customer))
             .arg(layout.index_prefix())
-            .arg(documents::mode(self.format))
-            .arg(documents::timeline(&payment))
+            .arg(self.format.as_str())
+            .arg(documents::timeline(self.format, &payment))
             .arg(layout.event_args(self.format, tenant, None, &payment, &snapshot)?)
             .invoke_async(&mut conn)
             .await?;
@@ -605,6 +608,7 @@ impl Store {
                     payment: serde_json::from_str(&codec::unpack(&d)?)?,
                     version: v,
                     tenant: t,
+                    keeps_created: record.keeps_created,
                 },
             ))),
             _ => Ok(None),
@@ -642,12 +646,12 @@ impl Store {
             invocation.key(key);
         }
         let (record, snapshot) = encode(payment)?;
-        // The first change of a record made by create writes its `created` event in full.
+        // The first change of a record that keeps its `created` event writes it in full.
         let created = current
             .payment
             .events
             .first()
-            .filter(|_| current.version == "1");
+            .filter(|_| current.keeps_created);
         let created_doc = match created {
             Some(_) => documents::stored(
                 self.format,
@@ -672,8 +676,8 @@ impl Store {
             .arg(action.as_str())
             .arg(ChargeJob::new(payment.id.clone()).payload())
             .arg(layout.index_prefix())
-            .arg(documents::mode(self.format))
-            .arg(documents::timeline(payment))
+            .arg(self.format.as_str())
+            .arg(documents::timeline(self.format, payment))
             .arg(created.map_or("", |e| e.id.as_str()))
             .arg(created_doc)
             .arg(layout.event_args(

@@ -30,6 +30,6 @@ redis.call('ZADD', tenant_index .. ':st:pending', created, id)
 redis.call('ZADD', customer_index, created, id)
 redis.call('ZADD', customer_index .. ':st:pending', created, id)
 redis.call('ZADD', KEYS[7], 0, id)
-fe_write(mode, tenant, 14, fq_queue(8), KEYS[2])
+fe_write(mode, tenant, 14, fq_queue(8))
 fq_push(fq_queue(3), id, tonumber(ARGV[6]), tonumber(ARGV[8]), ARGV[7])
 return {'created', id}

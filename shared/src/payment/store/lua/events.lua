@@ -4,9 +4,9 @@
 -- id prefixes), and the queue's jobs.lua where they push jobs).
 --
 --   <events>:<id>                  hash: the event's document (documents.lua) and t (tenant);
---                                  none for a payment's `created` event while the payment has
---                                  not changed (or, as a version before kept it, p: the
---                                  payment's key, and t)
+--                                  in 'compact', none for a payment's `created` event while
+--                                  the payment has not changed (or, as a development build
+--                                  kept it, p: the payment's key, and t)
 --   <payment>                      its timeline: the ids and type codes of its events, oldest
 --                                  first (`<id>:<code>,…`, a code indexing FE_KINDS from 0), in
 --                                  pieces ek (count), e1…; l: set while its `created` event is
@@ -58,12 +58,12 @@ end
 
 -- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
 -- endpoints prefix, a count, then id, type, created_ms, document and dispatch job payload for
--- each. An empty document keeps the event in `payment` (the `created` event of a new payment,
--- whose record is already written): it gets no key of its own.
+-- each. An event with an empty document is kept in its payment (the `created` event of a new
+-- payment, whose record is already written): it gets no key of its own.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
 -- tenant has endpoints; `mode`, the documents' format. Returns the index of the first ARGV
 -- after them.
-local function fe_write(mode, tenant, first, webhooks, payment)
+local function fe_write(mode, tenant, first, webhooks)
   local events, index, endpoints = ARGV[first], ARGV[first + 1], ARGV[first + 2]
   local count = tonumber(ARGV[first + 3])
   local after = first + 4 + count * 5
@@ -119,11 +119,15 @@ end
 -- Calls f(id, type) for each event of the payment, oldest first (type nil for a code this
 -- version does not know).
 local function fe_each(payment, f)
-  local fields = redis.call('HMGET', payment, 'ek', 'd')
+  local fields = redis.call('HMGET', payment, 'ek', 'd', 'e')
+  local timeline = fields[3]
   if fields[1] then
     local names = {}
     for i = 1, tonumber(fields[1]) do names[i] = 'e' .. i end
-    local timeline = table.concat(redis.call('HMGET', payment, unpack(names)))
+    timeline = table.concat(redis.call('HMGET', payment, unpack(names)))
+  end
+  if timeline then
+    -- (Whole in e: as a development build kept it before the pieces.)
     for id, code in string.gmatch(timeline, '([^,:]+):(%d+)') do
       f(id, FE_KINDS[tonumber(code) + 1])
     end

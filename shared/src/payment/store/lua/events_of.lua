@@ -6,10 +6,12 @@
 -- one of its events, else {'ok', has_more (0|1), then id, form and document of each event}
 -- (form: see list.lua).
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return {'missing'} end
-local ids, kinds = {}, {}
+local ids, kinds, n = {}, {}, 0
 fe_each(KEYS[1], function(id, kind)
-  ids[#ids + 1] = id
-  kinds[#kinds + 1] = kind
+  -- kind may be nil (a type this version does not know): count, so the two stay aligned.
+  n = n + 1
+  ids[n] = id
+  kinds[n] = kind
 end)
 local i = #ids
 if ARGV[4] ~= '' then

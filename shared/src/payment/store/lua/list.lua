@@ -6,8 +6,8 @@
 -- KEYS: index, the tenant's index of all its payments (or events: where a cursor's position
 --       is kept)
 -- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
---       (`flint:{q}:pay:` or `flint:{q}:evt:`; payments and events alike are read with
---       fe_read),
+--       (`flint:{q}:pay:` or `flint:{q}:evt:`; payments are read with fe_read, events with
+--       fe_find),
 --       the cursor's score ('' to look it up in KEYS[2]; given when the cursor lives in
 --       another partition, whose pages are merged with this one's), the payment key prefix
 --       when listing events ('' for payments: see fe_find)
