@@ -10,16 +10,17 @@ use crate::ids::{EventId, PaymentId};
 use crate::payment::event::{encode, encode_all};
 use crate::payment::{EventKind, Payment};
 
-/// The constants of `lua/events.lua`: FE_KINDS, the event type names by their code in a
-/// payment's timeline ([`EventKind::code`], plus one: Lua's tables count from 1), and the id
-/// prefixes by which a `created` event's id names its payment ([`EventId::created_of`]).
+/// The constants of `lua/events.lua`: `fe_kinds()`, the event type names by their code in a
+/// payment's timeline ([`EventKind::code`], plus one: Lua's tables count from 1; a function, so
+/// that only the script calls that read a timeline make the table), and the id prefixes by
+/// which a `created` event's id names its payment ([`EventId::created_of`]).
 pub(super) fn constants_lua() -> String {
     let names: Vec<String> = EventKind::ALL
         .iter()
         .map(|k| format!("[{}] = '{}'", u16::from(k.code()) + 1, k.as_str()))
         .collect();
     format!(
-        "local FE_KINDS = {{{}}}\nlocal FE_EVENT_PREFIX, FE_PAYMENT_PREFIX = '{}', '{}'",
+        "local function fe_kinds() return {{{}}} end\nlocal FE_EVENT_PREFIX, FE_PAYMENT_PREFIX = '{}', '{}'",
         names.join(", "),
         EventId::PREFIX,
         PaymentId::PREFIX

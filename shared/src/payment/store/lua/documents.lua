@@ -7,9 +7,10 @@
 --              long value would turn it into a hash table, several hundred bytes more.
 --   'json'     the JSON whole in d, as versions before the compact format wrote and read it.
 local FD_PIECE = 64
--- The fields one HMGET asks for: enough pieces for most documents.
+-- The fields one HMGET asks for: enough pieces for most documents. Made on first use: every
+-- call of a script runs this file, and a table made here would cost each one.
 local FD_FIRST = 4
-local FD_READ = {'k', 'd', 't', 'p', 'd1', 'd2', 'd3', 'd4'}
+local FD_READ = nil
 
 -- How many pieces hold `s`.
 local function fd_count(s)
@@ -59,6 +60,7 @@ end
 -- The document of hash `key` (nil when it has none), and the hash's fields t and p (nil when
 -- absent).
 local function fd_read(key)
+  FD_READ = FD_READ or {'k', 'd', 't', 'p', 'd1', 'd2', 'd3', 'd4'}
   local f = redis.call('HMGET', key, unpack(FD_READ))
   local doc = f[2]
   if not doc and f[1] then

@@ -1,6 +1,6 @@
 -- The payment store's events: the one definition of how an event is kept in Redis. The scripts
 -- that write a payment (create, transition) and those that read or forget its events start
--- with this file (after documents.lua, FE_KINDS, FE_EVENT_PREFIX and FE_PAYMENT_PREFIX (the
+-- with this file (after documents.lua, fe_kinds(), FE_EVENT_PREFIX and FE_PAYMENT_PREFIX (the
 -- id prefixes), and the queue's jobs.lua where they push jobs).
 --
 --   <events>:<id>                  hash: the event's document (documents.lua) and t (tenant);
@@ -8,7 +8,7 @@
 --                                  the payment has not changed (or, as a development build
 --                                  kept it, p: the payment's key, and t)
 --   <payment>                      its timeline: the ids and type codes of its events, oldest
---                                  first (`<id>:<code>,…`, a code indexing FE_KINDS from 0), in
+--                                  first (`<id>:<code>,…`, a code indexing fe_kinds() from 0), in
 --                                  pieces ek (count), e1…; l: set while its `created` event is
 --                                  kept in it. Both 'compact' only: in 'json' the record's JSON
 --                                  has the timeline, and every event has its own key
@@ -128,8 +128,9 @@ local function fe_each(payment, f)
   end
   if timeline then
     -- (Whole in e: as a development build kept it before the pieces.)
+    local kinds = fe_kinds()
     for id, code in string.gmatch(timeline, '([^,:]+):(%d+)') do
-      f(id, FE_KINDS[tonumber(code) + 1])
+      f(id, kinds[tonumber(code) + 1])
     end
   elseif fields[2] then
     -- Written as JSON: the record has the timeline.
