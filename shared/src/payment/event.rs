@@ -84,18 +84,24 @@ fn without_timeline(payment: &Payment) -> Payment {
     }
 }
 
-/// A payment's stored JSON and its snapshot (the same without the timeline), serialized once:
-/// the record is the snapshot with the timeline added as its last member.
+/// The payment's snapshot, as its events carry it: the payment without its timeline.
+pub fn snapshot(payment: &Payment) -> Result<Box<RawValue>, serde_json::Error> {
+    serde_json::value::to_raw_value(&without_timeline(payment))
+}
+
+/// A payment's stored JSON and its [`snapshot`], serialized once: the record is the snapshot
+/// with the timeline added as its last member.
 pub fn encode(payment: &Payment) -> Result<(String, Box<RawValue>), serde_json::Error> {
-    let snapshot = serde_json::to_string(&without_timeline(payment))?;
+    let snapshot = snapshot(payment)?;
+    let body = snapshot.get();
     let events = serde_json::to_string(&payment.events)?;
-    let mut record = String::with_capacity(snapshot.len() + events.len() + 12);
+    let mut record = String::with_capacity(body.len() + events.len() + 12);
     // The snapshot is a JSON object with at least its id: `{…}`.
-    record.push_str(&snapshot[..snapshot.len() - 1]);
+    record.push_str(&body[..body.len() - 1]);
     record.push_str(",\"events\":");
     record.push_str(&events);
     record.push('}');
-    Ok((record, RawValue::from_string(snapshot)?))
+    Ok((record, snapshot))
 }
 
 /// The JSON of the events a transition recorded (`events`, of `payment`, whose snapshot

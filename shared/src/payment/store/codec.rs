@@ -5,8 +5,8 @@
 //! 150. Documents written by earlier versions are plain JSON (they start with `{`) and are
 //! read as they are.
 //!
-//! Redis's scripts never look inside a document: what they need of one is kept beside it in
-//! fields of its own (status, tenant, version, its events' ids).
+//! Redis's scripts never look inside a compressed document: what they need of one is kept
+//! beside it in fields of its own (status, tenant, version, its events' ids).
 
 use std::cell::RefCell;
 use std::sync::OnceLock;

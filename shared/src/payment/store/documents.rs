@@ -1,13 +1,14 @@
 //! What the store keeps beside a document for its scripts, and what it makes from documents:
-//! a payment's record as read back, the `e` field naming its events, and the `created` event
-//! made from a record that has not changed since its create (see `lua/events.lua`).
+//! a payment's record as read back, its timeline (its events' ids and type codes), and the
+//! `created` event made from a record that has not changed since its create (see
+//! `lua/events.lua`).
 
 use std::collections::HashMap;
 
 use super::{StoreError, codec};
 use crate::config::StorageFormat;
 use crate::ids::{EventId, PaymentId};
-use crate::payment::event::{encode, encode_all};
+use crate::payment::event::{encode_all, snapshot};
 use crate::payment::{EventKind, Payment};
 
 /// The constants of `lua/events.lua`: `fe_kinds()`, the event type names by their code in a
@@ -95,14 +96,13 @@ impl Record {
 /// The JSON of `payment`'s `created` event (its first), of `tenant`: what the create would
 /// have written, made from the payment as the create wrote it.
 pub(super) fn created_event(tenant: &str, payment: &Payment) -> Result<String, serde_json::Error> {
-    let (_, snapshot) = encode(payment)?;
-    let mut events = encode_all(tenant, payment, &snapshot, payment.events.first())?;
+    let mut events = encode_all(tenant, payment, &snapshot(payment)?, payment.events.first())?;
     Ok(events.pop().unwrap_or_default())
 }
 
-/// How a script handed over a record's document (`lua/list.lua`).
+/// How a script handed over a record's document (`fe_form` in `lua/events.lua`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Form {
+enum Form {
     /// The record's own document.
     Own,
     /// The record of the payment whose unchanged `created` event this is.
@@ -110,7 +110,7 @@ pub(super) enum Form {
 }
 
 impl Form {
-    pub fn parse(form: &[u8]) -> Result<Form, StoreError> {
+    fn parse(form: &[u8]) -> Result<Form, StoreError> {
         match form {
             b"d" => Ok(Form::Own),
             b"p" => Ok(Form::CreatedFrom),
@@ -120,13 +120,14 @@ impl Form {
 }
 
 /// The JSON of record `id` (a payment, or an event) of `tenant`, from what a script handed
-/// over.
+/// over: its form and its document.
 pub(super) fn json_of_document(
     id: &str,
     tenant: &str,
-    form: Form,
+    form: &[u8],
     document: &[u8],
 ) -> Result<String, StoreError> {
+    let form = Form::parse(form)?;
     let json = codec::unpack(document)?;
     match form {
         Form::Own => Ok(json),

@@ -3,7 +3,7 @@
 //! (`lua/events.lua`).
 
 use super::codec::CodecError;
-use super::documents::{Form, json_of_document};
+use super::documents::json_of_document;
 use super::list::{Listing, records};
 use super::{Layout, Store, StoreError};
 use crate::payment::EventKind;
@@ -137,7 +137,7 @@ impl Store {
         for (p, fields) in found.into_iter().enumerate() {
             if let Ok([form, doc, tenant]) = <[Vec<u8>; 3]>::try_from(fields) {
                 let tenant = String::from_utf8(tenant).map_err(|_| CodecError::NotText)?;
-                let json = json_of_document(id, &tenant, Form::parse(&form)?, &doc)?;
+                let json = json_of_document(id, &tenant, &form, &doc)?;
                 return Ok(Some((p, json, tenant)));
             }
         }

@@ -3,7 +3,7 @@
 //! partitions each is asked for a page after the same cursor and the pages are merged
 //! ([`merge`]).
 
-use super::documents::{self, Form};
+use super::documents;
 use super::{Layout, Store, StoreError};
 use crate::payment::{Payment, Status};
 
@@ -220,7 +220,7 @@ fn json_of(
 ) -> Result<String, StoreError> {
     let form: Vec<u8> = redis::from_redis_value(form)?;
     let doc: Vec<u8> = redis::from_redis_value(doc)?;
-    documents::json_of_document(id, tenant, Form::parse(&form)?, &doc)
+    documents::json_of_document(id, tenant, &form, &doc)
 }
 
 /// The head of a page reply, `{'ok', has_more (0|1), …}`: whether more follow, and the rest.

@@ -30,6 +30,18 @@ local function fd_pieces(s, name, count, fields)
   return fields
 end
 
+-- Appends to `pieces` the pieces named `name``from`…`name``to` of hash `key`, in order (none
+-- when `to` < `from`); returns them.
+local function fd_get_pieces(key, name, from, to, pieces)
+  if to < from then return pieces end
+  local names = {}
+  for i = from, to do names[#names + 1] = name .. i end
+  for _, piece in ipairs(redis.call('HMGET', key, unpack(names))) do
+    pieces[#pieces + 1] = piece
+  end
+  return pieces
+end
+
 -- Appends to `stale` the pieces named `name`1… that `new` pieces leave of `old`.
 local function fd_stale_pieces(name, new, old, stale)
   for i = new + 1, old do stale[#stale + 1] = name .. i end
@@ -67,14 +79,7 @@ local function fd_read(key)
     local n = tonumber(f[1])
     local pieces = {}
     for i = 1, math.min(n, FD_FIRST) do pieces[i] = f[4 + i] end
-    if n > FD_FIRST then
-      local names = {}
-      for i = FD_FIRST + 1, n do names[#names + 1] = 'd' .. i end
-      for _, piece in ipairs(redis.call('HMGET', key, unpack(names))) do
-        pieces[#pieces + 1] = piece
-      end
-    end
-    doc = table.concat(pieces)
+    doc = table.concat(fd_get_pieces(key, 'd', FD_FIRST + 1, n, pieces))
   end
   return doc or nil, f[3] or nil, f[4] or nil
 end

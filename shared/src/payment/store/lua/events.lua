@@ -36,6 +36,13 @@ local function fe_read(key)
   return doc, tenant, false
 end
 
+-- How a reader hands over a document fe_read or fe_find gave (`derived`: whether it is the
+-- payment's record that a `created` event is made from): 'p' for that, else 'd'.
+local function fe_form(derived)
+  if derived then return 'p' end
+  return 'd'
+end
+
 -- fe_read for event `id`, its key under `events` (the event key prefix): an event with no key
 -- of its own is looked for as the `created` event kept in the payment its id names (key under
 -- `payments`, the payment key prefix).
@@ -122,9 +129,7 @@ local function fe_each(payment, f)
   local fields = redis.call('HMGET', payment, 'ek', 'd', 'e')
   local timeline = fields[3]
   if fields[1] then
-    local names = {}
-    for i = 1, tonumber(fields[1]) do names[i] = 'e' .. i end
-    timeline = table.concat(redis.call('HMGET', payment, unpack(names)))
+    timeline = table.concat(fd_get_pieces(payment, 'e', 1, tonumber(fields[1]), {}))
   end
   if timeline then
     -- (Whole in e: as a development build kept it before the pieces.)

@@ -4,7 +4,7 @@
 --       any), payment key prefix (see fe_find)
 -- Returns {'missing'} when the payment is not the tenant's, {'cursor'} when the cursor is not
 -- one of its events, else {'ok', has_more (0|1), then id, form and document of each event}
--- (form: see list.lua).
+-- (form: see fe_form).
 if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return {'missing'} end
 local ids, kinds, n = {}, {}, 0
 fe_each(KEYS[1], function(id, kind)
@@ -29,7 +29,7 @@ local out = {}
 while i >= 1 and #out <= limit do
   if ARGV[5] == '' or kinds[i] == ARGV[5] then
     local event, _, derived = fe_find(ARGV[2], ids[i], ARGV[6])
-    if event then out[#out + 1] = {ids[i], derived and 'p' or 'd', event} end
+    if event then out[#out + 1] = {ids[i], fe_form(derived), event} end
   end
   i = i - 1
 end

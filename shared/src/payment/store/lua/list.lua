@@ -12,8 +12,7 @@
 --       another partition, whose pages are merged with this one's), the payment key prefix
 --       when listing events ('' for payments: see fe_find)
 -- Returns {'missing'} when the cursor is not one of the tenant's records, else
--- {'ok', has_more (0|1), then id, score, form and document for each record}: form 'p' when
--- the document is the payment's record that a `created` event is made from, else 'd'.
+-- {'ok', has_more (0|1), then id, score, form (see fe_form) and document for each record}.
 -- Whether id `a` sorts before `b` as a sorted set orders members: byte by byte. (Lua's `<` on
 -- strings follows the server's collation locale, which need not be byte order.)
 local function before(a, b)
@@ -58,7 +57,7 @@ while #out <= limit and not ended and scanned < budget do
         redis.call('ZREM', KEYS[1], id)
         offset = offset - 1
       elseif tenant == ARGV[1] and #out <= limit then
-        out[#out + 1] = {id, score, derived and 'p' or 'd', record}
+        out[#out + 1] = {id, score, fe_form(derived), record}
       end
     end
   end
