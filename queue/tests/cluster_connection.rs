@@ -24,6 +24,27 @@ fn key_per_primary(cluster: &RedisCluster) -> Vec<(String, String)> {
     unreachable!()
 }
 
+/// Sets `key` to `value` through `conn` until that is answered, by `deadline` at the latest.
+async fn set_once_served(
+    conn: &mut impl redis::aio::ConnectionLike,
+    key: &str,
+    value: &str,
+    deadline: Instant,
+) {
+    loop {
+        let set: Result<(), _> = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .query_async(conn)
+            .await;
+        if set.is_ok() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{key} not served: {set:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails_fast() {
     let mut cluster = RedisCluster::start();
@@ -64,22 +85,13 @@ async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails
     let (mut cluster, _promoted) = failover.await.unwrap();
     assert!(writes > 10, "writes went on during the failover: {writes}");
     // The victim's slot is served again, by its promoted replica.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let set: Result<(), _> = redis::cmd("SET")
-            .arg(&victim_key)
-            .arg(1)
-            .query_async(&mut conn)
-            .await;
-        if set.is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{victim_key} not served: {set:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    set_once_served(
+        &mut conn,
+        &victim_key,
+        "1",
+        Instant::now() + Duration::from_secs(20),
+    )
+    .await;
 
     // Every node gone: within a few seconds commands fail at once instead of waiting.
     tokio::task::block_in_place(|| cluster.kill_all());
@@ -104,19 +116,13 @@ async fn one_lost_primary_leaves_the_other_slots_served_and_a_lost_cluster_fails
 
     // Back: the same connection serves again.
     tokio::task::block_in_place(|| cluster.start_all());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let set: Result<(), _> = redis::cmd("SET")
-            .arg(&survivors[0].0)
-            .arg("back")
-            .query_async(&mut conn)
-            .await;
-        if set.is_ok() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "not served again: {set:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    set_once_served(
+        &mut conn,
+        &survivors[0].0,
+        "back",
+        Instant::now() + Duration::from_secs(30),
+    )
+    .await;
 }
 
 /// The only configured node is lost while the cluster, its replica promoted, serves on: the
@@ -147,18 +153,7 @@ async fn losing_the_configured_node_leaves_a_healthy_cluster_served() {
     // Every slot is served again, through a connection whose only configured node is dead.
     let deadline = Instant::now() + Duration::from_secs(30);
     for (key, _) in &keys {
-        loop {
-            let set: Result<(), _> = redis::cmd("SET")
-                .arg(key)
-                .arg("after")
-                .query_async(&mut conn)
-                .await;
-            if set.is_ok() {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{key} not served: {set:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        set_once_served(&mut conn, key, "after", deadline).await;
     }
     // And stays served over several probes (a dropped connection could not be made again).
     let until = Instant::now() + Duration::from_secs(3);

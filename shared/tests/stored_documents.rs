@@ -149,6 +149,37 @@ fn canceled(current: &Versioned) -> Payment {
     p
 }
 
+/// `payment` with an attempt started, and failed when `failed`.
+fn attempted(payment: &Payment, failed: bool) -> Payment {
+    let mut p = payment.clone();
+    let now = Timestamp::now();
+    p.record(EventKind::AttemptStarted, Some("attempt 1".into()), now);
+    if failed {
+        p.record(EventKind::AttemptFailed, Some("card_declined".into()), now);
+    }
+    p
+}
+
+/// The names of the fields of hash `key`, sorted.
+async fn field_names(conn: &mut MultiplexedConnection, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = redis::cmd("HKEYS")
+        .arg(key)
+        .query_async(conn)
+        .await
+        .unwrap();
+    names.sort_unstable();
+    names
+}
+
+/// The keys matching `pattern`.
+async fn keys(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(conn)
+        .await
+        .unwrap()
+}
+
 /// A pending payment is one small hash in Redis's compact encoding, and its `created` event
 /// has no key of its own: the event is made from the record, and reads byte for byte the same
 /// before the payment's first change and after it, when it is written in full. Another tenant
@@ -218,12 +249,8 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
     assert!(snapshot["data"]["object"].get("events").is_none());
 
     // A change recording several events: the timeline outgrows one piece, the hash stays small.
-    let mut p = current.payment.clone();
-    let now = Timestamp::now();
-    p.record(EventKind::AttemptStarted, Some("attempt 1".into()), now);
-    p.record(EventKind::AttemptFailed, Some("card_declined".into()), now);
     let p = canceled(&Versioned {
-        payment: p,
+        payment: attempted(&current.payment, true),
         ..current.clone()
     });
     store
@@ -270,11 +297,7 @@ async fn a_smaller_record_leaves_no_piece_of_the_larger_one() {
         .unwrap();
     let small = count(fields(&mut conn, &record, &["k"]).await);
     assert!(small < large, "{small} pieces after, {large} before");
-    let names: Vec<String> = redis::cmd("HKEYS")
-        .arg(&record)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let names = field_names(&mut conn, &record).await;
     let pieces = names
         .iter()
         .filter(|n| n.starts_with('d') && n[1..].parse::<usize>().is_ok())
@@ -355,12 +378,10 @@ async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
     // Its retention over, the payment and every one of its events are forgotten.
     let later = Timestamp::now().plus(Duration::from_secs(2 * 3600));
     assert_eq!(store.reap(0, later, 10).await.unwrap(), 1);
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("flint:{charges}:evt:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(keys, Vec::<String>::new());
+    assert_eq!(
+        keys(&mut conn, "flint:{charges}:evt:*").await,
+        Vec::<String>::new()
+    );
     assert!(store.get_any(id.as_str()).await.unwrap().is_none());
     let listed = store
         .events("acme", EventFilter::default(), 10, None)
@@ -398,12 +419,7 @@ async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other(
 
     // A compact writer's change: compact, and nothing of the JSON left.
     let (_, read) = compact_store.get_any(id.as_str()).await.unwrap().unwrap();
-    let mut p = read.payment.clone();
-    p.record(
-        EventKind::AttemptStarted,
-        Some("attempt 1".into()),
-        Timestamp::now(),
-    );
+    let p = attempted(&read.payment, false);
     compact_store
         .transition(&read, &p, JobAction::None, Timestamp::now())
         .await
@@ -429,14 +445,10 @@ async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other(
         .await
         .unwrap()
         .unwrap();
-    let names: Vec<String> = redis::cmd("HKEYS")
-        .arg(&record)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
-    names.sort_unstable();
-    assert_eq!(names, ["c", "d", "s", "t", "v"]);
+    assert_eq!(
+        field_names(&mut conn, &record).await,
+        ["c", "d", "s", "t", "v"]
+    );
     assert_eq!(
         compact_store
             .get_any(id.as_str())
@@ -464,12 +476,11 @@ async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other(
         "flint:{charges}:evx:*",
         "flint:{charges}:pay:*",
     ] {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(pattern)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(keys, Vec::<String>::new(), "{pattern}");
+        assert_eq!(
+            keys(&mut conn, pattern).await,
+            Vec::<String>::new(),
+            "{pattern}"
+        );
     }
 }
 
@@ -498,14 +509,10 @@ async fn a_json_writer_changing_a_compact_payment_writes_its_created_event_in_fu
         fields(&mut conn, &event, &["d", "t", "k"]).await,
         [Some(before.clone()), Some("acme".to_owned()), None]
     );
-    let names: Vec<String> = redis::cmd("HKEYS")
-        .arg(payment_key(&id))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let mut names: Vec<&str> = names.iter().map(String::as_str).collect();
-    names.sort_unstable();
-    assert_eq!(names, ["c", "d", "s", "t", "v"]);
+    assert_eq!(
+        field_names(&mut conn, &payment_key(&id)).await,
+        ["c", "d", "s", "t", "v"]
+    );
     assert_eq!(read_every_way(&compact_store, &id, &created).await, before);
 }
 
@@ -517,17 +524,7 @@ async fn an_unknown_event_type_misfiles_no_other_event() {
     let store = store(&redis);
     let mut conn = connect(&redis).await;
     let (id, current) = create(&store, json!({})).await;
-    let mut p = current.payment.clone();
-    p.record(
-        EventKind::AttemptStarted,
-        Some("attempt 1".into()),
-        Timestamp::now(),
-    );
-    p.record(
-        EventKind::AttemptFailed,
-        Some("card_declined".into()),
-        Timestamp::now(),
-    );
+    let p = attempted(&current.payment, true);
     store
         .transition(&current, &p, JobAction::None, Timestamp::now())
         .await
