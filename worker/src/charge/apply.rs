@@ -11,7 +11,17 @@ use super::ending::Ending;
 
 /// The payment after a job's start decision, and the job's next run; `None` when the start
 /// writes nothing (a wait, a continuation of a `processing` attempt, nothing to do).
-pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestamp) -> Option<Next> {
+///
+/// `default_method` is the customer's default card, when the job looked it up before the start
+/// (a payment without a card of its own): a new attempt then records it, with its send window,
+/// in this same write.
+pub fn apply_start(
+    p: &mut Payment,
+    start: Start,
+    default_method: Option<String>,
+    policy: &Policy,
+    now: Timestamp,
+) -> Option<Next> {
     match start {
         Start::Done | Start::Wait(_) => None,
         Start::Continue(_) if p.status == Status::Processing => None,
@@ -57,7 +67,8 @@ pub fn apply_start(p: &mut Payment, start: Start, policy: &Policy, now: Timestam
         Start::Begin(number) => {
             p.status = Status::Processing;
             p.next_attempt_at = None;
-            let mut attempt = Attempt::new(number, p.payment_method.clone(), now);
+            let method = p.payment_method.clone().or(default_method);
+            let mut attempt = Attempt::new(number, method, now);
             // The card is known: it is on record, with a window, before the first charging
             // request. Otherwise the window is empty until the attempt records the card it
             // resolves: a continuation then knows that nothing was sent.

@@ -29,6 +29,7 @@ use flint_shared::payment::{Payment, Status};
 use flint_shared::processor::{CardInfo, IntentRequest, Processor, ProcessorError};
 use flint_shared::time::Timestamp;
 
+use super::card::no_default_method;
 use super::decide::Attempted;
 use super::ending::Ending;
 use super::reconcile::{Settled, settled};
@@ -165,16 +166,7 @@ impl<P: Processor> Pipeline<P> {
             Some(pm) => pm,
             None => match processor.default_payment_method(&p.customer).await {
                 Ok(Some(pm)) => pm,
-                Ok(None) => {
-                    return Ok(self.ended(
-                        Ending::NeedsCustomer(
-                            "the customer has no default payment method".into(),
-                            None,
-                        ),
-                        &None,
-                        intent,
-                    ));
-                }
+                Ok(None) => return Ok(self.ended(no_default_method(), &None, intent)),
                 Err(e) => return Ok(self.ended(Ending::of_error(e), &None, intent)),
             },
         };
@@ -286,21 +278,6 @@ impl<P: Processor> Pipeline<P> {
             intent_id: intent,
             card_block: None,
         })
-    }
-
-    async fn card_of(
-        &self,
-        processor: &P,
-        tenant: &str,
-        method: &str,
-    ) -> Result<CardInfo, ProcessorError> {
-        // Concurrent attempts on one uncached method wait for a single lookup.
-        self.cards
-            .get_or_insert_async(
-                &(tenant.to_owned(), method.to_owned()),
-                processor.card(method),
-            )
-            .await
     }
 
     /// The processor's records on this payment's intent, read by id or found by Flint's id.

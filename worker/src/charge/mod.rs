@@ -16,6 +16,7 @@
 
 pub mod apply;
 mod attempt;
+mod card;
 pub mod decide;
 pub mod ending;
 mod fallback;
@@ -36,6 +37,7 @@ use flint_shared::time::Timestamp;
 
 use apply::{apply, apply_start, require_attention};
 use attempt::Step;
+use card::Prepared;
 use decide::{Attempted, Decision, Next, Policy, Start, decide, outcome_of_record, start};
 use ending::Ending;
 
@@ -109,8 +111,21 @@ impl<P: Processor> Pipeline<P> {
             Start::Continue(n) => (n, true),
             Start::Expire | Start::Cancel | Start::GiveUp => (0, false),
         };
+        // A new attempt at a payment without a card of its own finds the customer's default
+        // first, so that the start records it (`card.rs`).
+        let prepared = match (start, &current.payment.payment_method) {
+            (Start::Begin(_), None) => match self.processors.get(&tenant) {
+                Some(processor) => Some(self.prepare(processor, &tenant, &current.payment).await),
+                None => None,
+            },
+            _ => None,
+        };
+        let default_method = match &prepared {
+            Some(Prepared::Card(method)) => Some(method.clone()),
+            _ => None,
+        };
         let mut p = current.payment.clone();
-        let mut current = match apply_start(&mut p, start, &self.policy, now) {
+        let mut current = match apply_start(&mut p, start, default_method, &self.policy, now) {
             None => current,
             Some(next) => match self
                 .store
@@ -153,6 +168,15 @@ impl<P: Processor> Pipeline<P> {
             };
             return self.finish(current, number, attempted).await;
         };
+        if let Some(Prepared::Ended(ending, method)) = prepared {
+            let attempted = Attempted {
+                ending,
+                method,
+                intent_id: current.payment.processor_payment_intent.clone(),
+                card_block: None,
+            };
+            return self.finish(current, number, attempted).await;
+        }
         let started = Instant::now();
         let step = self
             .attempt(processor, &tenant, &mut current, number, continuation)

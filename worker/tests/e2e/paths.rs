@@ -45,6 +45,21 @@ async fn without_a_method_the_customers_default_is_charged() {
     let id = s.pay(&cus, None, json!({})).await;
     let p = s.settles(&id, &["succeeded"]).await;
     assert_eq!(p["attempts"][0]["payment_method"], pm.as_str());
+    // The default card was looked up before the start, which recorded it with the attempt:
+    // the payment was written three times (created, started, succeeded), not four.
+    let events = s.get(&format!("/v1/events?payment={id}")).await;
+    let started = &events["data"][1];
+    assert_eq!(started["type"], "off_session_payment.attempt_started");
+    assert_eq!(
+        started["data"]["object"]["attempts"][0]["payment_method"],
+        pm.as_str()
+    );
+    let (_, stored) = crate::pipelines::store(&s)
+        .get_any(&id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.version, "3");
 }
 
 #[tokio::test]

@@ -126,6 +126,7 @@ pub async fn mid_attempt(s: &Stack, id: &str, change: impl FnOnce(&mut Payment))
     apply_start(
         &mut p,
         Start::Begin(number),
+        None,
         &flint_worker::policy(&s.config),
         now,
     );

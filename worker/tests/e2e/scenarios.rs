@@ -650,6 +650,27 @@ async fn a_continued_attempt_that_never_recorded_a_card_has_sent_nothing_and_end
     assert!(processor.calls_of(Op::CreateIntent).is_empty());
 }
 
+#[tokio::test]
+async fn a_customer_without_a_default_card_is_asked_once_and_the_payment_pauses() {
+    let s = api_only(vec![100]).await;
+    let id = s.pay("cus_1", None, json!({})).await;
+    let processor = ScriptedProcessor::new();
+    // Answered once: a second question would find the processor not told how to answer.
+    processor.default_payment_method(Ok(None));
+    let pipeline = pipelines::scripted(&s, &processor);
+    assert!(matches!(
+        pipeline.run(&pipelines::job(&id), LostLeases(0)).await,
+        Outcome::RetryAt(_)
+    ));
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "paused", "{p:#}");
+    assert_eq!(p["attempts"][0]["outcome"], "needs_customer", "{p:#}");
+    assert_eq!(p["attempts"][0]["payment_method"], Value::Null, "{p:#}");
+    assert_eq!(processor.calls_of(Op::DefaultPaymentMethod).len(), 1);
+    assert!(processor.calls_of(Op::Card).is_empty());
+    assert!(processor.calls_of(Op::CreateIntent).is_empty());
+}
+
 /// The tests' card `pm_1` as the card rules know it: a Visa card.
 fn visa() -> flint_shared::processor::CardInfo {
     flint_shared::processor::CardInfo {
@@ -680,21 +701,36 @@ async fn declined_elsewhere(rules: &CardRules, decline: &Decline) {
         .unwrap();
 }
 
-/// A payment without a card (its attempts resolve the customer's default), and a pipeline whose
-/// processor the test scripts.
-async fn card_less_payment(
+/// A payment without a card (its attempts resolve the customer's default) whose attempt 1 is
+/// open with no card on record, and a pipeline whose processor the test scripts. (A new attempt
+/// records its card as it starts; one whose card could not be looked up starts without, and
+/// every later try of it resolves and records the card itself: the path these tests race.)
+async fn card_less_attempt(
     s: &Stack,
 ) -> (String, Arc<Pipeline<ScriptedProcessor>>, ScriptedProcessor) {
     let id = s.pay("cus_1", None, json!({})).await;
     let processor = ScriptedProcessor::new();
+    processor.default_payment_method(Ok(Some("pm_1".into())));
+    processor.card(Err(ProcessorError::Transient {
+        reason: "connection reset".into(),
+        outcome_unknown: false,
+        request_id: None,
+    }));
     let pipeline = pipelines::scripted(s, &processor);
+    assert!(matches!(
+        pipeline.run(&pipelines::job(&id), LostLeases(0)).await,
+        Outcome::RetryAt(_)
+    ));
+    let p = s.payment(&id).await;
+    assert_eq!(p["status"], "processing", "{p:#}");
+    assert_eq!(p["attempts"][0]["payment_method"], Value::Null, "{p:#}");
     (id, pipeline, processor)
 }
 
 #[tokio::test]
 async fn a_continuation_never_writes_over_the_window_its_first_try_opened_after_it_looked() {
     let s = api_only(vec![100]).await;
-    let (id, pipeline, processor) = card_less_payment(&s).await;
+    let (id, pipeline, processor) = card_less_attempt(&s).await;
     let (a_default, b_default, a_send) = (Gate::new(), Gate::new(), Gate::new());
     processor
         .default_payment_method_at(&a_default, Ok(Some("pm_1".into())))
@@ -731,7 +767,7 @@ async fn a_continuation_never_writes_over_the_window_its_first_try_opened_after_
 #[tokio::test]
 async fn a_first_try_never_writes_over_the_window_a_continuation_sent_in() {
     let s = api_only(vec![100]).await;
-    let (id, pipeline, processor) = card_less_payment(&s).await;
+    let (id, pipeline, processor) = card_less_attempt(&s).await;
     let (a_default, b_send) = (Gate::new(), Gate::new());
     processor
         .default_payment_method_at(&a_default, Ok(Some("pm_1".into())))
@@ -768,7 +804,7 @@ async fn a_try_that_finds_its_attempt_ended_by_another_gives_its_card_place_back
         flint_shared::redis_target::RedisTarget::Standalone(s.redis.url()),
         "charges",
     );
-    let (id, pipeline, processor) = card_less_payment(&s).await;
+    let (id, pipeline, processor) = card_less_attempt(&s).await;
     // The customer's default is a Visa card that declined recently: an attempt on it takes a
     // place among its 20 reattempts in 30 days.
     let visa = visa();

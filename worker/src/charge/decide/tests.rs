@@ -497,6 +497,44 @@ fn a_job_that_lost_its_race_reports_what_the_record_needs() {
 }
 
 #[test]
+fn a_new_attempt_records_the_card_it_will_charge_with_its_send_window() {
+    let p = policy();
+    let now = T0.plus(MINUTE);
+    let open = |payment: &Payment| {
+        let a = payment.open_attempt().unwrap();
+        (a.payment_method.clone(), a.send_until)
+    };
+    let window = Some(now.plus(p.send_window));
+    // (the payment's own card, the customer's default looked up first) → what the start records
+    let table: [(Option<&str>, Option<&str>, Option<&str>, Option<Timestamp>); 4] = [
+        (Some("pm_own"), None, Some("pm_own"), window),
+        (Some("pm_own"), Some("pm_default"), Some("pm_own"), window),
+        (None, Some("pm_default"), Some("pm_default"), window),
+        // No card yet: an empty window (nothing can have been sent until one is recorded).
+        (None, None, None, Some(now)),
+    ];
+    for (own, default, method, until) in table {
+        let mut payment = payment();
+        payment.payment_method = own.map(str::to_owned);
+        let next = apply_start(
+            &mut payment,
+            Start::Begin(1),
+            default.map(str::to_owned),
+            &p,
+            now,
+        );
+        assert_eq!(next, Some(Next::At(now)), "{own:?} {default:?}");
+        assert_eq!(
+            open(&payment),
+            (method.map(str::to_owned), until),
+            "{own:?} {default:?}"
+        );
+        // The payment's own card stays as it was: a default is the attempt's, not the payment's.
+        assert_eq!(payment.payment_method.as_deref(), own);
+    }
+}
+
+#[test]
 fn applying_a_decision_records_the_attempt_and_the_timeline() {
     let p = policy();
     let now = T0.plus(MINUTE);
@@ -506,7 +544,7 @@ fn applying_a_decision_records_the_attempt_and_the_timeline() {
     let mut payment = payment();
     payment.payment_method = Some("pm_1".into());
     assert_eq!(
-        apply_start(&mut payment, Start::Begin(1), &p, now),
+        apply_start(&mut payment, Start::Begin(1), None, &p, now),
         Some(Next::At(now))
     );
     assert_eq!(payment.status, Status::Processing);
@@ -556,7 +594,7 @@ fn applying_a_decision_records_the_attempt_and_the_timeline() {
 
     // Needs the customer: paused, and the job waits to expire it.
     assert_eq!(
-        apply_start(&mut payment, Start::Begin(2), &p, now),
+        apply_start(&mut payment, Start::Begin(2), None, &p, now),
         Some(Next::At(now))
     );
     let result = attempted(
