@@ -19,7 +19,7 @@ pub(super) enum Prepared {
     Card(String),
     /// No card the attempt can use: how the attempt ends, and the card when one was found but
     /// could not be looked up.
-    Ended(Ending, Option<String>),
+    Ended(Box<Ending>, Option<String>),
 }
 
 /// The ending of an attempt whose payment has no card and whose customer has no default.
@@ -32,12 +32,12 @@ impl<P: Processor> Pipeline<P> {
     pub(super) async fn prepare(&self, processor: &P, tenant: &str, p: &Payment) -> Prepared {
         let method = match processor.default_payment_method(&p.customer).await {
             Ok(Some(pm)) => pm,
-            Ok(None) => return Prepared::Ended(no_default_method(), None),
-            Err(e) => return Prepared::Ended(Ending::of_error(e), None),
+            Ok(None) => return Prepared::Ended(Box::new(no_default_method()), None),
+            Err(e) => return Prepared::Ended(Box::new(Ending::of_error(e)), None),
         };
         match self.card_of(processor, tenant, &method).await {
             Ok(_) => Prepared::Card(method),
-            Err(e) => Prepared::Ended(Ending::of_error(e), Some(method)),
+            Err(e) => Prepared::Ended(Box::new(Ending::of_error(e)), Some(method)),
         }
     }
 

@@ -170,7 +170,7 @@ impl<P: Processor> Pipeline<P> {
         };
         if let Some(Prepared::Ended(ending, method)) = prepared {
             let attempted = Attempted {
-                ending,
+                ending: *ending,
                 method,
                 intent_id: current.payment.processor_payment_intent.clone(),
                 card_block: None,
