@@ -506,7 +506,13 @@ fn a_new_attempt_records_the_card_it_will_charge_with_its_send_window() {
     };
     let window = Some(now.plus(p.send_window));
     // (the payment's own card, the customer's default looked up first) → what the start records
-    let table: [(Option<&str>, Option<&str>, Option<&str>, Option<Timestamp>); 4] = [
+    type Row<'a> = (
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<&'a str>,
+        Option<Timestamp>,
+    );
+    let table: [Row; 4] = [
         (Some("pm_own"), None, Some("pm_own"), window),
         (Some("pm_own"), Some("pm_default"), Some("pm_own"), window),
         (None, Some("pm_default"), Some("pm_default"), window),
