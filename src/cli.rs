@@ -312,6 +312,16 @@ impl From<StorageArg> for flint_shared::config::StorageFormat {
     }
 }
 
+/// Which card a benchmark's payments charge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardArg {
+    /// Each payment names its card (`payment_method`).
+    Named,
+    /// No payment names a card: each attempt charges the customer's default.
+    Default,
+}
+
 #[derive(Debug, clap::Args)]
 pub struct BenchCostArgs {
     /// Pending payments created for the memory measurement.
@@ -324,6 +334,9 @@ pub struct BenchCostArgs {
     /// Payments created and settled for the CPU measurement.
     #[arg(long, default_value_t = 20_000)]
     pub payments: usize,
+    /// Which card the CPU measurement's payments charge.
+    #[arg(long, value_enum, default_value = "named")]
+    pub card: CardArg,
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,

@@ -33,7 +33,7 @@ use super::bench_e2e::System;
 use super::bench_queue::commandstats;
 use super::local_redis::Layout;
 use super::redis_child::RedisChild;
-use crate::cli::BenchCostArgs;
+use crate::cli::{BenchCostArgs, CardArg};
 use flint_shared::config::StorageFormat;
 
 /// Creates in flight, in both phases.
@@ -104,6 +104,7 @@ struct KindCost {
 #[derive(Debug, Serialize)]
 struct Cpu {
     payments: usize,
+    card: CardArg,
     worker_concurrency: usize,
     create_seconds: f64,
     settle_seconds: f64,
@@ -150,7 +151,7 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     let mut redis_version = String::new();
     for format in [StorageFormat::Json, StorageFormat::Compact] {
         let (version, memory) = memory(args.pending, customers, format).await?;
-        let cpu = cpu(args.payments, format).await?;
+        let cpu = cpu(args.payments, args.card, format).await?;
         redis_version = version;
         runs.push(Run {
             storage_format: format,
@@ -302,7 +303,7 @@ fn kind(key: &str) -> String {
         .join(":")
 }
 
-async fn cpu(payments: usize, format: StorageFormat) -> anyhow::Result<Cpu> {
+async fn cpu(payments: usize, card: CardArg, format: StorageFormat) -> anyhow::Result<Cpu> {
     let system = System::start(Layout::Standalone, format).await?;
     let redis = system.redis.standalone()?;
     let mut conn = connect(redis).await?;
@@ -322,7 +323,7 @@ async fn cpu(payments: usize, format: StorageFormat) -> anyhow::Result<Cpu> {
 
     reset_stats(&mut conn).await?;
     let (t0, cpu0) = (Instant::now(), cpu_seconds(&mut conn).await?);
-    system.create(payments).await?;
+    system.create(payments, card).await?;
     let (t1, cpu1) = (Instant::now(), cpu_seconds(&mut conn).await?);
     let created = commandstats(&info(&mut conn, "commandstats").await?);
 
@@ -370,6 +371,7 @@ async fn cpu(payments: usize, format: StorageFormat) -> anyhow::Result<Cpu> {
     let total = per((cpu2 - cpu0) * 1e6);
     Ok(Cpu {
         payments,
+        card,
         worker_concurrency: IN_FLIGHT,
         create_seconds: (t1 - t0).as_secs_f64(),
         settle_seconds: (t2 - t1).as_secs_f64(),
@@ -471,8 +473,13 @@ fn print_run(redis_version: &str, r: &Run) {
     println!();
     println!(
         "Redis CPU per payment: {} payments due now, created through the API, then settled by one \
-         `flint worker` (concurrency {}) against the instant sandbox",
-        c.payments, c.worker_concurrency
+         `flint worker` (concurrency {}) against the instant sandbox; {}",
+        c.payments,
+        c.worker_concurrency,
+        match c.card {
+            CardArg::Named => "each payment names its card",
+            CardArg::Default => "no payment names a card (the customer's default is charged)",
+        }
     );
     println!(
         "  create      {:>7.1} µs  ({:.1} s)",

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use super::bench_api::create_all;
 use super::bench_cost::cpu_seconds;
 use super::local_redis::{Layout, LocalRedis};
-use crate::cli::BenchE2eArgs;
+use crate::cli::{BenchE2eArgs, CardArg};
 
 const API_KEY: &str = "flint-bench-e2e";
 const SANDBOX_KEY: &str = "sk_test_flint";
@@ -128,7 +128,7 @@ async fn scenario(
 ) -> anyhow::Result<Row> {
     let system = System::start(layout, format).await?;
     system.set_latency(latency_ms).await?;
-    system.create(payments).await?;
+    system.create(payments, CardArg::Named).await?;
 
     // With latency, the fleet's processor rate limit is set 1.2 times above the Little's-law
     // bound, as a deployment sets it near its processor's allowance. It is not what binds, but
@@ -300,13 +300,18 @@ impl System {
         Ok(())
     }
 
-    /// Creates `payments` payments due now, 64 in flight, round robin over the customers.
-    pub(super) async fn create(&self, payments: usize) -> anyhow::Result<()> {
+    /// Creates `payments` payments due now, 64 in flight, round robin over the customers,
+    /// charging `card`.
+    pub(super) async fn create(&self, payments: usize, card: CardArg) -> anyhow::Result<()> {
         let base = format!("{}/v1/off_session_payments", self.api_url);
         create_all(&self.http, &base, API_KEY, "e2e", payments, 64, |n| {
             let (cus, pm) = &self.customers[n % self.customers.len()];
-            json!({"customer": cus, "payment_method": pm, "amount": {"value": 1000, "currency": "usd"},
-                "purpose": "subscription", "initiated_by": {"type": "service", "id": "bench"}})
+            let mut body = json!({"customer": cus, "amount": {"value": 1000, "currency": "usd"},
+                "purpose": "subscription", "initiated_by": {"type": "service", "id": "bench"}});
+            if card == CardArg::Named {
+                body["payment_method"] = json!(pm);
+            }
+            body
         })
         .await
     }
