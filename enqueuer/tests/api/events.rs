@@ -2,11 +2,14 @@
 //! newest first, filtered by type or payment, tenant-scoped, and bad queries refused.
 use serde_json::{Value, json};
 
+use flint_shared::config::StorageFormat;
+
 use crate::helpers::*;
 
 flint_testkit::in_both_layouts!(
     each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it,
     pages_of_events_carry_on_from_their_cursor_to_the_end,
+    pages_of_events_carry_on_from_their_cursor_to_the_end_compact,
     a_tenant_sees_only_its_own_events,
     bad_event_queries_name_the_parameter_and_change_nothing,
     every_change_records_who_asked_for_it_and_why,
@@ -101,7 +104,16 @@ async fn each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it() {
 }
 
 async fn pages_of_events_carry_on_from_their_cursor_to_the_end() {
-    let app = spawn_app().await;
+    pages_of_events(StorageFormat::Json).await;
+}
+
+async fn pages_of_events_carry_on_from_their_cursor_to_the_end_compact() {
+    pages_of_events(StorageFormat::Compact).await;
+}
+
+/// Listing every type merges the per-type indexes: pages newest first, each event once.
+async fn pages_of_events(format: StorageFormat) {
+    let app = spawn_app_with(|c| c.redis.storage_format = format).await;
     let mut made = Vec::new();
     for i in 0..7 {
         let id = app.create(&format!("p-{i}"), &body()).await.id();
@@ -129,7 +141,25 @@ async fn pages_of_events_carry_on_from_their_cursor_to_the_end() {
         assert_eq!(seen.len(), expected, "{filter}");
         let unique: std::collections::HashSet<_> = seen.iter().collect();
         assert_eq!(unique.len(), expected, "an event listed twice: {seen:?}");
+        let mut times = Vec::new();
+        for id in &seen {
+            let event = app.get(&format!("/v1/events/{id}")).await;
+            let at: flint_shared::time::Timestamp =
+                serde_json::from_value(event.body["created_at"].clone()).unwrap();
+            times.push(at);
+        }
+        assert!(
+            times.windows(2).all(|w| w[0] >= w[1]),
+            "not newest first: {seen:?} {times:?}"
+        );
     }
+    // Only the JSON format keeps the index of all the tenant's events.
+    let kept = app.keys("flint:*:evx:acme").await;
+    assert_eq!(
+        kept.is_empty(),
+        format == StorageFormat::Compact,
+        "{kept:?}"
+    );
     // One payment's events, a page at a time.
     let first = &made[0];
     let page = app

@@ -123,6 +123,20 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// The names of the keys matching `pattern` in the app's Redis.
+    pub async fn keys(&self, pattern: &str) -> Vec<String> {
+        let mut conn = redis::Client::open(self.redis.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap();
+        redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut conn)
+            .await
+            .unwrap()
+    }
+
     pub async fn create_as(&self, api_key: &str, idem: &str, body: &Value) -> Answer {
         Answer::from(
             self.http

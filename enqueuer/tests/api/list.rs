@@ -1,9 +1,12 @@
 use serde_json::json;
 
+use flint_shared::config::StorageFormat;
+
 use crate::helpers::*;
 
 flint_testkit::in_both_layouts!(
     pages_cover_every_payment_once_in_order_across_ties_and_partitions,
+    pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact,
     payments_list_newest_first_with_cursors_and_filters,
     bad_list_queries_are_400s_naming_the_parameter,
 );
@@ -92,7 +95,17 @@ async fn bad_list_queries_are_400s_naming_the_parameter() {
 }
 
 async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions() {
-    let app = spawn_app().await;
+    pages_cover_every_payment(StorageFormat::Json).await;
+}
+
+async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact() {
+    pages_cover_every_payment(StorageFormat::Compact).await;
+}
+
+/// Listing every status merges the per-status indexes: pages across ties, partitions and
+/// statuses, and a cursor whose payment changed status since its page.
+async fn pages_cover_every_payment(format: StorageFormat) {
+    let app = spawn_app_with(|c| c.redis.storage_format = format).await;
     // Created eight at a time, so that many share a millisecond.
     let mut created = Vec::new();
     for batch in 0..4 {
@@ -121,6 +134,13 @@ async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions() {
         app.partitions.count(),
         "every partition holds some"
     );
+    // Every third one canceled: the listing spans two statuses' indexes.
+    for id in created.iter().step_by(3) {
+        let r = app
+            .post(&format!("/v1/off_session_payments/{id}/cancel"), None)
+            .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
 
     for limit in [1, 3, 5, 7, 100] {
         let mut listed: Vec<String> = Vec::new();
@@ -141,4 +161,40 @@ async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions() {
         }
         assert_eq!(listed, expected, "limit {limit}");
     }
+
+    // A cursor whose payment is canceled after its page of pending ones: the next page of
+    // pending ones goes on from it.
+    let canceled: Vec<&String> = created.iter().step_by(3).collect();
+    let pending: Vec<String> = expected
+        .iter()
+        .filter(|id| !canceled.contains(id))
+        .cloned()
+        .collect();
+    let first = app
+        .get("/v1/off_session_payments?status=pending&limit=4")
+        .await;
+    assert_eq!(ids(&first), pending[..4]);
+    let cursor = &pending[3];
+    let r = app
+        .post(&format!("/v1/off_session_payments/{cursor}/cancel"), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let next = app
+        .get(&format!(
+            "/v1/off_session_payments?status=pending&limit=4&starting_after={cursor}"
+        ))
+        .await;
+    assert_eq!(next.status, 200, "{}", next.body);
+    assert_eq!(ids(&next), pending[4..8]);
+
+    // Only the JSON format keeps the indexes of all of a tenant's (a customer's) payments,
+    // which versions before the compact one list from.
+    let all_indexes = app.keys("flint:*:idx:acme").await.len()
+        + app.keys("flint:*:idx:acme:cus:*").await.len()
+        - app.keys("flint:*:idx:acme:cus:*:st:*").await.len();
+    let kept = match format {
+        StorageFormat::Json => 2 * app.partitions.count(),
+        StorageFormat::Compact => 0,
+    };
+    assert_eq!(all_indexes, kept);
 }

@@ -85,10 +85,19 @@ impl Store {
                 records(reply, tenant)?.ok_or(missing)
             }
             None => {
+                let kinds = |l: &Layout| {
+                    EventKind::ALL
+                        .iter()
+                        .map(|k| l.event_index(tenant, Some(*k)))
+                        .collect()
+                };
                 let listing = Listing {
                     tenant,
-                    index: &|l: &Layout| l.event_index(tenant, filter.kind),
-                    all: &|l: &Layout| l.event_index(tenant, None),
+                    indexes: &|l: &Layout| match filter.kind {
+                        Some(kind) => vec![l.event_index(tenant, Some(kind))],
+                        None => kinds(l),
+                    },
+                    all: &kinds,
                     prefix: &|l: &Layout| l.event_prefix(),
                     created_in: Some(&|l: &Layout| l.payment_prefix()),
                     // Event ids do not name their partition.

@@ -1,7 +1,7 @@
-//! Listing a tenant's payments and events: newest first, from the index that matches the
-//! filter, one script call per partition and page whatever the filter. With several
-//! partitions each is asked for a page after the same cursor and the pages are merged
-//! ([`merge`]).
+//! Listing a tenant's payments and events: newest first, from the indexes whose union is the
+//! filter's listing (one status's index, or every status's; likewise for event types), one
+//! script call per partition and page whatever the filter. With several partitions each is
+//! asked for a page after the same cursor and the pages are merged ([`merge`]).
 
 use super::documents;
 use super::{Layout, Store, StoreError};
@@ -18,14 +18,16 @@ pub struct Page {
 /// Records as stored (JSON), newest first, and whether more follow.
 pub(super) type Records = (Vec<String>, bool);
 
-/// Which index a listing reads, in every partition.
+/// Which indexes a listing reads, in every partition.
 pub(super) struct Listing<'a> {
     /// Whose records: entries of another tenant's are skipped.
     pub tenant: &'a str,
-    /// The index of the filter (ids by time).
-    pub index: &'a (dyn Fn(&Layout) -> String + Sync),
-    /// The tenant's index of all such records: where a cursor's position is looked up.
-    pub all: &'a (dyn Fn(&Layout) -> String + Sync),
+    /// The indexes (ids by time) whose union is the filter's listing.
+    pub indexes: &'a (dyn Fn(&Layout) -> Vec<String> + Sync),
+    /// The tenant's indexes of such records, one per status (or event type), which together
+    /// hold every one: where a cursor's position is looked up (a record that moved to another
+    /// status since the page before is found all the same).
+    pub all: &'a (dyn Fn(&Layout) -> Vec<String> + Sync),
     /// The prefix of the records' keys.
     pub prefix: &'a (dyn Fn(&Layout) -> String + Sync),
     /// Events: the prefix of the payments' keys, where an unchanged payment keeps its
@@ -48,10 +50,19 @@ impl Store {
         limit: usize,
         starting_after: Option<&str>,
     ) -> Result<Option<Page>, StoreError> {
+        let statuses = |l: &Layout, customer| {
+            Status::ALL
+                .iter()
+                .map(|s| l.index(tenant, customer, Some(*s)))
+                .collect()
+        };
         let listing = Listing {
             tenant,
-            index: &|l: &Layout| l.index(tenant, customer, status),
-            all: &|l: &Layout| l.index(tenant, None, None),
+            indexes: &|l: &Layout| match status {
+                Some(_) => vec![l.index(tenant, customer, status)],
+                None => statuses(l, customer),
+            },
+            all: &|l: &Layout| statuses(l, None),
             prefix: &|l: &Layout| l.payment_prefix(),
             created_in: None,
             cursor_home: starting_after.map(|id| self.partitions.of_payment(id)),
@@ -103,7 +114,7 @@ impl Store {
         Ok(Some(merge(parts, limit)))
     }
 
-    /// The cursor's score in the tenant's index of all records, from the partition its id
+    /// The cursor's score in the tenant's indexes of all records, from the partition its id
     /// names or, when ids do not say, from whichever partition holds it.
     async fn cursor_score(
         &self,
@@ -117,17 +128,14 @@ impl Store {
         let conn = self.conn().await?;
         let scores = homes.into_iter().map(|p| {
             let mut conn = conn.clone();
-            let key = (listing.all)(&self.layouts[p]);
-            async move {
-                redis::cmd("ZSCORE")
-                    .arg(key)
-                    .arg(cursor)
-                    .query_async::<Option<String>>(&mut conn)
-                    .await
+            let mut pipe = redis::pipe();
+            for key in (listing.all)(&self.layouts[p]) {
+                pipe.zscore(key, cursor);
             }
+            async move { pipe.query_async::<Vec<Option<String>>>(&mut conn).await }
         });
         let scores = futures::future::try_join_all(scores).await?;
-        Ok(scores.into_iter().flatten().next())
+        Ok(scores.into_iter().flatten().flatten().next())
     }
 
     /// One partition's page (its `list.lua` call).
@@ -140,17 +148,19 @@ impl Store {
         starting_after: Option<&str>,
         cursor_score: &str,
     ) -> Result<Option<Part>, StoreError> {
-        let reply: Vec<redis::Value> = self
-            .scripts
-            .list
-            .key((listing.index)(layout))
-            .key((listing.all)(layout))
+        let indexes = (listing.indexes)(layout);
+        let mut invocation = self.scripts.list.prepare_invoke();
+        for key in indexes.iter().chain(&(listing.all)(layout)) {
+            invocation.key(key);
+        }
+        let reply: Vec<redis::Value> = invocation
             .arg(listing.tenant)
             .arg(limit)
             .arg(starting_after.unwrap_or(""))
             .arg((listing.prefix)(layout))
             .arg(cursor_score)
             .arg(listing.created_in.map_or(String::new(), |f| f(layout)))
+            .arg(indexes.len())
             .invoke_async(&mut conn)
             .await?;
         part(reply, listing.tenant)

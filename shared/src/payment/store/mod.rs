@@ -9,15 +9,14 @@
 //! |---|---|---|
 //! | `flint:{q}:pay:<id>` | hash | the record ([`Payment`]) as a document (`[redis] storage_format`: `d` its JSON, or compact `k`, `d1`…: [`codec`], `lua/documents.lua`), `s` status, `t` tenant, `c` customer digest, `v` version (CAS), `r` repairs by the sweeper; compact only: `ek`, `e1`… its events' ids and types, `l` set while it keeps its `created` event |
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
-//! | `flint:{q}:idx:<tenant>` | sorted set | payment ids by creation time (ms) |
-//! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | the same, per status |
-//! | `flint:{q}:idx:<tenant>:cus:<digest>` | sorted set | the same, per customer |
-//! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | per customer and status |
+//! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | payment ids by creation time (ms), per status; a listing of every status merges them ([`list`]) |
+//! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | the same, per customer |
+//! | `flint:{q}:idx:<tenant>`, `flint:{q}:idx:<tenant>:cus:<digest>` | sorted set | the same for every status, written by the `json` format only: versions before `compact` list from them |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
 //! | `flint:{q}:evt:<id>` | hash | the event ([`Event`]) as a document, `t` tenant; none, in the compact format, for a `created` event its payment keeps (its id names the payment: `lua/events.lua`) |
-//! | `flint:{q}:evx:<tenant>` | sorted set | the tenant's event ids by creation time (ms) |
-//! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the same, per event type |
+//! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the tenant's event ids by creation time (ms), per event type; a listing of every type merges them |
+//! | `flint:{q}:evx:<tenant>` | sorted set | the same for every type, written by the `json` format only |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
 //! | `flint:{q}:ack` | string, 10 s TTL | a marker written before a `WAIT` that must cover earlier writes ([`ack`]) |
 //!

@@ -25,10 +25,14 @@ end
 redis.call('HSET', KEYS[2], unpack(record))
 local tenant_index = ARGV[11] .. ':' .. tenant
 local customer_index = tenant_index .. ':cus:' .. customer
-redis.call('ZADD', tenant_index, created, id)
 redis.call('ZADD', tenant_index .. ':st:pending', created, id)
-redis.call('ZADD', customer_index, created, id)
 redis.call('ZADD', customer_index .. ':st:pending', created, id)
+if mode == 'json' then
+  -- The indexes of all the tenant's (the customer's) payments, which versions before the
+  -- compact format list from; this one lists the union of the per-status indexes.
+  redis.call('ZADD', tenant_index, created, id)
+  redis.call('ZADD', customer_index, created, id)
+end
 redis.call('ZADD', KEYS[7], 0, id)
 fe_write(mode, tenant, 14, fq_queue(8))
 fq_push(fq_queue(3), id, tonumber(ARGV[6]), tonumber(ARGV[8]), ARGV[7])

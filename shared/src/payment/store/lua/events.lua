@@ -12,8 +12,10 @@
 --                                  pieces ek (count), e1…; l: set while its `created` event is
 --                                  kept in it. Both 'compact' only: in 'json' the record's JSON
 --                                  has the timeline, and every event has its own key
---   <event index>:<tenant>         sorted set: the tenant's event ids by creation time (ms)
---   <event index>:<tenant>:ty:<t>  the same, per event type
+--   <event index>:<tenant>:ty:<t>  sorted set: the tenant's event ids of type t by creation
+--                                  time (ms); a listing of every type merges them
+--   <event index>:<tenant>         the same for every type, in 'json' only: versions before
+--                                  the compact format list from it
 --   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
 --                                  while it exists, each event gets a dispatch job
 --
@@ -85,8 +87,8 @@ local function fe_write(mode, tenant, first, webhooks)
     if doc ~= '' then
       redis.call('HSET', events .. id, unpack(fd_fields(mode, doc, {'t', tenant})))
     end
-    redis.call('ZADD', tenant_index, created, id)
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
+    if mode == 'json' then redis.call('ZADD', tenant_index, created, id) end
     if dispatch then fq_push(webhooks, id, 0, 0, ARGV[at + 4]) end
   end
   return after
