@@ -16,6 +16,8 @@ fn bench_cost_reports_memory_and_cpu_per_payment() {
             "200",
             "--payments",
             "100",
+            "--card",
+            "default",
             "--json",
         ])
         .env("FLINT__LOG__LEVEL", "error")
@@ -25,15 +27,24 @@ fn bench_cost_reports_memory_and_cpu_per_payment() {
     assert!(out.status.success(), "{stderr}");
     let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
     let runs = summary["runs"].as_array().unwrap();
-    let formats: Vec<&str> = runs
+    let storages: Vec<(&str, bool)> = runs
         .iter()
-        .map(|r| r["storage_format"].as_str().unwrap())
+        .map(|r| {
+            (
+                r["storage_format"].as_str().unwrap(),
+                r["unfiltered_indexes"].as_bool().unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(formats, ["json", "compact"]);
+    assert_eq!(
+        storages,
+        [("json", true), ("compact", true), ("compact", false)]
+    );
     let bytes = |r: &Value| r["memory"]["bytes_per_payment"].as_f64().unwrap();
     assert!(
-        bytes(&runs[1]) < bytes(&runs[0]),
-        "compact {} bytes, json {}",
+        bytes(&runs[2]) < bytes(&runs[1]) && bytes(&runs[1]) < bytes(&runs[0]),
+        "compact without the unfiltered indexes {} bytes, compact {}, json {}",
+        bytes(&runs[2]),
         bytes(&runs[1]),
         bytes(&runs[0])
     );

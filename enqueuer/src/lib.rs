@@ -122,7 +122,8 @@ impl Application {
                 config.redis.min_replicas_acked,
                 config.redis.min_replicas_timeout(),
             )
-            .with_storage_format(config.redis.storage_format),
+            .with_storage_format(config.redis.storage_format)
+            .with_unfiltered_indexes(config.redis.unfiltered_indexes),
             webhooks: config.webhooks.clone(),
             body_limit: e.body_limit_bytes,
         };

@@ -29,14 +29,6 @@ fn store(redis: &RedisServer) -> Store {
     store_in(redis, StorageFormat::Compact)
 }
 
-async fn connect(redis: &RedisServer) -> MultiplexedConnection {
-    redis::Client::open(redis.url())
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
-}
-
 async fn create(store: &Store, extra: serde_json::Value) -> (PaymentId, Versioned) {
     let mut body = json!({
         "customer": "cus_1", "amount": {"value": 2500, "currency": "usd"},
@@ -189,7 +181,7 @@ async fn keys(conn: &mut MultiplexedConnection, pattern: &str) -> Vec<String> {
 async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after_it_changes() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     let (id, current) = create(&store, json!({"metadata": {"plan": "pro"}})).await;
     let created = current.payment.events[0].id.to_string();
 
@@ -279,7 +271,7 @@ async fn a_pending_payment_is_compact_and_its_created_event_reads_the_same_after
 async fn a_smaller_record_leaves_no_piece_of_the_larger_one() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     // Ids do not compress: a description of them makes a document of many pieces.
     let long: String = (0..12).map(|_| PaymentId::generate().to_string()).collect();
     let (id, current) = create(&store, json!({"description": &long[..300]})).await;
@@ -316,7 +308,7 @@ async fn a_smaller_record_leaves_no_piece_of_the_larger_one() {
 async fn records_and_events_written_as_json_by_earlier_versions_still_read() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     let (id, current) = create(&store, json!({})).await;
     let created = current.payment.events[0].id.to_string();
     let (record_json, _) = encode(&current.payment).unwrap();
@@ -400,7 +392,7 @@ async fn the_storage_format_switches_either_way_and_leaves_nothing_of_the_other(
     let redis = RedisServer::start();
     let json_store = store_in(&redis, StorageFormat::Json);
     let compact_store = store(&redis);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     let (id, current) = create(&json_store, json!({"metadata": {"plan": "pro"}})).await;
     let record = payment_key(&id);
     let created = current.payment.events[0].id.to_string();
@@ -492,7 +484,7 @@ async fn a_json_writer_changing_a_compact_payment_writes_its_created_event_in_fu
     let redis = RedisServer::start();
     let compact_store = store(&redis);
     let json_store = store_in(&redis, StorageFormat::Json);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     let (id, _) = create(&compact_store, json!({})).await;
     let created = EventId::created_of(&id).to_string();
     let before = read_every_way(&json_store, &id, &created).await;
@@ -522,7 +514,7 @@ async fn a_json_writer_changing_a_compact_payment_writes_its_created_event_in_fu
 async fn an_unknown_event_type_misfiles_no_other_event() {
     let redis = RedisServer::start();
     let store = store(&redis);
-    let mut conn = connect(&redis).await;
+    let mut conn = redis.connect().await;
     let (id, current) = create(&store, json!({})).await;
     let p = attempted(&current.payment, true);
     store

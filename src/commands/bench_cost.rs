@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::bench_api::{KEY, SET_REQUESTS, create_all, port_of, redis_set_rate, start_api_with};
-use super::bench_e2e::System;
+use super::bench_e2e::{Storage, System};
 use super::bench_queue::commandstats;
 use super::local_redis::Layout;
 use super::redis_child::RedisChild;
@@ -59,13 +59,31 @@ const SCRIPTS: &[&str] = &[
 #[derive(Debug, Serialize)]
 struct Summary {
     redis_version: String,
-    /// One per `[redis] storage_format`, JSON (the baseline) first.
+    /// One per way of writing payments ([`STORAGES`]), JSON (the baseline) first.
     runs: Vec<Run>,
 }
 
+/// What each run measures: the defaults (JSON, the baseline), compact, and compact without
+/// the unfiltered indexes.
+const STORAGES: [Storage; 3] = [
+    Storage {
+        storage_format: StorageFormat::Json,
+        unfiltered_indexes: true,
+    },
+    Storage {
+        storage_format: StorageFormat::Compact,
+        unfiltered_indexes: true,
+    },
+    Storage {
+        storage_format: StorageFormat::Compact,
+        unfiltered_indexes: false,
+    },
+];
+
 #[derive(Debug, Serialize)]
 struct Run {
-    storage_format: StorageFormat,
+    #[serde(flatten)]
+    storage: Storage,
     memory: Memory,
     cpu: Cpu,
 }
@@ -146,15 +164,15 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
     if customers == 0 {
         bail!("--customers must be at least 1");
     }
-    // Each format on its own fresh redis-server, one after the other.
+    // Each on its own fresh redis-server, one after the other.
     let mut runs = Vec::new();
     let mut redis_version = String::new();
-    for format in [StorageFormat::Json, StorageFormat::Compact] {
-        let (version, memory) = memory(args.pending, customers, format).await?;
-        let cpu = cpu(args.payments, args.card, format).await?;
+    for storage in STORAGES {
+        let (version, memory) = memory(args.pending, customers, storage).await?;
+        let cpu = cpu(args.payments, args.card, storage).await?;
         redis_version = version;
         runs.push(Run {
-            storage_format: format,
+            storage,
             memory,
             cpu,
         });
@@ -174,11 +192,11 @@ pub async fn run(args: &BenchCostArgs) -> anyhow::Result<()> {
 async fn memory(
     pending: usize,
     customers: usize,
-    format: StorageFormat,
+    storage: Storage,
 ) -> anyhow::Result<(String, Memory)> {
     let redis = RedisChild::start()?;
     let mut conn = connect(&redis).await?;
-    let api = start_api_with(&redis.url(), |c| c.redis.storage_format = format).await?;
+    let api = start_api_with(&redis.url(), |c| storage.configure(&mut c.redis)).await?;
     let base = format!("{api}/v1/off_session_payments");
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(IN_FLIGHT)
@@ -303,8 +321,8 @@ fn kind(key: &str) -> String {
         .join(":")
 }
 
-async fn cpu(payments: usize, card: CardArg, format: StorageFormat) -> anyhow::Result<Cpu> {
-    let system = System::start(Layout::Standalone, format).await?;
+async fn cpu(payments: usize, card: CardArg, storage: Storage) -> anyhow::Result<Cpu> {
+    let system = System::start(Layout::Standalone, storage).await?;
     let redis = system.redis.standalone()?;
     let mut conn = connect(redis).await?;
     let idle_from = (Instant::now(), cpu_seconds(&mut conn).await?);
@@ -435,7 +453,11 @@ async fn reset_stats(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Re
 }
 
 fn print_run(redis_version: &str, r: &Run) {
-    println!("[redis] storage_format = {}", r.storage_format.as_str());
+    println!(
+        "[redis] storage_format = {}, unfiltered_indexes = {}",
+        r.storage.storage_format.as_str(),
+        r.storage.unfiltered_indexes
+    );
     let m = &r.memory;
     println!(
         "Memory per pending payment: {} payments for {} customers created through the API \
@@ -528,16 +550,25 @@ fn print(s: &Summary) {
         print_run(&s.redis_version, run);
         println!();
     }
-    if let [json, compact] = &s.runs[..] {
+    let Some((json, others)) = s.runs.split_first() else {
+        return;
+    };
+    for other in others {
         println!(
-            "compact against json, same run: memory {:.0} / {:.0} bytes per pending payment ({:.2}×), \
+            "{}{} against json, same run: memory {:.0} / {:.0} bytes per pending payment ({:.2}×), \
              Redis CPU {:.1} / {:.1} µs per payment ({:.2}×)",
-            compact.memory.bytes_per_payment,
+            other.storage.storage_format.as_str(),
+            if other.storage.unfiltered_indexes {
+                ""
+            } else {
+                " without the unfiltered indexes"
+            },
+            other.memory.bytes_per_payment,
             json.memory.bytes_per_payment,
-            compact.memory.bytes_per_payment / json.memory.bytes_per_payment,
-            compact.cpu.redis_cpu_us_per_payment,
+            other.memory.bytes_per_payment / json.memory.bytes_per_payment,
+            other.cpu.redis_cpu_us_per_payment,
             json.cpu.redis_cpu_us_per_payment,
-            compact.cpu.redis_cpu_us_per_payment / json.cpu.redis_cpu_us_per_payment,
+            other.cpu.redis_cpu_us_per_payment / json.cpu.redis_cpu_us_per_payment,
         );
     }
 }

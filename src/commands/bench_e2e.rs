@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flint_shared::config::{Config, FaultConfig, Secret, StorageFormat, TenantConfig};
+use flint_shared::config::{Config, FaultConfig, RedisConfig, Secret, StorageFormat, TenantConfig};
+use flint_shared::payment::Status;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -126,7 +127,7 @@ async fn scenario(
     concurrency: usize,
     latency_ms: u64,
 ) -> anyhow::Result<Row> {
-    let system = System::start(layout, format).await?;
+    let system = System::start(layout, Storage::of(format)).await?;
     system.set_latency(latency_ms).await?;
     system.create(payments, CardArg::Named).await?;
 
@@ -218,11 +219,49 @@ pub(super) struct System {
     /// Customer id and saved card of each customer.
     customers: Vec<(String, String)>,
     /// How the API and the worker write payments.
-    format: StorageFormat,
+    storage: Storage,
+}
+
+/// How a benchmark's API and worker write payments: `[redis] storage_format` and
+/// `unfiltered_indexes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub(super) struct Storage {
+    pub storage_format: StorageFormat,
+    pub unfiltered_indexes: bool,
+}
+
+impl Storage {
+    /// `format`, with the other settings at their defaults.
+    pub(super) fn of(format: StorageFormat) -> Storage {
+        Storage {
+            storage_format: format,
+            unfiltered_indexes: RedisConfig::default().unfiltered_indexes,
+        }
+    }
+
+    pub(super) fn configure(self, redis: &mut RedisConfig) {
+        redis.storage_format = self.storage_format;
+        redis.unfiltered_indexes = self.unfiltered_indexes;
+    }
+
+    /// The same, as a `flint` process's environment.
+    fn env(self) -> [(&'static str, &'static str); 2] {
+        [
+            ("FLINT__REDIS__STORAGE_FORMAT", self.storage_format.as_str()),
+            (
+                "FLINT__REDIS__UNFILTERED_INDEXES",
+                if self.unfiltered_indexes {
+                    "true"
+                } else {
+                    "false"
+                },
+            ),
+        ]
+    }
 }
 
 impl System {
-    pub(super) async fn start(layout: Layout, format: StorageFormat) -> anyhow::Result<System> {
+    pub(super) async fn start(layout: Layout, storage: Storage) -> anyhow::Result<System> {
         let redis = LocalRedis::start(layout).await?;
         let sandbox_config = flint_shared::config::SandboxConfig {
             listen: "127.0.0.1:0".parse()?,
@@ -236,7 +275,7 @@ impl System {
         let digest = hex::encode(Sha256::digest(API_KEY.as_bytes()));
         let mut config = Config::default();
         redis.configure(&mut config);
-        config.redis.storage_format = format;
+        storage.configure(&mut config.redis);
         config.enqueuer.listen = "127.0.0.1:0".parse()?;
         config.enqueuer.rate_limit_per_second = 1_000_000;
         config.enqueuer.rate_limit_burst = 1_000_000;
@@ -280,7 +319,7 @@ impl System {
             api_url,
             digest,
             customers,
-            format,
+            storage,
         })
     }
 
@@ -341,7 +380,7 @@ impl System {
             .arg("--config")
             .arg(&file)
             .args(["worker", "--listen", "127.0.0.1:0"])
-            .env("FLINT__REDIS__STORAGE_FORMAT", self.format.as_str())
+            .envs(self.storage.env())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -380,9 +419,15 @@ impl Worker {
         let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             let text = http.get(&self.metrics_url).send().await?.text().await?;
-            let done = finished(&text);
+            let done = finished(&text, None);
             sample(done);
             if done >= payments as f64 {
+                // Every payment charges a good card: a figure of payments that ended otherwise
+                // would not be of a charge.
+                let succeeded = finished(&text, Some(Status::Succeeded));
+                if succeeded < done {
+                    bail!("{succeeded} of {done} payments succeeded: the run measured no charges");
+                }
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -393,11 +438,17 @@ impl Worker {
     }
 }
 
-/// Sum of `flint_payments_finished_total` over its labels.
-fn finished(metrics: &str) -> f64 {
+/// Sum of `flint_payments_finished_total` over its labels, or those of one status.
+fn finished(metrics: &str, status: Option<Status>) -> f64 {
+    let label = status.map(|s| format!("status=\"{}\"", s.as_str()));
     metrics
         .lines()
         .filter(|l| l.starts_with("flint_payments_finished_total"))
+        .filter(|l| {
+            label
+                .as_ref()
+                .is_none_or(|label| l.contains(label.as_str()))
+        })
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }

@@ -127,6 +127,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// A connection to the server, for a test to look at or change its keys.
+    pub async fn connect(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+
     /// The server process's id while it runs (to `SIGSTOP` it, say).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)

@@ -115,7 +115,8 @@ pub fn store(config: &Config) -> anyhow::Result<Store> {
         config.redis.min_replicas_acked,
         config.redis.min_replicas_timeout(),
     )
-    .with_storage_format(config.redis.storage_format))
+    .with_storage_format(config.redis.storage_format)
+    .with_unfiltered_indexes(config.redis.unfiltered_indexes))
 }
 
 /// The charge pipeline with one Stripe client per tenant, each under the fleet's rate limit.

@@ -125,11 +125,7 @@ impl TestApp {
 
     /// The names of the keys matching `pattern` in the app's Redis.
     pub async fn keys(&self, pattern: &str) -> Vec<String> {
-        let mut conn = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_multiplexed_async_connection()
-            .await
-            .unwrap();
+        let mut conn = self.redis.connect().await;
         redis::cmd("KEYS")
             .arg(pattern)
             .query_async(&mut conn)

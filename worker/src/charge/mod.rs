@@ -124,6 +124,11 @@ impl<P: Processor> Pipeline<P> {
             Some(Prepared::Card(method)) => Some(method.clone()),
             _ => None,
         };
+        // The lookups take time: the start, its send window and its event are of now.
+        let now = match prepared {
+            Some(_) => Timestamp::now(),
+            None => now,
+        };
         let mut p = current.payment.clone();
         let mut current = match apply_start(&mut p, start, default_method, &self.policy, now) {
             None => current,

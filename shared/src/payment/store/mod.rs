@@ -11,12 +11,12 @@
 //! | `flint:{q}:idem:<tenant>:<sha256(key)>` | string, TTL | `<request fingerprint>\|<payment id>` |
 //! | `flint:{q}:idx:<tenant>:st:<status>` | sorted set | payment ids by creation time (ms), per status; a listing of every status merges them ([`list`]) |
 //! | `flint:{q}:idx:<tenant>:cus:<digest>:st:<status>` | sorted set | the same, per customer |
-//! | `flint:{q}:idx:<tenant>`, `flint:{q}:idx:<tenant>:cus:<digest>` | sorted set | the same for every status, written by the `json` format only: versions before `compact` list from them |
+//! | `flint:{q}:idx:<tenant>`, `flint:{q}:idx:<tenant>:cus:<digest>` | sorted set | the same for every status, written while `[redis] unfiltered_indexes` is on: versions before this one list from them |
 //! | `flint:{q}:live` | sorted set (score 0) | ids of payments not final: the sweeper's walk |
 //! | `flint:{q}:expiring` | sorted set | ids of final payments by the time they are forgotten |
 //! | `flint:{q}:evt:<id>` | hash | the event ([`Event`]) as a document, `t` tenant; none, in the compact format, for a `created` event its payment keeps (its id names the payment: `lua/events.lua`) |
 //! | `flint:{q}:evx:<tenant>:ty:<type>` | sorted set | the tenant's event ids by creation time (ms), per event type; a listing of every type merges them |
-//! | `flint:{q}:evx:<tenant>` | sorted set | the same for every type, written by the `json` format only |
+//! | `flint:{q}:evx:<tenant>` | sorted set | the same for every type, likewise |
 //! | `flint:{q}:whe:<tenant>` | hash | the tenant's webhook endpoints: id → JSON with secrets |
 //! | `flint:{q}:ack` | string, 10 s TTL | a marker written before a `WAIT` that must cover earlier writes ([`ack`]) |
 //!
@@ -38,6 +38,7 @@ mod events;
 pub use ack::WRITE_CONNECTIONS;
 pub use endpoints::{ReadEndpoint, Written};
 pub use events::{EventFilter, EventPage, EventsMissing};
+pub use list::Page;
 mod list;
 mod partitions;
 mod slots;
@@ -291,6 +292,7 @@ impl Layout {
     fn event_args(
         &self,
         format: StorageFormat,
+        unfiltered: bool,
         tenant: &str,
         before: Option<&Payment>,
         payment: &Payment,
@@ -300,10 +302,15 @@ impl Layout {
             Some(before) => recorded_since(before, payment).collect(),
             None => payment.events.iter().collect(),
         };
-        let mut args = Vec::with_capacity(4 + 6 * new.len());
+        let mut args = Vec::with_capacity(5 + 6 * new.len());
         args.push(self.event_prefix().into_bytes());
         args.push(self.event_index_prefix().into_bytes());
         args.push(self.endpoints_prefix().into_bytes());
+        args.push(if unfiltered {
+            b"1".to_vec()
+        } else {
+            Vec::new()
+        });
         args.push(new.len().to_string().into_bytes());
         let encoded = encode_all(tenant, payment, snapshot, new.iter().copied())?;
         for (n, (e, json)) in new.into_iter().zip(encoded).enumerate() {
@@ -364,6 +371,8 @@ pub struct Store {
     acks: Option<ack::Acks>,
     /// `[redis] storage_format`: how records and events are written (`lua/documents.lua`).
     format: StorageFormat,
+    /// `[redis] unfiltered_indexes`: whether writes add to the indexes of all records.
+    unfiltered: bool,
     pub idempotency_ttl: Duration,
     pub retention: Duration,
 }
@@ -423,6 +432,7 @@ impl Store {
             },
             acks: None,
             format: StorageFormat::Json,
+            unfiltered: true,
             idempotency_ttl,
             retention,
         }
@@ -431,6 +441,13 @@ impl Store {
     /// Writes records and events in `format` (`[redis] storage_format`); both are read.
     pub fn with_storage_format(mut self, format: StorageFormat) -> Store {
         self.format = format;
+        self
+    }
+
+    /// Whether writes add payments and events to the unfiltered indexes, which versions before
+    /// this one list from (`[redis] unfiltered_indexes`).
+    pub fn with_unfiltered_indexes(mut self, unfiltered: bool) -> Store {
+        self.unfiltered = unfiltered;
         self
     }
 
@@ -546,7 +563,14 @@ impl Store {
             .arg(layout.index_prefix())
             .arg(self.format.as_str())
             .arg(documents::timeline(self.format, &payment))
-            .arg(layout.event_args(self.format, tenant, None, &payment, &snapshot)?)
+            .arg(layout.event_args(
+                self.format,
+                self.unfiltered,
+                tenant,
+                None,
+                &payment,
+                &snapshot,
+            )?)
             .invoke_async(&mut conn)
             .await?;
         match outcome.as_str() {
@@ -681,6 +705,7 @@ impl Store {
             .arg(created_doc)
             .arg(layout.event_args(
                 self.format,
+                self.unfiltered,
                 &current.tenant,
                 Some(&current.payment),
                 payment,

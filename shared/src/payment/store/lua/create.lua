@@ -27,9 +27,9 @@ local tenant_index = ARGV[11] .. ':' .. tenant
 local customer_index = tenant_index .. ':cus:' .. customer
 redis.call('ZADD', tenant_index .. ':st:pending', created, id)
 redis.call('ZADD', customer_index .. ':st:pending', created, id)
-if mode == 'json' then
-  -- The indexes of all the tenant's (the customer's) payments, which versions before the
-  -- compact format list from; this one lists the union of the per-status indexes.
+if fe_unfiltered(14) then
+  -- The indexes of all the tenant's (the customer's) payments, which versions before this one
+  -- list from; this one lists the union of the per-status indexes.
   redis.call('ZADD', tenant_index, created, id)
   redis.call('ZADD', customer_index, created, id)
 end

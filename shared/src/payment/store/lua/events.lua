@@ -14,8 +14,9 @@
 --                                  has the timeline, and every event has its own key
 --   <event index>:<tenant>:ty:<t>  sorted set: the tenant's event ids of type t by creation
 --                                  time (ms); a listing of every type merges them
---   <event index>:<tenant>         the same for every type, in 'json' only: versions before
---                                  the compact format list from it
+--   <event index>:<tenant>         the same for every type, while `[redis]
+--                                  unfiltered_indexes` is on: versions before this one list
+--                                  from it
 --   <endpoints>:<tenant>           hash: the tenant's webhook endpoints (see endpoints.rs);
 --                                  while it exists, each event gets a dispatch job
 --
@@ -65,22 +66,28 @@ local function fe_find(events, id, payments)
   return record, owner, true
 end
 
+-- Whether a write adds to the unfiltered indexes (ARGV[first] starting the events' arguments,
+-- as fe_write takes them).
+local function fe_unfiltered(first)
+  return ARGV[first + 3] == '1'
+end
+
 -- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
--- endpoints prefix, a count, then id, type, created_ms, document and dispatch job payload for
--- each. An event with an empty document is kept in its payment (the `created` event of a new
+-- endpoints prefix, '1' when the tenant's index of all events is written too (else ''), a
+-- count, then id, type, created_ms, document and dispatch job payload for each. An event with an empty document is kept in its payment (the `created` event of a new
 -- payment, whose record is already written): it gets no key of its own.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
 -- tenant has endpoints; `mode`, the documents' format. Returns the index of the first ARGV
 -- after them.
 local function fe_write(mode, tenant, first, webhooks)
   local events, index, endpoints = ARGV[first], ARGV[first + 1], ARGV[first + 2]
-  local count = tonumber(ARGV[first + 3])
-  local after = first + 4 + count * 5
+  local count = tonumber(ARGV[first + 4])
+  local after = first + 5 + count * 5
   if count == 0 then return after end
   local dispatch = redis.call('EXISTS', endpoints .. tenant) == 1
   local tenant_index = index .. ':' .. tenant
   for i = 0, count - 1 do
-    local at = first + 4 + i * 5
+    local at = first + 5 + i * 5
     local id, kind, doc = ARGV[at], ARGV[at + 1], ARGV[at + 3]
     -- Events of one transition share a millisecond: a fraction keeps them in order.
     local created = tonumber(ARGV[at + 2]) + i / 1000
@@ -88,7 +95,7 @@ local function fe_write(mode, tenant, first, webhooks)
       redis.call('HSET', events .. id, unpack(fd_fields(mode, doc, {'t', tenant})))
     end
     redis.call('ZADD', tenant_index .. ':ty:' .. kind, created, id)
-    if mode == 'json' then redis.call('ZADD', tenant_index, created, id) end
+    if fe_unfiltered(first) then redis.call('ZADD', tenant_index, created, id) end
     if dispatch then fq_push(webhooks, id, 0, 0, ARGV[at + 4]) end
   end
   return after
