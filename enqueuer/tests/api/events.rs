@@ -10,6 +10,7 @@ flint_testkit::in_both_layouts!(
     each_change_of_a_payment_is_an_event_with_the_payment_as_it_left_it,
     pages_of_events_carry_on_from_their_cursor_to_the_end,
     pages_of_events_carry_on_from_their_cursor_to_the_end_compact,
+    pages_of_events_carry_on_from_their_cursor_to_the_end_compact_unfiltered,
     a_tenant_sees_only_its_own_events,
     bad_event_queries_name_the_parameter_and_change_nothing,
     every_change_records_who_asked_for_it_and_why,
@@ -109,6 +110,11 @@ async fn pages_of_events_carry_on_from_their_cursor_to_the_end() {
 
 async fn pages_of_events_carry_on_from_their_cursor_to_the_end_compact() {
     pages_of_events(StorageFormat::Compact, false).await;
+}
+
+/// Compact with the unfiltered index kept (the default while earlier versions still run).
+async fn pages_of_events_carry_on_from_their_cursor_to_the_end_compact_unfiltered() {
+    pages_of_events(StorageFormat::Compact, true).await;
 }
 
 /// Listing every type merges the per-type indexes: pages newest first, each event once,

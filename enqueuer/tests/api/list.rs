@@ -7,6 +7,7 @@ use crate::helpers::*;
 flint_testkit::in_both_layouts!(
     pages_cover_every_payment_once_in_order_across_ties_and_partitions,
     pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact,
+    pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact_unfiltered,
     payments_list_newest_first_with_cursors_and_filters,
     bad_list_queries_are_400s_naming_the_parameter,
 );
@@ -100,6 +101,11 @@ async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions() {
 
 async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact() {
     pages_cover_every_payment(StorageFormat::Compact, false).await;
+}
+
+/// Compact with the unfiltered indexes kept (the default while earlier versions still run).
+async fn pages_cover_every_payment_once_in_order_across_ties_and_partitions_compact_unfiltered() {
+    pages_cover_every_payment(StorageFormat::Compact, true).await;
 }
 
 /// Listing every status merges the per-status indexes: pages across ties, partitions and

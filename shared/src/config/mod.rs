@@ -106,7 +106,7 @@ pub struct RedisConfig {
     /// Also keep the unfiltered indexes: of all a tenant's payments, of all a customer's and
     /// of all a tenant's events. This version lists from the per-status (per-type) indexes
     /// alone; versions before it list from these. `true` (the default) until every enqueuer
-    /// and worker runs this version or later; `false` then saves about 400 bytes of Redis
+    /// and worker runs this version or later; `false` then saves about 430 bytes of Redis
     /// memory per pending payment.
     pub unfiltered_indexes: bool,
 }

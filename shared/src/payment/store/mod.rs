@@ -286,8 +286,9 @@ fn with_events(body: &str) -> Script {
 
 impl Layout {
     /// The events `payment` recorded since `before`, as `fe_write` takes them: the key
-    /// prefixes, a count, then id, type, creation time (ms), document (in `format`) and
-    /// dispatch job for each. In the compact format a new payment's `created` event gets no
+    /// prefixes, whether the tenant's unfiltered event index is written (`unfiltered`), a
+    /// count, then id, type, creation time (ms), document (in `format`) and dispatch job for
+    /// each. In the compact format a new payment's `created` event gets no
     /// document: it is made from the record until that changes (see `lua/events.lua`).
     fn event_args(
         &self,

@@ -74,8 +74,9 @@ end
 
 -- Writes the events passed from ARGV[first]: the event key prefix, the event index prefix, the
 -- endpoints prefix, '1' when the tenant's index of all events is written too (else ''), a
--- count, then id, type, created_ms, document and dispatch job payload for each. An event with an empty document is kept in its payment (the `created` event of a new
--- payment, whose record is already written): it gets no key of its own.
+-- count, then id, type, created_ms, document and dispatch job payload for each. An event with
+-- an empty document is kept in its payment (the `created` event of a new payment, whose
+-- record is already written): it gets no key of its own.
 -- `webhooks` is the webhook queue (fq_queue), which gets each event's dispatch job when the
 -- tenant has endpoints; `mode`, the documents' format. Returns the index of the first ARGV
 -- after them.
