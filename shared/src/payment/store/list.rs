@@ -149,8 +149,13 @@ impl Store {
         cursor_score: &str,
     ) -> Result<Option<Part>, StoreError> {
         let indexes = (listing.indexes)(layout);
+        // The indexes a cursor is looked up in, only when the script looks it up.
+        let lookup = match (starting_after, cursor_score) {
+            (Some(_), "") => (listing.all)(layout),
+            _ => Vec::new(),
+        };
         let mut invocation = self.scripts.list.prepare_invoke();
-        for key in indexes.iter().chain(&(listing.all)(layout)) {
+        for key in indexes.iter().chain(&lookup) {
             invocation.key(key);
         }
         let reply: Vec<redis::Value> = invocation

@@ -5,8 +5,9 @@
 -- status meanwhile is met once, in its place.
 -- Entries whose record is gone (expired before the reaper removed them) are dropped from their
 -- index as they are met, so every call makes progress.
--- KEYS: the listing's indexes (ARGV[7] of them), then the tenant's indexes of the same kind,
---       one per status (per event type): where a cursor's position is looked up
+-- KEYS: the listing's indexes (ARGV[7] of them), then, when the cursor's score is to be looked
+--       up here, the tenant's indexes of the same kind, one per status (per event type), in
+--       which it is looked up
 -- ARGV: tenant, limit, cursor id ('' for the first page), record key prefix
 --       (`flint:{q}:pay:` or `flint:{q}:evt:`; payments are read with fe_read, events with
 --       fe_find),
